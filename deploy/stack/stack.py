@@ -1,0 +1,174 @@
+"""`tradeloop up | down | status`: the whole embedded stack, in dependency order."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deploy.settings import Settings
+from deploy.stack import broker, postgres, services
+from deploy.stack.process import ServiceRecord, StackError, http_ok, port_in_use, stop
+
+# start order; `down` goes in reverse
+ORDER = ("postgres", "broker", "mlflow", "dagster-webserver", "dagster-daemon", "worker")
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str  # running | stopped | external | unhealthy
+    pid: int | None
+    port: int | None
+    url: str
+    log: str
+
+
+def _ports(settings: Settings) -> dict[str, int]:
+    return {
+        "postgres": settings.pg_port,
+        "broker": settings.broker_port,
+        "mlflow": settings.mlflow_port,
+        "dagster-webserver": settings.dagster_port,
+        "dagster-daemon": 0,
+        "worker": settings.worker_port,
+    }
+
+
+def _running(settings: Settings, name: str) -> ServiceRecord | None:
+    record = ServiceRecord.load(settings.run_dir, name)
+    return record if record is not None and record.process() is not None else None
+
+
+def _urls(settings: Settings) -> tuple[str, str]:
+    pg_url = settings.database_url or postgres.url(settings, settings.pg_port)
+    bootstrap = settings.kafka_bootstrap or f"{settings.host}:{settings.broker_port}"
+    return pg_url, bootstrap
+
+
+def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, ServiceRecord]:
+    """Start what is not running, in order; on any failure stop what this call started and raise."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    pg_url, bootstrap = _urls(settings)
+    started: list[ServiceRecord] = []
+    records: dict[str, ServiceRecord] = {}
+
+    def run(name: str, start: Callable[[], ServiceRecord]) -> None:
+        existing = _running(settings, name)
+        if existing is not None:
+            echo(f"  {name:<18} already running (pid {existing.pid})")
+            records[name] = existing
+            return
+        port = _ports(settings)[name]
+        if port and port_in_use(settings.host, port):
+            raise StackError(f"{name}: port {port} on {settings.host} is already in use by another process; "
+                             f"stop it or choose another port (see README, Configuration); "
+                             f"log: {settings.log_dir / (name + '.log')}")
+        record = start()
+        started.append(record)
+        records[name] = record
+        echo(f"  {name:<18} up (pid {record.pid}{f', port {record.port}' if record.port else ''})")
+
+    try:
+        if settings.database_url:
+            echo(f"  {'postgres':<18} external ({_redact(settings.database_url)})")
+        else:
+            run("postgres", lambda: postgres.start(settings, settings.pg_port))
+        _migrate(pg_url)
+        if settings.kafka_bootstrap:
+            echo(f"  {'broker':<18} external ({settings.kafka_bootstrap})")
+        else:
+            run("broker", lambda: broker.start(settings, settings.broker_port))
+        _topics(bootstrap, settings)
+        run("mlflow", lambda: services.start_mlflow(settings, pg_url, bootstrap))
+        run("dagster-webserver", lambda: services.start_dagster_webserver(settings, pg_url, bootstrap))
+        run("dagster-daemon", lambda: services.start_dagster_daemon(settings, pg_url, bootstrap))
+        run("worker", lambda: services.start_worker(settings, pg_url, bootstrap))
+    except BaseException:
+        for record in reversed(started):
+            stop(record, settings.run_dir, sig=_stop_signal(record.name))
+        raise
+    return records
+
+
+def _migrate(pg_url: str) -> None:
+    from deploy import migrations
+
+    try:
+        migrations.upgrade(pg_url)
+    except Exception as exc:  # noqa: BLE001 - any failure here is reported as one line
+        raise StackError(f"schema: migrations failed: {str(exc).splitlines()[0]}") from exc
+
+
+def _topics(bootstrap: str, settings: Settings) -> None:
+    from streaming.topics import ensure_topics
+
+    try:
+        asyncio.run(ensure_topics(bootstrap, settings.topic_partitions))
+    except Exception as exc:  # noqa: BLE001
+        raise StackError(f"broker: could not create topics on {bootstrap}: {exc}") from exc
+
+
+def _stop_signal(name: str) -> int:
+    return signal.SIGINT if name == "postgres" else signal.SIGTERM
+
+
+# `down` stops each wave in parallel, waves in order: the clients first, then the broker, then the database
+DOWN_WAVES = (("worker", "dagster-daemon", "dagster-webserver", "mlflow"), ("broker",), ("postgres",))
+
+
+def down(settings: Settings, echo: Callable[[str], None] = print) -> list[str]:
+    """Stop every service we started (clients before the servers they use); data stays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stopped = []
+    for wave in DOWN_WAVES:
+        records = [r for r in (ServiceRecord.load(settings.run_dir, name) for name in wave) if r is not None]
+        with ThreadPoolExecutor(max_workers=len(records) or 1) as pool:
+            results = list(pool.map(lambda r: stop(r, settings.run_dir, sig=_stop_signal(r.name)), records))
+        for record, was_running in zip(records, results):
+            if was_running:
+                stopped.append(record.name)
+                echo(f"  {record.name:<18} stopped")
+    return stopped
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    result = []
+    for name in ORDER:
+        if name == "postgres" and settings.database_url:
+            result.append(ServiceStatus(name, "external", None, None, _redact(settings.database_url), ""))
+            continue
+        if name == "broker" and settings.kafka_bootstrap:
+            result.append(ServiceStatus(name, "external", None, None, settings.kafka_bootstrap, ""))
+            continue
+        record = ServiceRecord.load(settings.run_dir, name)
+        if record is None or record.process() is None:
+            result.append(ServiceStatus(name, "stopped", None, None, "", record.log if record else ""))
+            continue
+        healthy = _healthy(settings, record)
+        result.append(ServiceStatus(name, "running" if healthy else "unhealthy", record.pid,
+                                    record.port or None, record.url, record.log))
+    return result
+
+
+def _healthy(settings: Settings, record: ServiceRecord) -> bool:
+    checks = {
+        "postgres": lambda: port_in_use(settings.host, record.port),
+        "broker": lambda: port_in_use(settings.host, record.port),
+        "mlflow": lambda: http_ok(f"{record.url}/health"),
+        "dagster-webserver": lambda: http_ok(f"{record.url}/server_info"),
+        "dagster-daemon": lambda: True,  # alive is all we can ask of it cheaply
+        "worker": lambda: http_ok(f"{record.url}/health"),
+    }
+    return checks[record.name]()
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - never echo a credential, even from a malformed URL
+        return "<unparseable url>"

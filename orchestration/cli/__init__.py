@@ -1,0 +1,37 @@
+"""`tradeloop` command line.
+
+Sub-commands live in their own modules and are imported only when invoked, so that
+`tradeloop --help` or `tradeloop status` never pays for Dagster, MLflow or AutoGluon imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "up": "orchestration.cli.stack:up",
+    "down": "orchestration.cli.stack:down",
+    "status": "orchestration.cli.stack:status",
+    "migrate": "orchestration.cli.stack:migrate",
+    "backtest": "orchestration.cli.backtest:backtest",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """tradeloop: autonomous trading platform (paper trading by default)."""

@@ -1,0 +1,79 @@
+"""`tradeloop up | down | status | migrate`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _settings():
+    from deploy.settings import get_settings
+
+    return get_settings()
+
+
+@click.command()
+def up() -> None:
+    """Start the embedded stack (PostgreSQL, broker, MLflow, Dagster, a Faust worker) and wait until healthy."""
+    from deploy.stack.process import StackError
+    from deploy.stack.stack import up as stack_up
+
+    settings = _settings()
+    click.echo(f"tradeloop: starting the stack (state in {settings.home})")
+    try:
+        records = stack_up(settings, echo=click.echo)
+    except StackError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted: stopped what this run had started", err=True)
+        sys.exit(130)
+    click.echo("")
+    click.echo(f"  Dagster UI   {records['dagster-webserver'].url}")
+    click.echo(f"  MLflow UI    {records['mlflow'].url}")
+    click.echo(f"  Worker web   {records['worker'].url}/health")
+    click.echo("tradeloop is up. `tradeloop status` shows each service; `tradeloop down` stops them.")
+
+
+@click.command()
+def down() -> None:
+    """Stop every service gracefully; the data stays for the next `up`."""
+    from deploy.stack.stack import down as stack_down
+
+    stopped = stack_down(_settings(), echo=click.echo)
+    click.echo("tradeloop is down." if stopped else "nothing was running.")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per service.")
+def status(as_json: bool) -> None:
+    """Show each service with its pid, port and health. Exit 0 only if all are running."""
+    import json
+
+    from deploy.stack.stack import status as stack_status
+
+    rows = stack_status(_settings())
+    if as_json:
+        click.echo(json.dumps([row.__dict__ for row in rows]))
+    else:
+        click.echo(f"{'service':<18} {'state':<10} {'pid':>7} {'port':>6}  url")
+        for row in rows:
+            click.echo(f"{row.name:<18} {row.state:<10} {row.pid or '-':>7} {row.port or '-':>6}  {row.url}")
+    sys.exit(0 if all(row.state in ("running", "external") for row in rows) else 3)
+
+
+@click.command()
+def migrate() -> None:
+    """Apply database migrations to DATABASE_URL (or the embedded server, which must be up)."""
+    from deploy import migrations
+    from deploy.stack import postgres
+
+    settings = _settings()
+    url = settings.database_url or postgres.url(settings, settings.pg_port)
+    try:
+        migrations.upgrade(url)
+    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
+        click.echo(f"error: migrations failed on {url}: {str(exc).splitlines()[0]}", err=True)
+        sys.exit(1)
+    click.echo(f"schema at revision {migrations.current(url)}")

@@ -1,0 +1,1 @@
+"""The real-time half: a faust-streaming app for ticks, signals, risk and order flow."""

@@ -1,0 +1,69 @@
+"""Session fixtures: a real PostgreSQL and a real Kafka-protocol broker, started by the project's own
+stack code (deploy.stack) on free ports in a temporary home. No mocks of either."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from deploy.settings import Settings
+
+
+def make_settings(home: Path, **overrides) -> Settings:
+    from deploy.stack.process import free_port
+
+    ports = {
+        "pg_port": free_port(), "broker_port": free_port(), "mlflow_port": free_port(),
+        "dagster_port": free_port(), "worker_port": free_port(),
+    }
+    # _env_file=None: a developer's .env must not leak into the tests
+    return Settings(_env_file=None, home=home, database_url=None, kafka_bootstrap=None, **{**ports, **overrides})
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("tradeloop-home"))
+
+
+@pytest.fixture(scope="session")
+def pg_url(stack_settings: Settings):
+    """URL of a real PostgreSQL with the schema migrated to head."""
+    from deploy import migrations
+    from deploy.stack import postgres
+    from deploy.stack.process import stop
+
+    record = postgres.start(stack_settings, stack_settings.pg_port)
+    url = postgres.url(stack_settings, stack_settings.pg_port)
+    try:
+        migrations.upgrade(url)
+        yield url
+    finally:
+        stop(record, stack_settings.run_dir, sig=signal.SIGINT)
+
+
+@pytest.fixture(scope="session")
+def engine(pg_url: str):
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(pg_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack_settings: Settings):
+    """Bootstrap address of a real Tansu broker with the platform's topics created."""
+    from deploy.stack import broker
+    from deploy.stack.process import stop
+    from streaming.topics import ensure_topics
+
+    record = broker.start(stack_settings, stack_settings.broker_port)
+    bootstrap = f"{stack_settings.host}:{stack_settings.broker_port}"
+    try:
+        asyncio.run(ensure_topics(bootstrap, stack_settings.topic_partitions))
+        yield bootstrap
+    finally:
+        stop(record, stack_settings.run_dir)

@@ -1,0 +1,127 @@
+"""`tradeloop up | status | down` end to end, as a user runs them: real processes, real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import make_settings
+
+TRADELOOP = str(Path(sys.executable).parent / "tradeloop")
+
+
+def env_for(settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_")}
+    env.pop("DATABASE_URL", None)
+    env.pop("KAFKA_BOOTSTRAP", None)
+    env.update({
+        "TRADELOOP_HOME": str(settings.home),
+        "TRADELOOP_PG_PORT": str(settings.pg_port),
+        "TRADELOOP_BROKER_PORT": str(settings.broker_port),
+        "TRADELOOP_MLFLOW_PORT": str(settings.mlflow_port),
+        "TRADELOOP_DAGSTER_PORT": str(settings.dagster_port),
+        "TRADELOOP_WORKER_PORT": str(settings.worker_port),
+    })
+    return env
+
+
+def tradeloop(settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([TRADELOOP, *args], env=env_for(settings), capture_output=True, text=True,
+                          timeout=timeout, cwd=Path(__file__).parents[2])
+
+
+@pytest.fixture
+def home(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    yield settings
+    tradeloop(settings, "down")  # never leave a service behind, whatever the test did
+
+
+@pytest.mark.slow
+def test_up_status_down_and_data_survives_a_restart(home):
+    first = tradeloop(home, "up")
+    assert first.returncode == 0, first.stderr + first.stdout
+    for url in (f"http://127.0.0.1:{home.dagster_port}", f"http://127.0.0.1:{home.mlflow_port}",
+                f"http://127.0.0.1:{home.worker_port}/health"):
+        assert url in first.stdout
+
+    status = tradeloop(home, "status", "--json")
+    assert status.returncode == 0, status.stdout
+    rows = {row["name"]: row for row in json.loads(status.stdout)}
+    assert set(rows) == {"postgres", "broker", "mlflow", "dagster-webserver", "dagster-daemon", "worker"}
+    assert {row["state"] for row in rows.values()} == {"running"}
+    assert all(isinstance(row["pid"], int) for row in rows.values())
+
+    # the Dagster UI serves the `orchestration` code location, loaded without errors
+    from deploy.stack.services import code_locations
+
+    assert code_locations(f"http://127.0.0.1:{home.dagster_port}") == {"orchestration": "LOADED"}
+
+    url = f"postgresql+psycopg://tradeloop@127.0.0.1:{home.pg_port}/tradeloop"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("""
+            INSERT INTO audit_log (event_id, actor, action, scope, reason)
+            VALUES ('survives-restart', 'test', 'note', 'account:test', 'data must survive down/up')
+        """))
+    engine.dispose()
+
+    down = tradeloop(home, "down")
+    assert down.returncode == 0, down.stderr
+    stopped = tradeloop(home, "status", "--json")
+    assert stopped.returncode == 3
+    assert {row["state"] for row in json.loads(stopped.stdout)} == {"stopped"}
+    for pid in (row["pid"] for row in rows.values()):
+        assert not _alive(pid), f"pid {pid} still running after down"
+
+    second = tradeloop(home, "up")
+    assert second.returncode == 0, second.stderr + second.stdout
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        reason = conn.execute(sa.text("SELECT reason FROM audit_log WHERE event_id = 'survives-restart'")).scalar()
+    engine.dispose()
+    assert reason == "data must survive down/up"
+
+
+def test_port_taken_is_one_clear_line_and_stops_what_it_started(home):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", home.mlflow_port))
+    blocker.listen()
+    try:
+        result = tradeloop(home, "up")
+    finally:
+        blocker.close()
+    assert result.returncode == 1
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 1, result.stderr
+    assert error_lines[0].startswith(f"error: mlflow: port {home.mlflow_port}")
+    assert "mlflow.log" in error_lines[0]
+    assert "Traceback" not in result.stderr
+    # postgres and the broker had started; they were stopped again
+    status = json.loads(tradeloop(home, "status", "--json").stdout)
+    assert {row["state"] for row in status} == {"stopped"}
+
+
+def test_missing_server_binaries_name_the_service(home):
+    env = env_for(home)
+    env["TRADELOOP_PG_BIN_DIR"] = "/nonexistent/pg/bin"
+    result = subprocess.run([TRADELOOP, "up"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "error: postgres: no server binaries found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
