@@ -45,7 +45,15 @@ class Settings(BaseSettings):
     dagster_port: int = Field(13000, description="Dagster UI port.")
     worker_port: int = Field(16066, description="Faust worker web port (/health, /metrics).")
 
+    docs_port: int = Field(18080, description="Static site port: Data Docs and reports, readable offline.")
+
     start_timeout_s: float = Field(120.0, description="How long `up` waits for one service to be healthy.")
+
+    symbols: list[str] = Field(["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+                               description="Symbols of the historical store (unified BASE/QUOTE).")
+    history_start: str = Field("2026-11-01", description="First daily partition of the historical store (UTC).")
+    market_source: str = Field("sim", description="Where history comes from: `sim`, or a ccxt exchange id.")
+    sim_seed: int = Field(7, description="Seed of the simulated venue: same seed, same market.")
 
     @property
     def run_dir(self) -> Path:
@@ -54,6 +62,15 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def site_dir(self) -> Path:
+        """Static site served by the `docs` service: Data Docs, tear sheets."""
+        return self.home / "site"
+
+    @property
+    def docs_url(self) -> str:
+        return f"http://{self.host}:{self.docs_port}"
 
 
 @lru_cache(maxsize=1)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.resources import PostgresResource
+from assets.market_data import ohlcv, ohlcv_clean
+from deploy.settings import get_settings
+from orchestration.resources import MarketDataSource, PostgresResource
+
+_settings = get_settings()
 
 defs = dg.Definitions(
-    resources={"db": PostgresResource(url=dg.EnvVar("DATABASE_URL"))},
+    assets=[ohlcv, ohlcv_clean],
+    resources={
+        "db": PostgresResource(url=dg.EnvVar("DATABASE_URL")),
+        "market_source": MarketDataSource(kind=_settings.market_source, seed=_settings.sim_seed,
+                                          history_start=_settings.history_start),
+    },
 )

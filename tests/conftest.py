@@ -4,12 +4,22 @@ stack code (deploy.stack) on free ports in a temporary home. No mocks of either.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from deploy.settings import Settings
+# Before any test module is collected (importing assets reads the settings): state of this test session
+# lives in a temporary home, never in the repository's .tradeloop of a developer's running platform.
+os.environ["TRADELOOP_HOME"] = tempfile.mkdtemp(prefix="tradeloop-test-")
+for _name in ("DATABASE_URL", "KAFKA_BOOTSTRAP"):
+    os.environ.pop(_name, None)
+
+from deploy.settings import Settings, get_settings  # noqa: E402
+
+get_settings.cache_clear()
 
 
 def make_settings(home: Path, **overrides) -> Settings:
@@ -17,15 +27,15 @@ def make_settings(home: Path, **overrides) -> Settings:
 
     ports = {
         "pg_port": free_port(), "broker_port": free_port(), "mlflow_port": free_port(),
-        "dagster_port": free_port(), "worker_port": free_port(),
+        "dagster_port": free_port(), "worker_port": free_port(), "docs_port": free_port(),
     }
     # _env_file=None: a developer's .env must not leak into the tests
     return Settings(_env_file=None, home=home, database_url=None, kafka_bootstrap=None, **{**ports, **overrides})
 
 
 @pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("tradeloop-home"))
+def stack_settings() -> Settings:
+    return make_settings(Path(os.environ["TRADELOOP_HOME"]))
 
 
 @pytest.fixture(scope="session")

@@ -25,13 +25,13 @@ def _env(settings: Settings, pg_url: str, bootstrap: str) -> dict[str, str]:
         "KAFKA_BOOTSTRAP": bootstrap,
         "MLFLOW_TRACKING_URI": f"http://{settings.host}:{settings.mlflow_port}",
         "DAGSTER_HOME": str(dagster_home(settings)),
-        "TRADELOOP_DAGSTER_PG_URL": _with_database(pg_url, "dagster", driver="postgresql"),
+        "TRADELOOP_DAGSTER_PG_URL": _with_database(pg_url, "dagster", driver="postgresql+psycopg2"),
         "PYTHONUNBUFFERED": "1",
     }
 
 
 def _with_database(pg_url: str, database: str, driver: str = "postgresql+psycopg") -> str:
-    """Same server, another database; `driver` because Dagster wants a plain postgresql:// URL."""
+    """Same server, another database. Dagster gets psycopg2: its storage code is written for that driver."""
     from sqlalchemy.engine import make_url
 
     url = make_url(pg_url).set(database=database, drivername=driver)
@@ -134,4 +134,16 @@ def start_worker(settings: Settings, pg_url: str, bootstrap: str) -> ServiceReco
     record = spawn("worker", argv, port=port, url=url, log_dir=settings.log_dir, run_dir=settings.run_dir,
                    env=_env(settings, pg_url, bootstrap), cwd=REPO_ROOT)
     wait_healthy(record, lambda: http_ok(f"{url}/ready"), settings.start_timeout_s)
+    return record
+
+
+def start_docs(settings: Settings) -> ServiceRecord:
+    """A static file server for the site: Data Docs and reports, linked from Dagster asset metadata."""
+    settings.site_dir.mkdir(parents=True, exist_ok=True)
+    port = settings.docs_port
+    url = settings.docs_url
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", settings.host,
+            "--directory", str(settings.site_dir)]
+    record = spawn("docs", argv, port=port, url=url, log_dir=settings.log_dir, run_dir=settings.run_dir)
+    wait_healthy(record, lambda: http_ok(f"{url}/"), settings.start_timeout_s)
     return record

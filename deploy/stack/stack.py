@@ -12,7 +12,7 @@ from deploy.stack import broker, postgres, services
 from deploy.stack.process import ServiceRecord, StackError, http_ok, port_in_use, stop
 
 # start order; `down` goes in reverse
-ORDER = ("postgres", "broker", "mlflow", "dagster-webserver", "dagster-daemon", "worker")
+ORDER = ("postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker")
 
 
 @dataclass
@@ -30,6 +30,7 @@ def _ports(settings: Settings) -> dict[str, int]:
         "postgres": settings.pg_port,
         "broker": settings.broker_port,
         "mlflow": settings.mlflow_port,
+        "docs": settings.docs_port,
         "dagster-webserver": settings.dagster_port,
         "dagster-daemon": 0,
         "worker": settings.worker_port,
@@ -82,6 +83,7 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, Ser
             run("broker", lambda: broker.start(settings, settings.broker_port))
         _topics(bootstrap, settings)
         run("mlflow", lambda: services.start_mlflow(settings, pg_url, bootstrap))
+        run("docs", lambda: services.start_docs(settings))
         run("dagster-webserver", lambda: services.start_dagster_webserver(settings, pg_url, bootstrap))
         run("dagster-daemon", lambda: services.start_dagster_daemon(settings, pg_url, bootstrap))
         run("worker", lambda: services.start_worker(settings, pg_url, bootstrap))
@@ -115,7 +117,7 @@ def _stop_signal(name: str) -> int:
 
 
 # `down` stops each wave in parallel, waves in order: the clients first, then the broker, then the database
-DOWN_WAVES = (("worker", "dagster-daemon", "dagster-webserver", "mlflow"), ("broker",), ("postgres",))
+DOWN_WAVES = (("worker", "dagster-daemon", "dagster-webserver", "mlflow", "docs"), ("broker",), ("postgres",))
 
 
 def down(settings: Settings, echo: Callable[[str], None] = print) -> list[str]:
@@ -158,6 +160,7 @@ def _healthy(settings: Settings, record: ServiceRecord) -> bool:
         "postgres": lambda: port_in_use(settings.host, record.port),
         "broker": lambda: port_in_use(settings.host, record.port),
         "mlflow": lambda: http_ok(f"{record.url}/health"),
+        "docs": lambda: http_ok(f"{record.url}/"),
         "dagster-webserver": lambda: http_ok(f"{record.url}/server_info"),
         "dagster-daemon": lambda: True,  # alive is all we can ask of it cheaply
         "worker": lambda: http_ok(f"{record.url}/health"),

@@ -33,6 +33,7 @@ def up() -> None:
     click.echo(f"  Dagster UI   {records['dagster-webserver'].url}")
     click.echo(f"  MLflow UI    {records['mlflow'].url}")
     click.echo(f"  Worker web   {records['worker'].url}/health")
+    click.echo(f"  Data Docs    {records['docs'].url}/data_docs/index.html")
     click.echo("tradeloop is up. `tradeloop status` shows each service; `tradeloop down` stops them.")
 
 

@@ -112,7 +112,7 @@ def test_migrations_are_idempotent_and_at_head(pg_url):
     from deploy import migrations
 
     migrations.upgrade(pg_url)  # a second `up` runs them again: nothing to do, nothing breaks
-    assert migrations.current(pg_url) == "0001"
+    assert migrations.current(pg_url) == "0002"
 
 
 def test_downgrade_and_upgrade_round_trip(stack_settings, pg_url):

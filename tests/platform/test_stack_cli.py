@@ -28,6 +28,7 @@ def env_for(settings) -> dict[str, str]:
         "TRADELOOP_MLFLOW_PORT": str(settings.mlflow_port),
         "TRADELOOP_DAGSTER_PORT": str(settings.dagster_port),
         "TRADELOOP_WORKER_PORT": str(settings.worker_port),
+        "TRADELOOP_DOCS_PORT": str(settings.docs_port),
     })
     return env
 
@@ -55,7 +56,7 @@ def test_up_status_down_and_data_survives_a_restart(home):
     status = tradeloop(home, "status", "--json")
     assert status.returncode == 0, status.stdout
     rows = {row["name"]: row for row in json.loads(status.stdout)}
-    assert set(rows) == {"postgres", "broker", "mlflow", "dagster-webserver", "dagster-daemon", "worker"}
+    assert set(rows) == {"postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker"}
     assert {row["state"] for row in rows.values()} == {"running"}
     assert all(isinstance(row["pid"], int) for row in rows.values())
 

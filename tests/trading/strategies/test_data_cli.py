@@ -1,0 +1,163 @@
+"""Bar loading (formats, validation errors) and the `tradeloop backtest` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from orchestration.cli import main
+from trading.backtest.data import DataError, load_bars
+
+from .conftest import T0, random_bars
+
+TRADELOOP = Path(sys.executable).parent / "tradeloop"
+
+
+def _write(tmp_path, frame, name="bars.csv"):
+    path = tmp_path / name
+    (frame.write_parquet if name.endswith(".parquet") else frame.write_csv)(path)
+    return path
+
+
+def _plain(n=400, seed=2):
+    return random_bars(n, seed=seed).drop("symbol")
+
+
+@pytest.mark.parametrize("unit", ["iso", "s", "ms", "datetime"])
+def test_timestamp_formats_load_to_the_same_ns(tmp_path, unit):
+    f = _plain(5)
+    ns = f["timestamp"]
+    col = {
+        "iso": pl.from_epoch(ns, "ns").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "s": ns // 1_000_000_000,
+        "ms": ns // 1_000_000,
+        "datetime": pl.from_epoch(ns, "ns"),
+    }[unit]
+    path = _write(tmp_path, f.with_columns(col.alias("timestamp")), "b.parquet" if unit == "datetime" else "b.csv")
+    got = load_bars(path, "X/USD")
+    assert got["timestamp"].to_list() == ns.to_list() and got["symbol"][0] == "X/USD"
+
+
+def test_iso_with_offsets_and_multi_symbol_file(tmp_path):
+    csv = tmp_path / "m.csv"
+    csv.write_text("timestamp,symbol,open,high,low,close,volume\n"
+                   "2024-01-01T01:00:00+01:00,A/USD,1,2,1,2,5\n"
+                   "2024-01-01T00:00:00Z,B/USD,3,3,2,2,5\n"
+                   "2024-01-01T00:01:00Z,A/USD,2,2,1,1,5\n")
+    got = load_bars(csv)
+    assert got["symbol"].to_list() == ["A/USD", "B/USD", "A/USD"]  # sorted by (timestamp, symbol)
+    assert got["timestamp"].to_list() == [T0, T0, T0 + 60_000_000_000]
+    assert load_bars(csv, "B/USD").height == 1
+
+
+BAD = [
+    (lambda f: f.drop("volume"), "missing column(s): volume"),
+    (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(float("nan")).otherwise(pl.col("close")).alias("close")), "column close has nan at row 7"),
+    (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(-1.0).otherwise(pl.col("low")).alias("low")), "column low has non-positive price -1.0 at row 3"),
+    (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 9).then(None).otherwise(pl.col("open")).alias("open")), "column open is empty (null) at row 9"),
+    (lambda f: pl.concat([f.slice(0, 5), f.slice(6, 1), f.slice(5, 1), f.slice(7)]), "timestamps are not sorted at row 6"),
+    (lambda f: pl.concat([f.slice(0, 5), f.slice(4)]), "duplicate timestamp"),
+    (lambda f: f.with_columns(pl.col("timestamp").cast(pl.String).str.replace("^17", "x")), "timestamp 'x"),
+    (lambda f: f.with_columns((pl.col("low") - 1000).alias("high")), "high is below low at row 0"),
+    (lambda f: f.with_columns(pl.lit(-1.0).alias("volume")), "column volume is negative"),
+]
+
+
+@pytest.mark.parametrize("mutate,message", BAD, ids=[m for _, m in BAD])
+def test_bad_data_is_rejected_with_a_named_problem(tmp_path, mutate, message):
+    path = _write(tmp_path, mutate(_plain(20)), "bad.csv")
+    with pytest.raises(DataError) as e:
+        load_bars(path)
+    assert message in str(e.value)
+
+
+def test_missing_and_unsupported_files(tmp_path):
+    with pytest.raises(DataError, match="data file not found"):
+        load_bars(tmp_path / "nope.csv")
+    (tmp_path / "x.txt").write_text("a")
+    with pytest.raises(DataError, match="must be .csv or .parquet"):
+        load_bars(tmp_path / "x.txt")
+
+
+def test_cli_json_output(tmp_path):
+    path = _write(tmp_path, _plain(3000), "bars.parquet")
+    res = CliRunner().invoke(main, ["backtest", "--strategy", "sma_cross", "--param", "fast=5", "--param", "slow=30",
+                                    "--data", str(path), "--fee-bps", "10", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    m = out["metrics"]
+    for k in ("n_trades", "final_equity", "total_return", "sharpe", "max_drawdown"):
+        assert k in m
+    assert m["n_trades"] > 5 and len(out["trades"]) >= m["n_trades"]
+    t = out["trades"][0]
+    assert {"entry_time", "entry_price", "exit_time", "exit_price", "quantity", "pnl"} <= set(t)
+    assert all(t["exit_time"] is not None for t in out["trades"][:-1])  # only the last may still be open
+
+
+def test_cli_summary_and_sim_market():
+    res = CliRunner().invoke(main, ["backtest", "--strategy", "breakout", "--bars", "3000"])
+    assert res.exit_code == 0, res.output
+    assert "final equity" in res.output and "sim BTC/USDT" in res.output and "max drawdown" in res.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--strategy", "sma_cross", "--param", "speed=3"], "unknown parameter 'speed'"),
+        (["--strategy", "sma_cross", "--param", "fast=-1"], "fast=-1 is out of range"),
+        (["--strategy", "sma_cross", "--param", "fast"], "must look like name=value"),
+        (["--strategy", "sma_cross", "--data", "/no/such/file.csv"], "data file not found"),
+        (["--strategy", "sma_cross", "--cash", "-5"], "--cash must be > 0"),
+        (["--strategy", "sma_cross", "--symbol", "DOGE/USD"], "no symbol 'DOGE/USD'"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(args, message):
+    res = CliRunner().invoke(main, ["backtest", *args])
+    assert res.exit_code == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in res.output and "Traceback" not in res.stderr
+
+
+def test_cli_bad_data_file(tmp_path):
+    f = _plain(50).with_columns(pl.when(pl.int_range(pl.len()) == 4).then(0.0).otherwise(pl.col("open")).alias("open"))
+    path = _write(tmp_path, f, "zero.csv")
+    res = CliRunner().invoke(main, ["backtest", "--strategy", "sma_cross", "--data", str(path)])
+    assert res.exit_code == 2 and "column open has non-positive price 0.0 at row 4" in res.stderr
+
+
+@pytest.mark.skipif(not TRADELOOP.exists(), reason="console script not installed")
+def test_real_console_script_exit_code(tmp_path):
+    path = _write(tmp_path, pl.concat([_plain(10).slice(0, 5), _plain(10).slice(4)]), "dup.csv")
+    for args, message in [
+        (["--strategy", "sma_cross", "--data", str(path)], "duplicate timestamp"),
+        (["--strategy", "no_such_strategy"], "unknown strategy"),
+    ]:
+        proc = subprocess.run([str(TRADELOOP), "backtest", *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    ok = _write(tmp_path, _plain(500), "ok.csv")
+    proc = subprocess.run([str(TRADELOOP), "backtest", "--strategy", "sma_cross", "--data", str(ok), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "final_equity" in json.loads(proc.stdout)["metrics"]
+
+
+def test_cli_risk_limits(tmp_path):
+    limits = tmp_path / "l.yaml"
+    limits.write_text("symbol_defaults:\n  max_order_notional: 3000\n")
+    res = CliRunner().invoke(main, ["backtest", "--strategy", "sma_cross", "--bars", "2000", "--risk-limits", str(limits), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["rejected"]["max_order_notional"] > 0 and out["metrics"]["n_trades"] == 0
+    (tmp_path / "bad.yaml").write_text("no_such_limit: 1\n")
+    for path, msg in [(tmp_path / "bad.yaml", "no_such_limit"), (tmp_path / "missing.yaml", "risk limits file not found")]:
+        res = CliRunner().invoke(main, ["backtest", "--strategy", "sma_cross", "--risk-limits", str(path)])
+        assert res.exit_code == 2 and msg in res.stderr

@@ -1,0 +1,33 @@
+"""Risk engine for backtests: limits from a file, time from the bars being replayed (not the wall clock)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+from trading.records import Instrument
+
+
+class BarClock:
+    """A clock the engine advances to each event's time; the risk engine reads it."""
+
+    def __init__(self, ts: int = 0) -> None:
+        self.ts = ts
+
+    def set(self, ts: int) -> None:
+        self.ts = ts
+
+    def __call__(self) -> int:
+        return self.ts
+
+
+def make_risk_engine(path: str | Path, account: str, cash: Decimal,
+                     instruments: Mapping[str, Instrument] | None = None) -> tuple[Any, BarClock]:
+    """``(RiskEngine, clock)`` for ``BacktestConfig(risk=..., clock=...)``; bad files raise RiskConfigError."""
+    from trading.risk import RiskConfigError, RiskEngine, load_limits
+
+    if not Path(path).is_file():
+        raise RiskConfigError(f"risk limits file not found: {path}")
+    clock = BarClock()
+    return RiskEngine(load_limits(path), account, cash, clock, instruments=instruments), clock
