@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     market_source: str = Field("sim", description="Where history comes from: `sim`, or a ccxt exchange id.")
     sim_seed: int = Field(7, description="Seed of the simulated venue: same seed, same market.")
 
+    account: str = Field("paper", description="Trading account of the stream (paper by default).")
+    mode: str = Field("paper", description="`paper` (default) or `live`; live also needs exchange credentials.")
+    model_name: str = Field("tradeloop-signal", description="Registered MLflow model the ML strategy trades.")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "TRADELOOP_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking/registry URI. Unset: the embedded server.",
+    )
+    control_token: str | None = Field(
+        None, description="Bearer token for control actions (kill switch, resume, swap). Unset: one is "
+                          "generated on first use into <home>/control-token (mode 0600).",
+    )
+
     @property
     def run_dir(self) -> Path:
         return self.home / "run"
@@ -71,6 +84,29 @@ class Settings(BaseSettings):
     @property
     def docs_url(self) -> str:
         return f"http://{self.host}:{self.docs_port}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def worker_url(self) -> str:
+        return f"http://{self.host}:{self.worker_port}"
+
+    def get_control_token(self) -> str:
+        """The configured token, or the one generated for this home (created once, owner-only)."""
+        if self.control_token:
+            return self.control_token
+        import os
+        import secrets
+
+        path = self.home / "control-token"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
 
 @lru_cache(maxsize=1)

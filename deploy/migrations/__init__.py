@@ -16,7 +16,7 @@ def alembic_config(url: str):
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
@@ -29,6 +29,7 @@ def current(url: str) -> str | None:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            heads = MigrationContext.configure(conn).get_current_heads()
+            return ",".join(sorted(heads)) or None
     finally:
         engine.dispose()

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "status": "orchestration.cli.stack:status",
     "migrate": "orchestration.cli.stack:migrate",
     "backtest": "orchestration.cli.backtest:backtest",
+    "backfill": "orchestration.cli.backfill:backfill",
 }
 
 

@@ -65,8 +65,18 @@ def test_up_status_down_and_data_survives_a_restart(home):
 
     assert code_locations(f"http://127.0.0.1:{home.dagster_port}") == {"orchestration": "LOADED"}
 
+    # a backfill submitted the way the UI does it is run by the daemon, against the embedded Postgres
+    backfill = tradeloop(home, "backfill", "--start", "2026-11-02", "--days", "1", "--symbol", "SOL/USDT", "--wait",
+                         timeout=400)
+    assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+    assert "COMPLETED_SUCCESS" in backfill.stdout
+
     url = f"postgresql+psycopg://tradeloop@127.0.0.1:{home.pg_port}/tradeloop"
     engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        clean_rows = conn.execute(sa.text("""SELECT count(*) FROM market_data_clean WHERE symbol = 'SOL/USDT'
+                                             AND ts >= '2026-11-02' AND ts < '2026-11-03'""")).scalar()
+    assert clean_rows > 1400
     with engine.begin() as conn:
         conn.execute(sa.text("""
             INSERT INTO audit_log (event_id, actor, action, scope, reason)
