@@ -159,3 +159,18 @@ def ohlcv_clean(context: dg.AssetExecutionContext, db: PostgresResource, market_
     })
     yield dg.AssetCheckResult(check_name="clean_quality", passed=summary.success,
                               severity=dg.AssetCheckSeverity.ERROR, metadata=_check_metadata(summary, docs_url))
+
+
+market_data_daily = dg.define_asset_job(
+    "market_data_daily", selection=[ohlcv, ohlcv_clean], partitions_def=OHLCV_PARTITIONS,
+    description="Yesterday's bars for every symbol: raw, then clean, with their quality checks.",
+)
+
+# shortly after midnight UTC, once the day's last bar has closed, for every symbol
+market_data_schedule = dg.build_schedule_from_partitioned_job(
+    market_data_daily, hour_of_day=0, minute_of_hour=10, default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+ASSETS = [ohlcv, ohlcv_clean]
+JOBS = [market_data_daily]
+SCHEDULES = [market_data_schedule]

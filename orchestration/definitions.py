@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.market_data import ohlcv, ohlcv_clean
+from assets import market_data
 from deploy.settings import get_settings
 from orchestration.resources import MarketDataSource, PostgresResource
 
 _settings = get_settings()
 
 defs = dg.Definitions(
-    assets=[ohlcv, ohlcv_clean],
+    assets=[*market_data.ASSETS],
+    jobs=[*market_data.JOBS],
+    schedules=[*market_data.SCHEDULES],
     resources={
         "db": PostgresResource(url=dg.EnvVar("DATABASE_URL")),
         "market_source": MarketDataSource(kind=_settings.market_source, seed=_settings.sim_seed,

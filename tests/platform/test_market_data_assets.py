@@ -141,3 +141,18 @@ def test_a_failed_clean_check_blocks_downstream_assets(resources, engine):
     assert not result.success
     ran = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert ran == {"ohlcv_clean"}
+
+
+def test_daily_schedule_requests_yesterday_for_every_symbol():
+    from datetime import datetime, timezone
+
+    from orchestration.definitions import defs
+
+    schedule = defs.get_schedule_def("market_data_daily_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING  # 24/7: on without a click
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 24, 0, 10, tzinfo=timezone.utc),
+        instance=dg.DagsterInstance.ephemeral())
+    requests = schedule.evaluate_tick(context).run_requests
+    assert sorted(r.partition_key for r in requests) == [
+        "2026-11-23|BTC-USDT", "2026-11-23|ETH-USDT", "2026-11-23|SOL-USDT"]
