@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,10 +63,43 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "TRADELOOP_MLFLOW_TRACKING_URI"),
         description="MLflow tracking/registry URI. Unset: the embedded server.",
     )
+    stream_exchange: str = Field("sim", description="Venue name of the stream's ticks and paper orders.")
+    stream_app_id: str = Field("tradeloop", description="Faust app id of the stream (its consumer group).")
+    topic_prefix: str = Field("", description="Prefix of every topic name (isolates several streams on one broker).")
+    stream_strategies: dict[str, tuple[str, dict]] | None = Field(
+        None, description='Strategy set of the stream as JSON {"slot": ["strategy", {params}]}. '
+                          "Unset: streaming/config.py's STRATEGIES.",
+    )
+    risk_limits: Path | None = Field(
+        None, description="Risk limits file (.yaml/.toml) of the stream. Unset: streaming/config.py's LIMITS.",
+    )
     control_token: str | None = Field(
         None, description="Bearer token for control actions (kill switch, resume, swap). Unset: one is "
                           "generated on first use into <home>/control-token (mode 0600).",
     )
+
+    @field_validator("history_start")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        from datetime import date
+
+        date.fromisoformat(value)  # raises ValueError naming the value: not a YYYY-MM-DD date
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _unified_symbols(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if s.count("/") != 1 or not all(s.split("/"))]
+        if bad or not value:
+            raise ValueError(f"symbols must be unified BASE/QUOTE names, got {bad or value}")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in ("paper", "live"):
+            raise ValueError(f"mode must be 'paper' or 'live', got {value!r}")
+        return value
 
     @property
     def run_dir(self) -> Path:

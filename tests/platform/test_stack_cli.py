@@ -136,3 +136,19 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("TRADELOOP_HISTORY_START", "yesterday", "TRADELOOP_HISTORY_START"),
+    ("TRADELOOP_PG_PORT", "abc", "TRADELOOP_PG_PORT: Input should be a valid integer"),
+    ("TRADELOOP_SYMBOLS", '["BTCUSDT"]', "unified BASE/QUOTE"),
+    ("TRADELOOP_MODE", "yolo", "mode must be 'paper' or 'live'"),
+])
+def test_bad_settings_are_one_line_per_problem(home, variable, value, message):
+    env = env_for(home)
+    env[variable] = value
+    result = subprocess.run([TRADELOOP, "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
