@@ -53,16 +53,13 @@ class MarketDataSource(dg.ConfigurableResource):
 
 
 def _sim_bars(seed: int, history_start: str, symbol: str, interval: str, start_ns: int, end_ns: int):
-    from datetime import datetime, timezone
-
     import polars as pl
 
-    from trading.marketdata.sim import SimConfig, SimVenue
+    from trading.marketdata.sim import SimVenue, anchored_config
     from trading.marketdata.timeframes import interval_ns
     from trading.records import stable_id
 
-    origin = int(datetime.fromisoformat(history_start).replace(tzinfo=timezone.utc).timestamp()) * 1_000_000_000
-    venue = SimVenue(SimConfig(seed=seed, origin_ns=origin))
+    venue = SimVenue(anchored_config(seed, history_start))
     known = [i.symbol for i in venue.instruments()]
     if symbol not in known:
         raise dg.Failure(description=f"the sim venue has no symbol {symbol!r}; it has {known}")

@@ -22,15 +22,16 @@ TOPICS: dict[str, str] = {
 }
 
 
-async def ensure_topics(bootstrap: str, partitions: int, timeout_s: float = 30.0) -> list[str]:
-    """Create the missing topics; return the names created. Idempotent."""
+async def ensure_topics(bootstrap: str, partitions: int, timeout_s: float = 30.0, prefix: str = "") -> list[str]:
+    """Create the missing topics (names with ``prefix``, see Settings.topic_prefix); return the names
+    created. Idempotent."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [name for name in TOPICS if name not in existing]
+        missing = [prefix + name for name in TOPICS if prefix + name not in existing]
         if missing:
             await admin.create_topics(
                 [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing]
@@ -38,3 +39,5 @@ async def ensure_topics(bootstrap: str, partitions: int, timeout_s: float = 30.0
         return missing
     finally:
         await admin.close()
+
+DEADLETTER = "deadletter"

@@ -147,3 +147,20 @@ def start_docs(settings: Settings) -> ServiceRecord:
     record = spawn("docs", argv, port=port, url=url, log_dir=settings.log_dir, run_dir=settings.run_dir)
     wait_healthy(record, lambda: http_ok(f"{url}/"), settings.start_timeout_s)
     return record
+
+
+def start_feed(settings: Settings, pg_url: str, bootstrap: str) -> ServiceRecord:
+    """The market data producer for the stream: the sim venue in real time (24/7 paper trading)."""
+    argv = [sys.executable, "-m", "streaming.producers", "--bootstrap", bootstrap, "sim"]
+    record = spawn("feed", argv, port=0, url="", log_dir=settings.log_dir, run_dir=settings.run_dir,
+                   env=_env(settings, pg_url, bootstrap), cwd=REPO_ROOT)
+    # healthy once it has published; a producer that cannot reach the broker exits and says why
+    wait_healthy(record, lambda: "published" in log_since_start(record) or _alive_for(record, 5.0),
+                 settings.start_timeout_s)
+    return record
+
+
+def _alive_for(record: ServiceRecord, seconds: float) -> bool:
+    import time
+
+    return record.process() is not None and time.time() - record.started_at >= seconds

@@ -12,7 +12,7 @@ from deploy.stack import broker, postgres, services
 from deploy.stack.process import ServiceRecord, StackError, http_ok, port_in_use, stop
 
 # start order; `down` goes in reverse
-ORDER = ("postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker")
+ORDER = ("postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker", "feed")
 
 
 @dataclass
@@ -34,6 +34,7 @@ def _ports(settings: Settings) -> dict[str, int]:
         "dagster-webserver": settings.dagster_port,
         "dagster-daemon": 0,
         "worker": settings.worker_port,
+        "feed": 0,
     }
 
 
@@ -87,6 +88,7 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, Ser
         run("dagster-webserver", lambda: services.start_dagster_webserver(settings, pg_url, bootstrap))
         run("dagster-daemon", lambda: services.start_dagster_daemon(settings, pg_url, bootstrap))
         run("worker", lambda: services.start_worker(settings, pg_url, bootstrap))
+        run("feed", lambda: services.start_feed(settings, pg_url, bootstrap))
     except BaseException:
         for record in reversed(started):
             stop(record, settings.run_dir, sig=_stop_signal(record.name))
@@ -117,7 +119,8 @@ def _stop_signal(name: str) -> int:
 
 
 # `down` stops each wave in parallel, waves in order: the clients first, then the broker, then the database
-DOWN_WAVES = (("worker", "dagster-daemon", "dagster-webserver", "mlflow", "docs"), ("broker",), ("postgres",))
+DOWN_WAVES = (("feed",), ("worker", "dagster-daemon", "dagster-webserver", "mlflow", "docs"), ("broker",),
+              ("postgres",))
 
 
 def down(settings: Settings, echo: Callable[[str], None] = print) -> list[str]:
@@ -164,6 +167,7 @@ def _healthy(settings: Settings, record: ServiceRecord) -> bool:
         "dagster-webserver": lambda: http_ok(f"{record.url}/server_info"),
         "dagster-daemon": lambda: True,  # alive is all we can ask of it cheaply
         "worker": lambda: http_ok(f"{record.url}/health"),
+        "feed": lambda: True,  # alive is its health; it exits when it cannot publish
     }
     return checks[record.name]()
 

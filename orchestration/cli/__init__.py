@@ -18,6 +18,11 @@ COMMANDS: dict[str, str] = {
     "migrate": "orchestration.cli.stack:migrate",
     "backtest": "orchestration.cli.backtest:backtest",
     "backfill": "orchestration.cli.backfill:backfill",
+    "kill-switch": "orchestration.cli.control:kill_switch",
+    "resume": "orchestration.cli.control:resume",
+    "risk": "orchestration.cli.control:risk",
+    "retrain": "orchestration.cli.ml:retrain",
+    "model": "orchestration.cli.ml:model",
 }
 
 

@@ -29,7 +29,7 @@ def checks(result) -> dict[str, bool]:
 
 def count(engine, table: str, symbol: str, day: str) -> int:
     with engine.connect() as conn:
-        return conn.execute(sa.text(f"""SELECT count(*) FROM {table} WHERE symbol = :s
+        return conn.execute(sa.text(f"""SELECT count(*) FROM {table} WHERE exchange = 'sim' AND symbol = :s
                                        AND ts >= CAST(:d AS date) AND ts < CAST(:d AS date) + 1"""),
                             {"s": symbol, "d": day}).scalar()
 
@@ -47,7 +47,7 @@ def test_backfill_of_seven_days_by_three_symbols(resources, engine):
             result = materialize(resources, f"{day}|{symbol}")
             assert result.success, f"{day}|{symbol}"
             assert checks(result) == {"raw_quality": True, "clean_quality": True}, f"{day}|{symbol}"
-    week = "ts >= '2026-11-01' AND ts < '2026-11-08'"
+    week = "exchange = 'sim' AND ts >= '2026-11-01' AND ts < '2026-11-08'"  # other tests use other exchanges
     with engine.connect() as conn:
         raw = dict(conn.execute(sa.text(f"SELECT symbol, count(*) FROM market_data WHERE {week} GROUP BY 1")).all())
         clean = dict(conn.execute(sa.text(
@@ -90,7 +90,7 @@ def test_seeded_bad_rows_fail_the_raw_check_and_are_quarantined(resources, engin
     # nothing bad reached the clean layer, and every removed bar left a marked gap
     assert count(engine, "market_data_clean", "ETH/USDT", "2026-11-11") == 1440 - 4
     with engine.connect() as conn:
-        marked = conn.execute(sa.text("""SELECT count(*) FROM market_data_clean WHERE gap_before
+        marked = conn.execute(sa.text("""SELECT count(*) FROM market_data_clean WHERE gap_before AND exchange = 'sim'
                                          AND symbol = 'ETH/USDT' AND ts::date = '2026-11-11'""")).scalar()
     assert marked == 4
 
@@ -121,8 +121,8 @@ def test_bad_rows_already_stored_never_reach_the_clean_layer(resources, engine):
             SELECT to_char(ts AT TIME ZONE 'UTC', 'HH24:MI'), reason FROM market_data_quarantine
             WHERE partition_key = '2026-11-12|SOL-USDT' ORDER BY ts
         """)).all()
-        leaked = conn.execute(sa.text("""SELECT count(*) FROM market_data_clean WHERE symbol = 'SOL/USDT'
-                                         AND (volume < 0 OR close = 'NaN')""")).scalar()
+        leaked = conn.execute(sa.text("""SELECT count(*) FROM market_data_clean WHERE exchange = 'sim'
+                                         AND symbol = 'SOL/USDT' AND (volume < 0 OR close = 'NaN')""")).scalar()
     assert quarantined == [("10:00", "negative_volume"), ("11:00", "not_finite")]
     assert leaked == 0
 

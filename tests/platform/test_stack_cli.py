@@ -56,7 +56,8 @@ def test_up_status_down_and_data_survives_a_restart(home):
     status = tradeloop(home, "status", "--json")
     assert status.returncode == 0, status.stdout
     rows = {row["name"]: row for row in json.loads(status.stdout)}
-    assert set(rows) == {"postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker"}
+    assert set(rows) == {"postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker",
+                         "feed"}
     assert {row["state"] for row in rows.values()} == {"running"}
     assert all(isinstance(row["pid"], int) for row in rows.values())
 

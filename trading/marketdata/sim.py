@@ -714,3 +714,16 @@ _BAR_COLUMNS = ["exchange", "symbol", "interval", "ts", "open", "high", "low", "
 
 
 __all__ = ["DEFAULT_SYMBOLS", "SimConfig", "SimConfigError", "SimRangeError", "SimVenue", "SymbolSpec"]
+
+
+def anchored_config(seed: int, history_start: str, **overrides) -> SimConfig:
+    """The platform's sim market: history begins at `history_start` (YYYY-MM-DD, UTC midnight).
+
+    The historical store and the live stream both build their venue with this, so a backtest on stored
+    history and a paper run on the stream see one and the same simulated market.
+    """
+    from datetime import date
+
+    day = date.fromisoformat(history_start)
+    origin_s = (day - date(1970, 1, 1)).days * 86_400
+    return SimConfig(seed=seed, origin_ns=origin_s * NS_PER_S, **overrides)

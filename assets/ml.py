@@ -1,0 +1,351 @@
+"""Self-improvement loop as Dagster assets: features -> labels -> challenger -> promotion gate.
+
+* ``ml_features`` / ``ml_labels``: daily partitions over all symbols, read market_data_clean, write the
+  versioned tables ml_features / ml_labels (replace the partition's rows in one transaction).
+* ``ml_challenger``: trains on the last ``days`` of stored features/labels, registers the challenger.
+* asset check ``promotion_gate`` on ``ml_challenger``: backtests challenger and champion on the same
+  recent holdout window and moves the ``champion`` alias only when the gate passes.
+* job ``retrain`` (UI / ``tradeloop retrain``), job ``ml_features_job``, nightly schedules, and a sensor
+  that launches ``retrain`` when the champion's live performance decays or its features drift.
+
+No ``from __future__ import annotations`` here: Dagster resolves the annotations at definition time.
+"""
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import sqlalchemy as sa
+
+from deploy.settings import get_settings
+from orchestration.resources import PostgresResource
+
+_settings = get_settings()
+NS = 1_000_000_000
+ML_PARTITIONS = dg.DailyPartitionsDefinition(start_date=_settings.history_start, timezone="UTC")
+
+
+class MLResource(dg.ConfigurableResource):
+    """Where models go and how features, labels, training and the gate are parameterised."""
+
+    tracking_uri: str
+    model_name: str = "tradeloop-signal"
+    exchange: str = "sim"
+    symbols: list[str] = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    interval: str = "1m"
+    warmup_bars: int = 1440
+    cross_window: int = 30
+    regime_window: int = 720
+    regime_min_fit: int = 240
+    regime_refit: str = "6h"
+    horizon: int = 30
+    barrier_k: float = 2.0
+    n_splits: int = 3
+    embargo_bars: int = 30
+    holdout_frac: float = 0.2
+    min_fold_rows: int = 200
+    ag_time_limit: float = 60.0
+    use_autogluon: bool = True
+    sharpe_margin: float = 0.1
+    max_drawdown_limit: float = 0.05
+    min_sharpe: float = 0.0
+
+    def feature_params(self):
+        from ml.features import FeatureParams
+
+        return FeatureParams(self.interval, self.cross_window, self.regime_window, self.regime_min_fit, self.regime_refit)
+
+    def label_params(self):
+        from ml.labels import LabelParams
+
+        return LabelParams(self.horizon, self.barrier_k)
+
+    def feature_set(self) -> str:
+        from ml.features import feature_set_hash
+
+        return feature_set_hash(self.feature_params(), list(self.symbols))
+
+    def train_config(self):
+        from ml.training import TrainConfig
+
+        return TrainConfig(n_splits=self.n_splits, embargo_bars=self.embargo_bars, holdout_frac=self.holdout_frac,
+                           min_fold_rows=self.min_fold_rows, ag_time_limit=self.ag_time_limit,
+                           interval=self.interval, use_autogluon=self.use_autogluon)
+
+    def gate_config(self):
+        from ml.registry import GateConfig
+
+        return GateConfig(self.sharpe_margin, self.max_drawdown_limit, self.min_sharpe)
+
+
+# ---- storage helpers ----------------------------------------------------------------------------
+
+def _ts(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / NS, tz=timezone.utc)
+
+
+def load_clean_bars(conn: sa.Connection, exchange: str, symbols: list[str], interval: str, start_ns: int,
+                    end_ns: int) -> pl.DataFrame:
+    rows = conn.execute(sa.text("""
+        SELECT symbol, (extract(epoch FROM ts) * 1000000)::bigint * 1000 AS ts,
+               open::float8, high::float8, low::float8, close::float8, volume::float8
+        FROM market_data_clean
+        WHERE exchange = :e AND interval = :i AND symbol = ANY(:s) AND ts >= :a AND ts < :b
+        ORDER BY symbol, ts"""), {"e": exchange, "i": interval, "s": list(symbols), "a": _ts(start_ns), "b": _ts(end_ns)}
+    ).fetchall()
+    schema = {"symbol": pl.Utf8, "ts": pl.Int64, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
+              "close": pl.Float64, "volume": pl.Float64}
+    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+
+
+def _day_bounds(context: dg.AssetExecutionContext) -> tuple[int, int]:
+    day = datetime.fromisoformat(context.partition_key).replace(tzinfo=timezone.utc)
+    start = int(day.timestamp()) * NS
+    return start, start + 86_400 * NS
+
+
+def _require_bars(bars: pl.DataFrame, ml: MLResource, start: int, end: int) -> None:
+    have = set(bars.filter((pl.col("ts") >= start) & (pl.col("ts") < end))["symbol"].unique().to_list())
+    missing = [s for s in ml.symbols if s not in have]
+    if missing:
+        raise dg.Failure(description=(
+            f"market_data_clean has no {ml.interval} bars of {missing} on {ml.exchange} between {_ts(start)} and "
+            f"{_ts(end)}: materialize ohlcv_clean for that day first"))
+
+
+@dg.asset(partitions_def=ML_PARTITIONS, group_name="ml", kinds={"postgres", "polars"},
+          description="Point-in-time features of every clean bar of the day (table ml_features, by feature set hash).")
+def ml_features(context: dg.AssetExecutionContext, db: PostgresResource, ml: MLResource) -> dg.MaterializeResult:
+    from ml.features import FEATURE_NAMES, FEATURE_SET_VERSION, FeatureError, compute_features
+    from trading.marketdata.timeframes import interval_ns
+
+    start, end = _day_bounds(context)
+    lookback = start - ml.warmup_bars * interval_ns(ml.interval)  # warm-up: same history for every rerun
+    with db.begin() as conn:
+        bars = load_clean_bars(conn, ml.exchange, list(ml.symbols), ml.interval, lookback, end)
+    _require_bars(bars, ml, start, end)
+    try:
+        feats = compute_features(bars, ml.feature_params())
+    except FeatureError as exc:
+        raise dg.Failure(description=f"features of {context.partition_key}: {exc}") from exc
+    day = feats.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    fs = ml.feature_set()
+    records = [
+        {"fs": fs, "e": ml.exchange, "s": r[0], "ts": _ts(r[1]),
+         "v": json.dumps({n: (None if v is None or np.isnan(v) else v) for n, v in zip(FEATURE_NAMES, r[2:])})}
+        for r in day.iter_rows()
+    ]
+    with db.begin() as conn:
+        conn.execute(sa.text("""
+            INSERT INTO ml_feature_sets (feature_set, version, names, params, symbols)
+            VALUES (:fs, :ver, CAST(:n AS jsonb), CAST(:p AS jsonb), CAST(:sy AS jsonb))
+            ON CONFLICT (feature_set) DO NOTHING"""),
+            {"fs": fs, "ver": FEATURE_SET_VERSION, "n": json.dumps(FEATURE_NAMES),
+             "p": json.dumps(ml.feature_params().as_dict()), "sy": json.dumps(sorted(ml.symbols))})
+        conn.execute(sa.text("DELETE FROM ml_features WHERE feature_set = :fs AND exchange = :e AND ts >= :a AND ts < :b"),
+                     {"fs": fs, "e": ml.exchange, "a": _ts(start), "b": _ts(end)})
+        if records:
+            conn.execute(sa.text("INSERT INTO ml_features (feature_set, exchange, symbol, ts, vals) "
+                                 "VALUES (:fs, :e, :s, :ts, CAST(:v AS jsonb))"), records)
+    complete = day.drop_nulls().filter(~pl.any_horizontal(pl.col(FEATURE_NAMES).is_nan())).height
+    return dg.MaterializeResult(metadata={"rows": len(records), "complete_rows": complete, "feature_set": fs,
+                                          "features": dg.MetadataValue.json(FEATURE_NAMES)})
+
+
+@dg.asset(partitions_def=ML_PARTITIONS, group_name="ml", kinds={"postgres"},
+          description="Forward returns and triple-barrier labels of the day's bars (table ml_labels); bars whose "
+                      "horizon runs past the stored data get their label when a later day is materialised and this reruns.")
+def ml_labels(context: dg.AssetExecutionContext, db: PostgresResource, ml: MLResource) -> dg.MaterializeResult:
+    from ml.labels import compute_labels
+    from trading.marketdata.timeframes import interval_ns
+
+    start, end = _day_bounds(context)
+    iv = interval_ns(ml.interval)
+    lp = ml.label_params()
+    with db.begin() as conn:
+        bars = load_clean_bars(conn, ml.exchange, list(ml.symbols), ml.interval, start - lp.vol_window * 2 * iv,
+                               end + (lp.horizon + 1) * iv)
+    _require_bars(bars, ml, start, end)
+    labels = compute_labels(bars, lp).filter((pl.col("ts") >= start) & (pl.col("ts") < end)).drop_nulls()
+    ls = lp.label_set_hash()
+    with db.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ml_labels WHERE label_set = :ls AND exchange = :e AND ts >= :a AND ts < :b"),
+                     {"ls": ls, "e": ml.exchange, "a": _ts(start), "b": _ts(end)})
+        if labels.height:
+            conn.execute(sa.text("""INSERT INTO ml_labels (label_set, exchange, symbol, ts, fwd_ret_1, fwd_ret, tb_label, tb_t1)
+                                    VALUES (:ls, :e, :s, :ts, :f1, :f, :l, :t1)"""),
+                         [{"ls": ls, "e": ml.exchange, "s": r["symbol"], "ts": _ts(r["ts"]), "f1": r["fwd_ret_1"],
+                           "f": r["fwd_ret"], "l": int(r["tb_label"]), "t1": _ts(r["tb_t1"])}
+                          for r in labels.iter_rows(named=True)])
+    counts = {str(k): int(v) for k, v in labels.group_by("tb_label").len().iter_rows()}
+    return dg.MaterializeResult(metadata={"rows": labels.height, "label_set": ls,
+                                          "class_counts": dg.MetadataValue.json(counts)})
+
+
+def load_training_frame(conn: sa.Connection, ml: MLResource, start_ns: int, end_ns: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from ml.features import FEATURE_NAMES
+
+    fs, ls = ml.feature_set(), ml.label_params().label_set_hash()
+    frows = conn.execute(sa.text("""
+        SELECT symbol, (extract(epoch FROM ts) * 1000000)::bigint * 1000, vals FROM ml_features
+        WHERE feature_set = :fs AND exchange = :e AND ts >= :a AND ts < :b"""),
+        {"fs": fs, "e": ml.exchange, "a": _ts(start_ns), "b": _ts(end_ns)}).fetchall()
+    feats = pl.DataFrame(
+        {"symbol": [r[0] for r in frows], "ts": [int(r[1]) for r in frows],
+         **{n: [r[2].get(n) for r in frows] for n in FEATURE_NAMES}},
+        schema={"symbol": pl.Utf8, "ts": pl.Int64, **{n: pl.Float64 for n in FEATURE_NAMES}})
+    lrows = conn.execute(sa.text("""
+        SELECT symbol, (extract(epoch FROM ts) * 1000000)::bigint * 1000, fwd_ret_1, fwd_ret, tb_label,
+               (extract(epoch FROM tb_t1) * 1000000)::bigint * 1000
+        FROM ml_labels WHERE label_set = :ls AND exchange = :e AND ts >= :a AND ts < :b"""),
+        {"ls": ls, "e": ml.exchange, "a": _ts(start_ns), "b": _ts(end_ns)}).fetchall()
+    labels = pl.DataFrame([tuple(r) for r in lrows], orient="row", schema={
+        "symbol": pl.Utf8, "ts": pl.Int64, "fwd_ret_1": pl.Float64, "fwd_ret": pl.Float64, "tb_label": pl.Int8,
+        "tb_t1": pl.Int64})
+    return feats, labels
+
+
+class RetrainConfig(dg.Config):
+    days: int = 7
+    """Train on this many days of stored features/labels, ending at ``end_date``."""
+    end_date: str = ""
+    """Exclusive end day (YYYY-MM-DD); empty: the day after the last stored feature row."""
+
+
+def _training_window(conn: sa.Connection, ml: MLResource, config: RetrainConfig) -> tuple[int, int]:
+    if config.end_date:
+        end = int(datetime.fromisoformat(config.end_date).replace(tzinfo=timezone.utc).timestamp()) * NS
+    else:
+        last = conn.execute(sa.text("SELECT max(ts) FROM ml_features WHERE feature_set = :fs AND exchange = :e"),
+                            {"fs": ml.feature_set(), "e": ml.exchange}).scalar()
+        if last is None:
+            raise dg.Failure(description=f"no stored features of feature set {ml.feature_set()} on {ml.exchange}: "
+                                         "materialize ml_features and ml_labels first")
+        end = (int(last.timestamp()) // 86_400 + 1) * 86_400 * NS
+    if config.days < 1:
+        raise dg.Failure(description=f"RetrainConfig.days must be >= 1, got {config.days}")
+    return end - config.days * 86_400 * NS, end
+
+
+@dg.asset(deps=[ml_features, ml_labels], group_name="ml", kinds={"mlflow", "autogluon", "lightgbm"},
+          description="A new model trained on recent features/labels, registered in MLflow with the challenger alias.")
+def ml_challenger(context: dg.AssetExecutionContext, config: RetrainConfig, db: PostgresResource,
+                  ml: MLResource) -> dg.MaterializeResult:
+    from ml.registry import record_model
+    from ml.training import TrainingError, build_dataset, train_and_register
+
+    with db.begin() as conn:
+        start, end = _training_window(conn, ml, config)
+        feats, labels = load_training_frame(conn, ml, start, end)
+    try:
+        ds = build_dataset(feats, labels)
+        result = train_and_register(ds, ml.train_config(), ml.tracking_uri, ml.model_name, ml.feature_set(),
+                                    ml.label_params().label_set_hash())
+    except TrainingError as exc:
+        raise dg.Failure(description=f"retrain failed, nothing registered: {exc}") from exc
+    metrics = {**result.metrics, "window_start_ns": start, "window_end_ns": end}
+    try:
+        with db.begin() as conn:
+            record_model(conn, ml.model_name, result.version, result.run_id, result.training_data_hash,
+                         "challenger", metrics)
+    except Exception:
+        from mlflow import MlflowClient
+
+        # no half-registered model: the registry forgets the version Postgres could not record
+        MlflowClient(tracking_uri=ml.tracking_uri, registry_uri=ml.tracking_uri).delete_model_version(
+            ml.model_name, result.version)
+        raise
+    context.log.info(f"registered {ml.model_name} v{result.version} ({result.kind}) as challenger")
+    return dg.MaterializeResult(metadata={
+        "version": result.version, "run_id": result.run_id, "model_kind": result.kind,
+        "training_data_hash": result.training_data_hash, "rows": metrics["rows"],
+        "metrics": dg.MetadataValue.json(metrics),
+    })
+
+
+def _window_dataset(conn: sa.Connection, ml: MLResource, start: int, end: int):
+    from ml.training import build_dataset
+
+    feats, labels = load_training_frame(conn, ml, start, end)
+    return build_dataset(feats, labels)
+
+
+def evaluate_version(ml: MLResource, version: str, ds) -> dict[str, float]:
+    from ml.serving import load_version
+    from ml.training import evaluate_scores
+
+    try:
+        model = load_version(ml.model_name, version, ml.tracking_uri)
+        scores = np.asarray(model.predict(ds.X), dtype=float)
+    except Exception as exc:
+        raise dg.Failure(description=f"{ml.model_name} v{version} failed to load or predict: {type(exc).__name__}: {exc}") from exc
+    metrics, _, _ = evaluate_scores(scores, ds, ml.train_config())
+    return metrics
+
+
+@dg.asset_check(asset=ml_challenger, name="promotion_gate", blocking=False,
+                description="Backtest challenger and champion on the same recent unseen window; promote the "
+                            "challenger (move the champion alias) only if it beats the champion's Sharpe by the "
+                            "margin without exceeding the drawdown limit.")
+def promotion_gate(context: dg.AssetCheckExecutionContext, db: PostgresResource, ml: MLResource) -> dg.AssetCheckResult:
+    from ml.registry import CHALLENGER, CHAMPION, alias_version, apply_gate, gate_decision
+
+    challenger = alias_version(ml.tracking_uri, ml.model_name, CHALLENGER)
+    if challenger is None:
+        raise dg.Failure(description=f"{ml.model_name} has no challenger to gate")
+    champion = alias_version(ml.tracking_uri, ml.model_name, CHAMPION)
+    if champion == challenger:
+        return dg.AssetCheckResult(passed=True, metadata={"version": challenger, "reason": "already champion"})
+    with db.begin() as conn:
+        row = conn.execute(sa.text("SELECT metrics FROM ml_models WHERE model_name = :m AND version = :v"),
+                           {"m": ml.model_name, "v": int(challenger)}).scalar()
+        if row is None:
+            raise dg.Failure(description=f"{ml.model_name} v{challenger} is not in ml_models")
+        start, end = int(row["holdout_start_ns"]), int(row["window_end_ns"])
+        ds = _window_dataset(conn, ml, start, end)
+    ch = evaluate_version(ml, challenger, ds)
+    cp = evaluate_version(ml, champion, ds) if champion is not None else None
+    decision = {**gate_decision(ch, cp, ml.gate_config()), "window": [start, end], "challenger_version": challenger,
+                "champion_version": champion}
+    promoted = apply_gate(db.engine(), ml.tracking_uri, ml.model_name, challenger, decision)
+    context.log.info(f"gate {ml.model_name} v{challenger}: {'PROMOTED' if promoted else 'rejected'}: {decision['reason']}")
+    return dg.AssetCheckResult(passed=promoted, severity=dg.AssetCheckSeverity.WARN, metadata={
+        "version": challenger, "champion_before": str(champion), "reason": decision["reason"],
+        "challenger_sharpe": ch["sharpe"], "challenger_max_drawdown": ch["max_drawdown"],
+        "champion_sharpe": cp["sharpe"] if cp else float("nan"),
+    })
+
+
+retrain_job = dg.define_asset_job("retrain", selection=dg.AssetSelection.assets(ml_challenger),
+                                  description="Train a challenger on stored features/labels and run the promotion gate.")
+ml_features_job = dg.define_asset_job("ml_features_job", selection=dg.AssetSelection.assets(ml_features, ml_labels),
+                                      partitions_def=ML_PARTITIONS)
+ml_features_schedule = dg.build_schedule_from_partitioned_job(ml_features_job, hour_of_day=0, minute_of_hour=40)
+retrain_nightly = dg.ScheduleDefinition(name="retrain_nightly", job=retrain_job, cron_schedule="30 2 * * *",
+                                        execution_timezone="UTC")
+
+
+@dg.sensor(job=retrain_job, minimum_interval_seconds=900, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Launch retrain when the champion's live rolling Sharpe / hit rate falls below its threshold "
+                       "or its features drift (population stability index) past the threshold.")
+def ml_decay_sensor(context: dg.SensorEvaluationContext, db: PostgresResource, ml: MLResource):
+    from ml.monitoring import DecayThresholds, decay_reasons
+
+    reasons = decay_reasons(db.engine(), ml, DecayThresholds())
+    if not reasons:
+        return dg.SkipReason("champion performance and feature drift within thresholds")
+    hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
+    return dg.RunRequest(run_key=f"decay-{hour}", tags={"tradeloop/retrain_reason": "; ".join(reasons)[:200]})
+
+
+ASSETS = [ml_features, ml_labels, ml_challenger]
+ASSET_CHECKS = [promotion_gate]
+JOBS = [retrain_job, ml_features_job]
+SCHEDULES = [ml_features_schedule, retrain_nightly]
+SENSORS = [ml_decay_sensor]
+RESOURCES = {"ml": MLResource(tracking_uri=_settings.tracking_uri, model_name=_settings.model_name,
+                              exchange="sim" if _settings.market_source == "sim" else _settings.market_source,
+                              symbols=list(_settings.symbols))}

@@ -1,0 +1,300 @@
+"""Daily tear sheets: one self-contained HTML page per account/strategy and per account portfolio, from the
+warehouse marts, under <site_dir>/reports/<date>/ (served by the `docs` service; readable offline: the
+plots are PNGs embedded as data URIs and also written next to the pages, no external resources).
+
+Metric definitions are the warehouse's (dbt_project/models/marts/mart_strategy_performance.sql), which
+follow trading/backtest/metrics.py on daily bars.
+"""
+
+import base64
+import html
+import io
+import math
+import os
+import re
+import shutil
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+
+from assets.warehouse import mart_key, warehouse_dbt_assets
+from deploy.settings import get_settings
+from orchestration.resources import PostgresResource
+
+MARTS_SCHEMA = "analytics_marts"
+ROLLING_SHARPE_DAYS = 30
+TRADING_DAYS = 365.25  # 24/7 market, as trading/backtest/metrics.py
+
+
+class ReportConfig(dg.Config):
+    as_of: str = ""
+    """Last day in the report (YYYY-MM-DD, UTC). Empty: yesterday, the last complete day."""
+    accounts: list[str] = []
+    """Report only these accounts; empty = every account in the warehouse."""
+
+
+def _as_of(text: str) -> date:
+    if not text:
+        return datetime.now(timezone.utc).date() - timedelta(days=1)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise dg.Failure(description=f"report as_of must be a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _load(db: PostgresResource, as_of: date, accounts: list[str]):
+    import pandas as pd
+    import sqlalchemy as sa
+
+    where = "day <= :as_of" + (" and account = any(:accounts)" if accounts else "")
+    params = {"as_of": as_of, "accounts": accounts}
+    with db.engine().connect() as conn:
+        missing = [t for t in ("mart_daily_pnl", "mart_account_daily_pnl")
+                   if conn.execute(sa.text("select to_regclass(:t)"), {"t": f"{MARTS_SCHEMA}.{t}"}).scalar() is None]
+        if missing:
+            raise dg.Failure(description=f"warehouse marts {missing} do not exist: run the warehouse_build job first")
+        strategies = pd.read_sql(sa.text(f"select * from {MARTS_SCHEMA}.mart_daily_pnl where {where} "
+                                         "order by account, strategy, day"), conn, params=params)
+        portfolios = pd.read_sql(sa.text(f"select * from {MARTS_SCHEMA}.mart_account_daily_pnl where {where} "
+                                         "order by account, day"), conn, params=params)
+    return strategies, portfolios
+
+
+def _numeric(frame):
+    # NUMERIC arrives as Decimal; plots and statistics want floats
+    for col in frame.columns:
+        if col not in ("account", "strategy", "day"):
+            frame[col] = frame[col].astype(float)
+    frame["day"] = frame["day"].astype("datetime64[ns]")
+    return frame
+
+
+def stats(frame, starting_equity: float) -> dict[str, float | int | None]:
+    """Summary of a daily series (mart_daily_pnl or mart_account_daily_pnl rows of one book)."""
+    returns = frame["daily_return"].fillna(0.0)
+    std = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
+    equity = frame["equity"]
+    peak = equity.cummax().clip(lower=starting_equity)
+    closed = int(frame["round_trips_closed"].sum())
+    return {
+        "days": len(frame),
+        "pnl": float(frame["pnl"].sum()),
+        "total_return": float(equity.iloc[-1] / starting_equity - 1.0),
+        "sharpe": float(returns.mean() / std * math.sqrt(TRADING_DAYS)) if std > 0 else 0.0,
+        "max_drawdown": float(min(0.0, (equity / peak - 1.0).min())),
+        "trade_count": closed,
+        "win_rate": int(frame["winning_round_trips"].sum()) / closed if closed else None,
+        "fills": int(frame["fill_count"].sum()),
+        "fees": float(frame["fees"].sum()),
+    }
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plots(frame, starting_equity: float) -> dict[str, bytes]:
+    """The six tear-sheet plots of one daily series, as PNG bytes by name."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    series = frame.set_index("day")
+    returns = series["daily_return"].fillna(0.0)
+    out = {}
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot(series.index, series["equity"], color="tab:blue")
+    ax.axhline(starting_equity, color="grey", lw=0.8, ls="--")
+    ax.set_title("Equity curve")
+    fig.autofmt_xdate()
+    out["equity"] = _png(fig)
+
+    peak = series["equity"].cummax().clip(lower=starting_equity)
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    ax.fill_between(series.index, (series["equity"] / peak - 1.0) * 100, 0, color="tab:red", alpha=0.5)
+    ax.set_title("Drawdown (%)")
+    fig.autofmt_xdate()
+    out["drawdown"] = _png(fig)
+
+    monthly = (1.0 + returns).groupby([returns.index.year, returns.index.month]).prod() - 1.0
+    table = monthly.unstack(level=1).reindex(columns=range(1, 13)) * 100
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.5 * len(table)))
+    limit = max(float(np.nanmax(np.abs(table.values))) if np.isfinite(table.values).any() else 0.0, 1e-9)
+    ax.imshow(table.values, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(12), ["J", "F", "M", "A", "M", "J", "J", "A", "S", "O", "N", "D"])
+    ax.set_yticks(range(len(table)), [str(y) for y in table.index])
+    for (i, j), v in np.ndenumerate(table.values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_title("Monthly returns (%)")
+    out["monthly_returns"] = _png(fig)
+
+    window = min(ROLLING_SHARPE_DAYS, max(len(returns), 2))
+    roll = returns.rolling(window, min_periods=2)
+    rolling_sharpe = (roll.mean() / roll.std(ddof=1) * math.sqrt(TRADING_DAYS)).replace([np.inf, -np.inf], np.nan)
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    ax.plot(series.index, rolling_sharpe, color="tab:purple")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_title(f"Rolling Sharpe ({window} days, annualised)")
+    fig.autofmt_xdate()
+    out["rolling_sharpe"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    ax.plot(series.index, series["gross_exposure"], label="gross", color="tab:orange")
+    ax.plot(series.index, series["net_exposure"], label="net", color="tab:green")
+    ax.legend(loc="upper left")
+    ax.set_title("Exposure (end of day, quote currency)")
+    fig.autofmt_xdate()
+    out["exposure"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    ax.hist(returns * 100, bins=max(5, min(50, len(returns))), color="tab:blue", alpha=0.8)
+    ax.set_title("Distribution of daily returns (%)")
+    out["return_distribution"] = _png(fig)
+    return out
+
+
+_STYLE = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
+          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+          "th{background:#f3f3f3}img{max-width:100%;display:block;margin:1em 0}.empty{color:#666}")
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
+
+
+def _fmt(value, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    if kind == "pct":
+        return f"{value * 100:.2f}%"
+    if kind == "int":
+        return str(int(value))
+    return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
+
+
+_STAT_LABELS = [("pnl", "P&L", "num"), ("total_return", "Total return", "pct"), ("sharpe", "Sharpe", "num"),
+                ("max_drawdown", "Max drawdown", "pct"), ("trade_count", "Round trips", "int"),
+                ("win_rate", "Win rate", "pct"), ("fills", "Fills", "int"), ("fees", "Fees", "num"),
+                ("days", "Days", "int")]
+
+
+def _slug(*parts: str) -> str:
+    return "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p) for p in parts)
+
+
+def _tear_sheet(out_dir: Path, name: str, title: str, frame, starting_equity: float) -> dict:
+    summary = stats(frame, starting_equity)
+    rows = "".join(f"<tr><th>{label}</th><td>{_fmt(summary[key], kind)}</td></tr>"
+                   for key, label, kind in _STAT_LABELS)
+    images = []
+    for plot, png in plots(frame, starting_equity).items():
+        (out_dir / "img" / f"{name}__{plot}.png").write_bytes(png)
+        data = base64.b64encode(png).decode("ascii")
+        images.append(f"<img alt='{plot}' src='data:image/png;base64,{data}'>")
+    first, last = frame["day"].iloc[0].date(), frame["day"].iloc[-1].date()
+    body = (f"<p><a href='index.html'>&larr; all tear sheets</a></p><h1>{html.escape(title)}</h1>"
+            f"<p>{first} to {last} (UTC days); returns on a starting equity of {starting_equity:,.0f}.</p>"
+            f"<table>{rows}</table>{''.join(images)}")
+    (out_dir / f"{name}.html").write_text(_page(title, body))
+    return summary
+
+
+def write_reports(site_dir: Path, as_of: date, strategies, portfolios, starting_equity: float) -> Path:
+    """All tear sheets of one day into <site_dir>/reports/<as_of>/, replacing that day's previous set in one
+    rename (readers never see half a report). Returns the index page."""
+    reports = site_dir / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    tmp = reports / f".{as_of}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "img").mkdir(parents=True)
+
+    if strategies.empty:
+        body = (f"<h1>Tear sheets {as_of}</h1><p class='empty'>No trades yet: the warehouse holds no paper or "
+                f"live fills up to {as_of}. Tear sheets appear once strategies have traded.</p>")
+    else:
+        sections = []
+        for account, book in portfolios.groupby("account", sort=True):
+            name = _slug("portfolio", account)
+            s = _tear_sheet(tmp, name, f"Portfolio {account}", book.reset_index(drop=True), starting_equity)
+            links = [f"<tr><td style='text-align:left'><a href='{name}.html'>portfolio</a></td>"
+                     + "".join(f"<td>{_fmt(s[k], kind)}</td>" for k, _, kind in _STAT_LABELS) + "</tr>"]
+            for strategy, frame in strategies[strategies["account"] == account].groupby("strategy", sort=True):
+                name = _slug(account, strategy)
+                s = _tear_sheet(tmp, name, f"{strategy} ({account})", frame.reset_index(drop=True), starting_equity)
+                links.append(f"<tr><td style='text-align:left'><a href='{name}.html'>{html.escape(strategy)}</a></td>"
+                             + "".join(f"<td>{_fmt(s[k], kind)}</td>" for k, _, kind in _STAT_LABELS) + "</tr>")
+            head = "<tr><th>book</th>" + "".join(f"<th>{label}</th>" for _, label, _ in _STAT_LABELS) + "</tr>"
+            sections.append(f"<h2>Account {html.escape(account)}</h2><table>{head}{''.join(links)}</table>")
+        body = f"<h1>Tear sheets {as_of}</h1>{''.join(sections)}"
+    (tmp / "index.html").write_text(_page(f"Tear sheets {as_of}", body))
+
+    final = reports / as_of.isoformat()
+    old = reports / f".{as_of}.old-{os.getpid()}"
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final / "index.html"
+
+
+@dg.asset(
+    deps=[mart_key("mart_daily_pnl"), mart_key("mart_account_daily_pnl")],
+    group_name="reports",
+    description="Daily HTML tear sheets per strategy and per account portfolio (equity, drawdown, monthly "
+                "returns, rolling Sharpe, exposure, return distribution), readable offline.",
+)
+def tear_sheets(context: dg.AssetExecutionContext, db: PostgresResource, config: ReportConfig) -> dg.MaterializeResult:
+    as_of = _as_of(config.as_of)
+    starting_equity = float(_starting_equity())
+    strategies, portfolios = _load(db, as_of, config.accounts)
+    strategies, portfolios = _numeric(strategies), _numeric(portfolios)
+    settings = get_settings()
+    index = write_reports(settings.site_dir, as_of, strategies, portfolios, starting_equity)
+    relative = index.relative_to(settings.site_dir).as_posix()
+    context.log.info(f"tear sheets for {as_of} at {index}")
+    return dg.MaterializeResult(metadata={
+        "report": dg.MetadataValue.url(f"{settings.docs_url}/{relative}"),
+        "report_path": dg.MetadataValue.path(str(index)),
+        "as_of": as_of.isoformat(),
+        "accounts": int(portfolios["account"].nunique()) if not portfolios.empty else 0,
+        "strategies": int(strategies[["account", "strategy"]].drop_duplicates().shape[0]) if not strategies.empty else 0,
+        "no_trades_yet": bool(strategies.empty),
+    })
+
+
+def _starting_equity() -> float:
+    """The capital base the marts used (dbt var starting_equity), so report and warehouse agree."""
+    import yaml
+
+    from assets.warehouse import DBT_PROJECT_DIR
+
+    return float(yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["starting_equity"])
+
+
+daily_reports = dg.define_asset_job(
+    "daily_reports", selection=dg.AssetSelection.assets(warehouse_dbt_assets, tear_sheets),
+    description="Build the warehouse (dbt build), then the day's tear sheets.",
+)
+
+# 00:30 UTC: the previous day is complete (the report's default as_of is yesterday)
+daily_reports_schedule = dg.ScheduleDefinition(
+    job=daily_reports, cron_schedule="30 0 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+ASSETS = [tear_sheets]
+ASSET_CHECKS: list = []
+JOBS = [daily_reports]
+SCHEDULES = [daily_reports_schedule]
+RESOURCES: dict = {}  # needs `db` (PostgresResource), which orchestration/definitions.py already provides

@@ -1,0 +1,71 @@
+-- Implementation shortfall and slippage per parent order of an execution algorithm (orders with a
+-- parent_id are its children). Conventions, shared with trading/execution/base.py (positive = cost):
+--   algorithm      stg_orders.algorithm: the parent id's prefix before ':' (e.g. 'twap:...'), else the
+--                  strategy.
+--   parent time    the parent order's created_at when the parent is itself in orders, else the first
+--                  child's created_at.
+--   arrival price  the close of the last clean bar of the symbol that ENDED by the parent time (bar ts is
+--                  the bar's open, so a bar still open at the parent time is never used: no look-ahead).
+--   shortfall      side sign x (sum of fill notionals - arrival x filled quantity); bps are per unit of
+--                  arrival notional of the filled quantity; cost adds fees.
+--   slippage       per fill, side sign x (fill price - decision price) / decision price in bps, where the
+--                  decision price is the same kind of close at the CHILD's created_at; quantity-weighted.
+with children as (
+    select * from {{ ref('stg_orders') }} where parent_id is not null
+),
+
+parents as (
+    select
+        c.parent_id, c.account, c.strategy, c.algorithm, c.exchange, c.symbol, c.side, c.mode,
+        coalesce(min(p.created_at), min(c.created_at)) as parent_created_at,
+        count(distinct c.client_order_id) as child_orders,
+        sum(c.quantity) as child_quantity
+    from children c
+    left join {{ ref('stg_orders') }} p on p.client_order_id = c.parent_id
+    group by c.parent_id, c.account, c.strategy, c.algorithm, c.exchange, c.symbol, c.side, c.mode
+),
+
+child_fills as (
+    select
+        c.parent_id, f.fill_id, f.price, f.quantity, f.notional, f.fee,
+        (select b.close from {{ ref('stg_market_data_clean') }} b
+          where b.symbol = c.symbol and b.bar_end <= c.created_at
+          order by b.bar_end desc, b.exchange limit 1) as decision_price
+    from children c
+    join {{ ref('stg_trades') }} f on f.client_order_id = c.client_order_id
+),
+
+fills_by_parent as (
+    select parent_id,
+           sum(quantity) as filled_quantity, sum(notional) as filled_notional, sum(fee) as fees,
+           count(*) as fills,
+           sum(quantity * (price - decision_price) / decision_price) / nullif(sum(quantity), 0) as rel_slippage
+    from child_fills
+    group by parent_id
+),
+
+with_arrival as (
+    select p.*,
+           (select b.close from {{ ref('stg_market_data_clean') }} b
+             where b.symbol = p.symbol and b.bar_end <= p.parent_created_at
+             order by b.bar_end desc, b.exchange limit 1) as arrival_price
+    from parents p
+)
+
+select
+    a.parent_id, a.account, a.strategy, a.algorithm, a.exchange, a.symbol, a.side, a.mode,
+    a.parent_created_at, a.child_orders, a.child_quantity,
+    coalesce(f.fills, 0) as fills,
+    coalesce(f.filled_quantity, 0) as filled_quantity,
+    f.filled_notional / nullif(f.filled_quantity, 0) as avg_fill_price,
+    a.arrival_price,
+    coalesce(f.fees, 0) as fees,
+    s.sign * (f.filled_notional - a.arrival_price * f.filled_quantity) as shortfall,
+    s.sign * (f.filled_notional - a.arrival_price * f.filled_quantity)
+        / nullif(a.arrival_price * f.filled_quantity, 0) * 10000 as shortfall_bps,
+    (s.sign * (f.filled_notional - a.arrival_price * f.filled_quantity) + f.fees)
+        / nullif(a.arrival_price * f.filled_quantity, 0) * 10000 as cost_bps,
+    s.sign * f.rel_slippage * 10000 as slippage_bps
+from with_arrival a
+cross join lateral (select case a.side when 'buy' then 1 else -1 end as sign) s
+left join fills_by_parent f using (parent_id)

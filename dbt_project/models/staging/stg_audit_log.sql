@@ -1,0 +1,2 @@
+select event_id, ts, actor, action, scope, reason, details
+from {{ source('platform', 'audit_log') }}

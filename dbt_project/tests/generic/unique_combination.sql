@@ -1,0 +1,7 @@
+{# The combination of `columns` is unique (compound keys; dbt_utils is not available offline). #}
+{% test unique_combination(model, columns) %}
+select {{ columns | join(', ') }}, count(*) as n
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+{% endtest %}

@@ -1,0 +1,177 @@
+"""Registry and promotion: the gate decision, moving the ``champion`` alias, rollback, and the history in
+ml_models and audit_log (idempotent rows: deterministic event ids, upserts).
+
+Order of effects: the MLflow alias moves first, then one Postgres transaction records it; if that
+transaction fails the alias is moved back, so the registry and the system of record never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from trading.records import stable_id
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class PromotionError(RuntimeError):
+    """A promotion or rollback that cannot be done (nothing to roll back to, unknown version...)."""
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    sharpe_margin: float = 0.1
+    """The challenger's Sharpe must exceed the champion's by this much (annualised units)."""
+    max_drawdown_limit: float = 0.05
+    """Largest acceptable drawdown on the window, as a positive fraction."""
+    min_sharpe: float = 0.0
+    """With no champion: the challenger's Sharpe must exceed this."""
+
+
+def gate_decision(challenger: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig) -> dict[str, Any]:
+    """Pure decision with its numbers. Metrics dicts hold ``sharpe`` and ``max_drawdown`` (<= 0)."""
+    ch_sharpe, ch_dd = float(challenger["sharpe"]), float(challenger["max_drawdown"])
+    out: dict[str, Any] = {"config": asdict(cfg), "challenger": challenger, "champion": champion}
+    if not (math.isfinite(ch_sharpe) and math.isfinite(ch_dd)):
+        return {**out, "passed": False, "reason": "challenger metrics are not finite"}
+    if -ch_dd > cfg.max_drawdown_limit:
+        return {**out, "passed": False,
+                "reason": f"drawdown {-ch_dd:.4f} exceeds the limit {cfg.max_drawdown_limit:.4f}"}
+    if champion is None:
+        ok = ch_sharpe > cfg.min_sharpe
+        return {**out, "passed": ok, "reason": (
+            f"no champion; Sharpe {ch_sharpe:.3f} {'>' if ok else '<='} absolute threshold {cfg.min_sharpe:.3f}")}
+    need = float(champion["sharpe"]) + cfg.sharpe_margin
+    ok = ch_sharpe > need
+    return {**out, "passed": ok, "reason": (
+        f"Sharpe {ch_sharpe:.3f} {'>' if ok else '<='} champion {float(champion['sharpe']):.3f} + margin "
+        f"{cfg.sharpe_margin:.3f}")}
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(tracking_uri).get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as exc:
+        if "not found" in str(exc).lower() or "does not exist" in str(exc).lower() or getattr(exc, "error_code", "") in (
+                "RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def _json(x: Any) -> str:
+    return json.dumps(x, default=str, sort_keys=True)
+
+
+def record_model(conn: sa.Connection, model_name: str, version: str, run_id: str, data_hash: str,
+                 status: str, metrics: dict[str, Any]) -> None:
+    conn.execute(sa.text("""
+        INSERT INTO ml_models (model_name, version, run_id, training_data_hash, status, metrics)
+        VALUES (:m, :v, :r, :h, :s, CAST(:metrics AS jsonb))
+        ON CONFLICT (model_name, version) DO UPDATE SET run_id = EXCLUDED.run_id,
+            training_data_hash = EXCLUDED.training_data_hash, metrics = EXCLUDED.metrics
+    """), {"m": model_name, "v": int(version), "r": run_id, "h": data_hash, "s": status, "metrics": _json(metrics)})
+
+
+def audit(conn: sa.Connection, action: str, scope: str, reason: str, details: dict[str, Any], *key: Any,
+          actor: str = "ml") -> str:
+    """One audit row per deterministic event id (replays add nothing)."""
+    event_id = stable_id("audit", action, scope, *key)
+    conn.execute(sa.text("""
+        INSERT INTO audit_log (event_id, actor, action, scope, reason, details)
+        SELECT :id, :actor, :action, :scope, :reason, CAST(:details AS jsonb)
+        WHERE NOT EXISTS (SELECT 1 FROM audit_log WHERE event_id = :id)
+    """), {"id": event_id, "actor": actor, "action": action, "scope": scope, "reason": reason,
+           "details": _json(details)})
+    return event_id
+
+
+def _set_alias(tracking_uri: str, model_name: str, alias: str, version: str | None) -> None:
+    c = _client(tracking_uri)
+    if version is None:
+        c.delete_registered_model_alias(model_name, alias)
+    else:
+        c.set_registered_model_alias(model_name, alias, version)
+
+
+def apply_gate(engine: sa.Engine, tracking_uri: str, model_name: str, version: str, decision: dict[str, Any],
+               actor: str = "ml.gate") -> bool:
+    """Record the gate decision; on pass move ``champion`` to ``version`` (previous champion -> retired)."""
+    scope = f"model:{model_name}"
+    if not decision["passed"]:
+        with engine.begin() as conn:
+            conn.execute(sa.text("""UPDATE ml_models SET status = 'rejected', gate = CAST(:g AS jsonb)
+                                    WHERE model_name = :m AND version = :v AND status IN ('registered', 'challenger', 'rejected')"""),
+                         {"g": _json(decision), "m": model_name, "v": int(version)})
+            audit(conn, "gate_reject", scope, decision["reason"], {"version": version, **decision},
+                  model_name, version, actor=actor)
+        return False
+    previous = alias_version(tracking_uri, model_name, CHAMPION)
+    _set_alias(tracking_uri, model_name, CHAMPION, version)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("""UPDATE ml_models SET status = 'retired'
+                                    WHERE model_name = :m AND status = 'champion' AND version <> :v"""),
+                         {"m": model_name, "v": int(version)})
+            conn.execute(sa.text("""UPDATE ml_models SET status = 'champion', gate = CAST(:g AS jsonb),
+                                        promoted_at = coalesce(promoted_at, now())
+                                    WHERE model_name = :m AND version = :v"""),
+                         {"g": _json(decision), "m": model_name, "v": int(version)})
+            audit(conn, "promote", scope, decision["reason"],
+                  {"version": version, "previous": previous, **decision}, model_name, version, actor=actor)
+    except Exception:
+        _set_alias(tracking_uri, model_name, CHAMPION, previous)  # registry and Postgres must agree
+        raise
+    return True
+
+
+def rollback(engine: sa.Engine, tracking_uri: str, model_name: str, reason: str, actor: str = "cli") -> tuple[str, str]:
+    """Give ``champion`` back to the previously promoted version; the current one becomes rejected.
+    Returns (from_version, to_version)."""
+    current = alias_version(tracking_uri, model_name, CHAMPION)
+    if current is None:
+        raise PromotionError(f"{model_name} has no champion to roll back")
+    with engine.connect() as conn:
+        prev = conn.execute(sa.text("""
+            SELECT version FROM ml_models
+            WHERE model_name = :m AND status = 'retired' AND promoted_at IS NOT NULL AND version <> :v
+              AND promoted_at <= (SELECT promoted_at FROM ml_models WHERE model_name = :m AND version = :v)
+            ORDER BY promoted_at DESC, version DESC LIMIT 1
+        """), {"m": model_name, "v": int(current)}).scalar()
+    if prev is None:
+        raise PromotionError(f"{model_name} v{current} has no previous champion in ml_models to roll back to")
+    prev = str(prev)
+    _set_alias(tracking_uri, model_name, CHAMPION, prev)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE ml_models SET status = 'rejected' WHERE model_name = :m AND version = :v"),
+                         {"m": model_name, "v": int(current)})
+            conn.execute(sa.text("UPDATE ml_models SET status = 'champion' WHERE model_name = :m AND version = :v"),
+                         {"m": model_name, "v": int(prev)})
+            audit(conn, "rollback", f"model:{model_name}", reason, {"from": current, "to": prev},
+                  model_name, current, prev, actor=actor)
+    except Exception:
+        _set_alias(tracking_uri, model_name, CHAMPION, current)
+        raise
+    return current, prev
+
+
+def model_status(engine: sa.Engine, tracking_uri: str, model_name: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.text("""
+            SELECT version, status, run_id, training_data_hash, created_at, promoted_at, gate->>'reason' AS gate_reason
+            FROM ml_models WHERE model_name = :m ORDER BY version"""), {"m": model_name})]
+    return {"model_name": model_name, "champion": alias_version(tracking_uri, model_name, CHAMPION),
+            "challenger": alias_version(tracking_uri, model_name, CHALLENGER), "versions": rows}

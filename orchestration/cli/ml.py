@@ -1,0 +1,83 @@
+"""`tradeloop retrain` and `tradeloop model rollback|status`.
+
+`retrain` runs the retrain job (ml_challenger + the promotion_gate check) in this process against the
+configured DATABASE_URL and MLflow, with a Dagster instance from DAGSTER_HOME when set (so the run shows
+in the UI's run list) or an ephemeral one. Launch from the UI (job `retrain`) to run it on the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def _db_url() -> str:
+    from deploy.settings import get_settings
+
+    url = get_settings().database_url
+    if not url:
+        raise click.ClickException("DATABASE_URL is not set: start the platform (`tradeloop up`) or export it")
+    return url
+
+
+@click.command("retrain")
+@click.option("--days", default=7, show_default=True, help="Days of stored features/labels to train on.")
+@click.option("--end-date", default="", help="Exclusive end day YYYY-MM-DD (default: after the last stored features).")
+def retrain(days: int, end_date: str) -> None:
+    """Train a challenger and run the promotion gate (in process)."""
+    import dagster as dg
+
+    from assets.ml import ASSET_CHECKS, RESOURCES, ml_challenger
+    from orchestration.resources import PostgresResource
+
+    instance = dg.DagsterInstance.get() if __import__("os").environ.get("DAGSTER_HOME") else None
+    try:
+        result = dg.materialize([ml_challenger, *ASSET_CHECKS], instance=instance,
+                                resources={**RESOURCES, "db": PostgresResource(url=_db_url())},
+                                run_config={"ops": {"ml_challenger": {"config": {"days": days, "end_date": end_date}}}})
+    except dg.Failure as exc:
+        raise click.ClickException(exc.description or str(exc)) from None
+    meta = result.asset_materializations_for_node("ml_challenger")[0].metadata
+    checks = result.get_asset_check_evaluations()
+    gate = checks[0] if checks else None
+    click.echo(f"challenger v{meta['version'].value} ({meta['model_kind'].value}); gate "
+               f"{'PASSED: promoted to champion' if gate and gate.passed else 'failed: champion unchanged'}"
+               + (f" ({gate.metadata['reason'].value})" if gate else ""))
+
+
+@click.group("model")
+def model() -> None:
+    """The registered signal model: status and rollback."""
+
+
+@model.command("status")
+def status() -> None:
+    """Champion, challenger and every version with its status."""
+    import sqlalchemy as sa
+
+    from deploy.settings import get_settings
+    from ml.registry import model_status
+
+    s = get_settings()
+    out = model_status(sa.create_engine(_db_url()), s.tracking_uri, s.model_name)
+    json.dump(out, sys.stdout, default=str, indent=2)
+    click.echo()
+
+
+@model.command("rollback")
+@click.option("--reason", required=True, help="Why (goes to audit_log).")
+def rollback(reason: str) -> None:
+    """Give the champion alias back to the previously promoted version."""
+    import sqlalchemy as sa
+
+    from deploy.settings import get_settings
+    from ml.registry import PromotionError, rollback as do_rollback
+
+    s = get_settings()
+    try:
+        frm, to = do_rollback(sa.create_engine(_db_url()), s.tracking_uri, s.model_name, reason)
+    except PromotionError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{s.model_name}: champion v{frm} -> v{to}")

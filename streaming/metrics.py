@@ -1,0 +1,23 @@
+"""Prometheus metrics of the worker (served at /metrics in the text exposition format)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry()
+TICKS = Counter("tradeloop_ticks", "Ticks through the hot path (rate() gives ticks/s)", registry=REGISTRY)
+DECISION_SECONDS = Histogram(
+    "tradeloop_decision_seconds", "Tick in -> order decision out (strategy, sizing, risk, paper venue)",
+    buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1), registry=REGISTRY)
+ORDERS = Counter("tradeloop_order_events", "Order events by status", ["status"], registry=REGISTRY)
+REJECTS = Counter("tradeloop_rejects", "Orders rejected, by reason (risk or venue)", ["reason"], registry=REGISTRY)
+FILLS = Counter("tradeloop_fills", "Fills", registry=REGISTRY)
+PNL = Gauge("tradeloop_pnl", "Account P&L by kind", ["kind"], registry=REGISTRY)
+STATE = Gauge("tradeloop_trading_state", "0 active, 1 reducing, 2 halted", registry=REGISTRY)
+DEADLETTERS = Counter("tradeloop_deadletters", "Messages parked on the deadletter topic", ["topic"], registry=REGISTRY)
+STORE_RETRIES = Gauge("tradeloop_store_retries", "Postgres connection failures retried", registry=REGISTRY)
+BATCH_WRITE_SECONDS = Histogram("tradeloop_store_write_seconds", "One batch written to Postgres", registry=REGISTRY)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)

@@ -1,0 +1,330 @@
+"""The hot path of one account, in process: tick -> bar -> strategy -> sizing -> risk -> paper fill.
+
+No Faust, no SQL here: the agent in streaming/app.py feeds ticks in and drains the resulting events
+(signals, orders, order events, fills, positions, bars, risk transitions) to Kafka and Postgres.  The
+trading itself is trading.strategies.engine.StrategyEngine with trading.venue.PaperVenue,
+trading.accounts.Portfolio and trading.risk.RiskEngine -- the backtester's code.
+
+Fills: the venue runs in bar mode and every tick reaches it as a one-print bar, so a market order
+decided at a bar close fills at the next trade print (plus the venue's impact model), not a minute
+later at the next bar's open.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from trading.accounts import Portfolio
+from trading.backtest.risk import BarClock
+from trading.records import (
+    Bar, Fill, Instrument, OrderEvent, OrderRequest, OrderStatus, Position, Tick, stable_id,
+)
+from trading.risk import FlattenRequest, RiskEngine, RiskLimits, StateTransition, TradingState
+from trading.sizing import FixedFraction, Sizer
+from trading.strategies import Strategy, TargetPosition, create_strategy
+from trading.strategies.engine import StrategyEngine, interval_ns
+from trading.venue import PaperVenue
+
+REJECT_KNOWN_ORDER = "known_client_order_id"  # id already in Postgres: a replayed decision
+
+
+@dataclass
+class SignalOut:
+    signal_id: str
+    strategy: str
+    symbol: str
+    target: float
+    ts: int
+    model_name: str
+    model_version: str
+
+
+@dataclass
+class Batch:
+    """Everything the hot path produced since the last drain, in order within each kind."""
+
+    signals: list[SignalOut] = field(default_factory=list)
+    orders: list[OrderRequest] = field(default_factory=list)  # accepted by risk, sent to the venue
+    events: list[OrderEvent] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)  # latest of each touched (strategy, symbol)
+    bars: list[Bar] = field(default_factory=list)
+    transitions: list[StateTransition] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.signals or self.orders or self.events or self.fills or self.bars or self.transitions)
+
+
+@dataclass
+class Restored:
+    """State read back from Postgres (the system of record) when a worker starts."""
+
+    fills: list[Fill] = field(default_factory=list)  # every fill of the account, in time order
+    known_order_ids: set[str] = field(default_factory=set)
+    bars: list[Bar] = field(default_factory=list)  # recent 1m bars, for strategy warm-up, time order
+    watermark: dict[str, int] = field(default_factory=dict)  # symbol -> open ts of the last stored bar
+    halted: tuple[str, str] | None = None  # (who, reason) of a kill switch not yet resumed
+
+
+class _Tap:
+    """Wraps a strategy to record its targets as signals (the engine only sees targets as orders)."""
+
+    def __init__(self, slot: str, strategy: Strategy, sink: list[SignalOut], account: str) -> None:
+        self.slot, self.inner, self._sink, self._account = slot, strategy, sink, account
+        self.name = strategy.name
+
+    def _tap(self, targets: list[TargetPosition], ts: int) -> list[TargetPosition]:
+        inner = self.inner
+        model = getattr(inner, "model_name", None) or inner.name
+        version = str(getattr(inner, "model_version", None) or inner.version)
+        for t in targets:
+            self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, t.symbol, ts), self.slot,
+                                        t.symbol, float(t.target), ts, model, version))
+        return targets
+
+    def on_bar(self, bar: Bar, ctx: Any) -> list[TargetPosition]:
+        return self._tap(self.inner.on_bar(bar, ctx), ctx.ts)
+
+    def on_tick(self, tick: Tick, ctx: Any) -> list[TargetPosition]:
+        return self._tap(self.inner.on_tick(tick, ctx), ctx.ts)
+
+    def on_fill(self, fill: Fill, ctx: Any) -> list[TargetPosition]:
+        return self._tap(self.inner.on_fill(fill, ctx), ctx.ts)
+
+
+class TickFillVenue:
+    """PaperVenue (bar mode) driven by trade prints, refusing client ids it has seen before a restart.
+
+    The engine's 1m bars are not used for fills (``on_bar`` returns nothing): every tick already reached
+    the venue as a one-print bar, so orders are filled by the first print after they were sent.
+    """
+
+    def __init__(self, venue: PaperVenue, known_ids: set[str], out: Batch) -> None:
+        self.venue, self.known, self.out = venue, known_ids, out
+
+    def submit(self, order: OrderRequest) -> list[OrderEvent | Fill]:
+        if order.client_order_id in self.known:
+            # a replayed decision: the order exists in Postgres already; closing it here (not re-sending)
+            # lets the engine and risk engine forget it.  Not emitted: Postgres keeps the real status.
+            return [OrderEvent(order.client_order_id, order.account, order.strategy, order.symbol,
+                               OrderStatus.REJECTED, Decimal(0), order.quantity, order.ts, REJECT_KNOWN_ORDER)]
+        self.known.add(order.client_order_id)
+        self.out.orders.append(order)
+        return self.venue.submit(order)
+
+    def cancel(self, client_order_id: str, ts: int) -> list[OrderEvent]:
+        return self.venue.cancel(client_order_id, ts)
+
+    def on_bar(self, bar: Bar) -> list[OrderEvent | Fill]:
+        return []
+
+    def on_tick(self, tick: Tick) -> list[OrderEvent | Fill]:
+        if not self.venue.open_orders(tick.symbol):
+            return []
+        p = tick.price
+        return self.venue.on_bar(Bar(tick.exchange, tick.symbol, "tick", tick.exchange_ts, tick.receive_ts,
+                                     p, p, p, p, tick.amount))
+
+    def open_orders(self, symbol: str | None = None) -> list[OrderRequest]:
+        return self.venue.open_orders(symbol)
+
+
+class _BarBuilder:
+    """Ticks -> OHLCV bars of one interval per symbol; a bar is emitted by the first tick after it."""
+
+    def __init__(self, interval: str) -> None:
+        self.interval, self.step = interval, interval_ns(interval)
+        self.cur: dict[str, list] = {}  # symbol -> [open_ts, o, h, l, c, v, exchange]
+
+    def update(self, t: Tick) -> Bar | None:
+        start = t.exchange_ts - t.exchange_ts % self.step
+        cur = self.cur.get(t.symbol)
+        if cur is not None and start == cur[0]:
+            p = t.price
+            if p > cur[2]:
+                cur[2] = p
+            if p < cur[3]:
+                cur[3] = p
+            cur[4] = p
+            cur[5] += t.amount
+            return None
+        self.cur[t.symbol] = [start, t.price, t.price, t.price, t.price, t.amount, t.exchange]
+        if cur is None:
+            return None
+        return Bar(cur[6], t.symbol, self.interval, cur[0], t.receive_ts, cur[1], cur[2], cur[3], cur[4], cur[5])
+
+
+class Trader:
+    """One account's live trading state and loop.  Not thread-safe: drive it from one event loop."""
+
+    def __init__(
+        self,
+        account: str,
+        strategies: Mapping[str, Strategy],
+        *,
+        cash: Decimal,
+        limits: RiskLimits,
+        instruments: Mapping[str, Instrument],
+        sizer: Sizer | None = None,
+        interval: str = "1m",
+        exchange: str = "sim",
+        mode: str = "paper",
+    ) -> None:
+        self.account, self.mode, self.exchange = account, mode, exchange
+        self.cash, self.instruments = cash, dict(instruments)
+        self.out = Batch()
+        self.clock = BarClock()
+        self.known_ids: set[str] = set()
+        self.risk = RiskEngine(limits, account, cash, self.clock, instruments=self.instruments,
+                               on_transition=self.out.transitions.append, on_flatten=self._flatten)
+        self.portfolio = Portfolio(account, cash)
+        self.venue = TickFillVenue(PaperVenue(exchange, self.instruments), self.known_ids, self.out)
+        slots = {slot: _Tap(slot, s, self.out.signals, account) for slot, s in strategies.items()}
+        self.engine = StrategyEngine(self.venue, self.portfolio, slots, account=account, exchange=exchange,
+                                     instruments=self.instruments, sizer=sizer or FixedFraction(0.05),
+                                     risk=self.risk, history=200, clock=self.clock)
+        self.bars = _BarBuilder(interval)
+        self.watermark: dict[str, int] = {}
+        self.counters: Counter[str] = Counter()
+        self.last_tick_ns: int | None = None
+        self.orders: dict[str, tuple[OrderRequest, OrderStatus, Decimal]] = {}  # open ones, for views
+        self._touched: set[tuple[str, str]] = set()
+
+    # -- start-up ---------------------------------------------------------------------------------
+    def restore(self, state: Restored) -> None:
+        """Rebuild from Postgres: positions and cash from the fills, strategy state from recent bars
+        (decisions held back until the next live bar), known order ids, and a standing kill switch."""
+        for f in state.fills:
+            self.clock.set(f.ts)
+            self.portfolio.apply_fill(f)
+            self.risk.on_fill(f)
+        self.known_ids |= state.known_order_ids
+        if state.bars:
+            last_close = max(b.exchange_ts for b in state.bars) + self.bars.step
+            self.engine.trade_from_ts = last_close
+            by_ts: dict[int, list[Bar]] = {}
+            for b in state.bars:
+                by_ts.setdefault(b.exchange_ts, []).append(b)
+            for ts in sorted(by_ts):
+                self.engine.on_bars(by_ts[ts])
+            self.out.signals.clear()  # warm-up decisions are held back, not signals
+        self.watermark = dict(state.watermark)
+        if state.halted is not None:
+            who, reason = state.halted
+            self.risk.kill_switch(reason, flatten=False, who=who)
+        self.out.transitions.clear()  # re-applying a stored state is not a new transition
+        self.out.orders.clear()
+        self.out.events.clear()
+        self.out.fills.clear()
+
+    # -- the hot path -------------------------------------------------------------------------------
+    def on_tick(self, tick: Tick) -> None:
+        wm = self.watermark.get(tick.symbol)
+        if wm is not None and tick.exchange_ts < wm + self.bars.step:
+            self.counters["ticks_replayed"] += 1  # its bar is in Postgres already (a redelivered tick)
+            return
+        cur = self.bars.cur.get(tick.symbol)
+        if cur is not None and tick.exchange_ts < cur[0]:
+            self.counters["ticks_late"] += 1  # its bar is closed; counted, not re-opened
+            return
+        self.counters["ticks"] += 1
+        self.last_tick_ns = tick.exchange_ts
+        bar = self.bars.update(tick)
+        if bar is not None:
+            self.out.bars.append(bar)
+            self._record(self.engine.on_bars([bar]))
+        self._record(self.engine.on_tick(tick))
+
+    def _record(self, events: Iterable[OrderEvent | Fill]) -> None:
+        out = self.out
+        for ev in events:
+            if isinstance(ev, Fill):
+                out.fills.append(ev)
+                self._touched.add((ev.strategy, ev.symbol))
+            elif ev.reason == REJECT_KNOWN_ORDER:
+                self.counters["orders_replayed"] += 1
+            else:
+                out.events.append(ev)
+                if ev.status.is_open:
+                    req = self._request(ev.client_order_id)
+                    if req is not None:
+                        self.orders[ev.client_order_id] = (req, ev.status, ev.filled_quantity)
+                else:
+                    self.orders.pop(ev.client_order_id, None)
+
+    def _request(self, cid: str) -> OrderRequest | None:
+        if cid in self.orders:
+            return self.orders[cid][0]
+        for o in reversed(self.out.orders):
+            if o.client_order_id == cid:
+                return o
+        return None
+
+    def drain(self) -> Batch:
+        """The events since the last drain; positions of every (strategy, symbol) a fill touched."""
+        out = self.out  # the risk engine, venue and taps append to these lists: copy, then clear in place
+        batch = Batch(list(out.signals), list(out.orders), list(out.events), list(out.fills),
+                      [self.portfolio.position(sym, strat) for strat, sym in sorted(self._touched)],
+                      list(out.bars), list(out.transitions))
+        for lst in (out.signals, out.orders, out.events, out.fills, out.bars, out.transitions):
+            lst.clear()
+        self._touched.clear()
+        return batch
+
+    # -- operator actions ------------------------------------------------------------------------
+    def kill_switch(self, reason: str, flatten: bool, who: str) -> None:
+        self.clock.set(max(self.clock.ts, self.last_tick_ns or 0))
+        self._flatten(self.risk.kill_switch(reason, flatten=flatten, who=who))
+
+    def resume(self, reason: str, who: str) -> None:
+        self.risk.resume(f"account:{self.account}", who, reason)
+
+    def swap_strategy(self, slot: str, name: str, params: dict[str, Any]) -> None:
+        strategy = create_strategy(name, params)  # bad name / params raise StrategyError naming them
+        self.engine.swap_strategy(slot, _Tap(slot, strategy, self.out.signals, self.account))
+
+    def set_limits(self, overrides: dict[str, Any]) -> None:
+        self.risk.update_limits(self.risk.limits.with_overrides(overrides))
+
+    def _flatten(self, req: FlattenRequest) -> None:
+        """Cancel the open orders and send the risk engine's (pre-approved) closing orders."""
+        for cid in req.cancel_order_ids:
+            self._record(self.engine._handle(self.venue.cancel(cid, req.ts)))
+        for order in req.orders:
+            decision = self.risk.check(order)
+            if not decision.approved:
+                self.counters[f"flatten_rejected_{decision.reason}"] += 1
+                continue
+            self._record(self.engine._handle(self.venue.submit(order)))
+
+    # -- read-only views ---------------------------------------------------------------------------
+    @property
+    def state(self) -> TradingState:
+        return self.risk.state
+
+    def positions_view(self) -> list[dict]:
+        out = []
+        for sym, pos in sorted(self.portfolio.positions().items()):
+            out.append({"symbol": sym, "quantity": str(pos.quantity), "avg_price": str(pos.avg_price),
+                        "realized_pnl": str(pos.realized_pnl), "fees": str(pos.fees),
+                        "unrealized_pnl": str(self.portfolio.unrealized_pnl(sym))})
+        return out
+
+    def open_orders_view(self) -> list[dict]:
+        return [{"client_order_id": cid, "strategy": r.strategy, "symbol": r.symbol, "side": r.side.value,
+                 "quantity": str(r.quantity), "status": st.value, "filled_quantity": str(filled)}
+                for cid, (r, st, filled) in sorted(self.orders.items())]
+
+    def risk_view(self) -> dict:
+        m = self.risk.metrics()
+        m = json.loads(json.dumps(m, default=str))  # Decimals and infinities as strings
+        m["rejects"] = dict(self.engine.rejected)
+        m["counters_stream"] = dict(self.counters)
+        m["strategies_running"] = {slot: f"{t.inner.name} v{t.inner.version}" for slot, t in self.engine.slots.items()}
+        m["wall_ts"] = time.time_ns()
+        return m

@@ -1,0 +1,163 @@
+"""Helpers of the stream tests: a real Faust worker subprocess on the session's Postgres and broker,
+with its own topic prefix, consumer group and account so tests never see each other's data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "test-control-token"
+FAST = {"t": ["sma_cross", {"fast": 3, "slow": 8}]}  # trades within minutes of sim time
+
+
+def sim_ticks(minutes: int, exchange: str = "sim", seed: int = 7):
+    from trading.marketdata.sim import SimConfig, SimVenue
+
+    sim = SimVenue(SimConfig(seed=seed, exchange=exchange))
+    start = sim.config.origin_ns
+    return list(sim.events(start, start + minutes * 60_000_000_000, kinds=("tick",)))
+
+
+def produce(bootstrap: str, topic: str, payloads: list[tuple[bytes | None, bytes]]) -> None:
+    async def run() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await p.start()
+        try:
+            for key, value in payloads:
+                await p.send(topic, value, key=key)
+        finally:
+            await p.stop()
+
+    asyncio.run(run())
+
+
+def produce_ticks(bootstrap: str, prefix: str, ticks) -> None:
+    from streaming.producers import encode_tick
+
+    produce(bootstrap, prefix + "market.ticks", [(t.symbol.encode(), encode_tick(t)) for t in ticks])
+
+
+def consume_all(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list[bytes]:
+    async def run() -> list[bytes]:
+        from aiokafka import AIOKafkaConsumer
+
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             group_id=None, enable_auto_commit=False)
+        await c.start()
+        out: list[bytes] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                batch = await c.getmany(timeout_ms=300)
+                for msgs in batch.values():
+                    out += [m.value for m in msgs]
+        finally:
+            await c.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen
+    url: str
+    env: dict
+    log: Path
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=5) as r:
+            return json.loads(r.read())
+
+    def text(self, path: str) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=5) as r:
+            return r.read().decode()
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
+            try:
+                if self.get("/ready").get("ready"):
+                    return
+            except Exception:  # noqa: BLE001 -- not listening yet
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready in {timeout}s:\n{self.log.read_text()[-4000:]}")
+
+    def wait_ticks(self, n: int, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        last: dict = {}
+        while time.monotonic() < deadline:
+            last = self.get("/risk")["counters_stream"]
+            if sum(last.values()) >= n:
+                return last
+            time.sleep(0.3)
+        raise AssertionError(f"worker saw {last} of {n} ticks:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def stream_env(pg_url, kafka_bootstrap, stack_settings, tmp_path):
+    """Env of an isolated stream: own topics (created here), consumer group and account."""
+    from deploy.stack.process import free_port
+    from streaming.topics import ensure_topics
+
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"t{tag}."
+    asyncio.run(ensure_topics(kafka_bootstrap, stack_settings.topic_partitions, prefix=prefix))
+    env = {**os.environ, "DATABASE_URL": pg_url, "KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "TRADELOOP_HOME": str(tmp_path), "TRADELOOP_TOPIC_PREFIX": prefix,
+           "TRADELOOP_STREAM_APP_ID": f"stream-{tag}", "TRADELOOP_ACCOUNT": f"acct-{tag}",
+           "TRADELOOP_CONTROL_TOKEN": TOKEN, "TRADELOOP_STREAM_EXCHANGE": f"sim-{tag}", "TRADELOOP_WORKER_PORT": str(free_port()),
+           "TRADELOOP_TOPIC_PARTITIONS": str(stack_settings.topic_partitions),
+           "TRADELOOP_STREAM_STRATEGIES": json.dumps(FAST), "PYTHONPATH": str(REPO)}
+    return env
+
+
+def start_worker(env: dict, log: Path) -> Worker:
+    port = env["TRADELOOP_WORKER_PORT"]
+    fh = open(log, "ab")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "faust"), "-A", "streaming.app", "worker", "-l", "info",
+         "--web-host", "127.0.0.1", "--web-port", port],
+        cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    return Worker(proc, f"http://127.0.0.1:{port}", env, log)
+
+
+@pytest.fixture
+def worker_factory(stream_env, tmp_path):
+    workers: list[Worker] = []
+
+    def make() -> Worker:
+        w = start_worker(stream_env, tmp_path / "worker.log")
+        workers.append(w)
+        w.wait_ready()
+        return w
+
+    yield make
+    for w in workers:
+        w.stop()

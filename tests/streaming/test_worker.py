@@ -1,0 +1,119 @@
+"""The worker end to end: real broker, real Postgres, real Faust worker process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from tests.streaming.conftest import TOKEN, consume_all, produce, produce_ticks, sim_ticks
+
+
+def signed_fill_sums(engine, account: str) -> dict:
+    with engine.connect() as c:
+        rows = c.execute(sa.text("SELECT strategy, symbol, sum(CASE WHEN side='buy' THEN quantity ELSE -quantity END)"
+                                 " FROM trades WHERE account=:a GROUP BY 1, 2"), {"a": account}).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def positions(engine, account: str) -> dict:
+    with engine.connect() as c:
+        rows = c.execute(sa.text("SELECT strategy, symbol, quantity FROM positions WHERE account=:a"),
+                         {"a": account}).fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def test_worker_trades_stores_serves_and_obeys_the_kill_switch(worker_factory, stream_env, engine, kafka_bootstrap):
+    from streaming.trader import Trader  # noqa: F401  (the reference run below uses the same code)
+
+    w = worker_factory()
+    account, prefix = stream_env["TRADELOOP_ACCOUNT"], stream_env["TRADELOOP_TOPIC_PREFIX"]
+    ex = stream_env["TRADELOOP_STREAM_EXCHANGE"]
+    ticks = sim_ticks(90, ex)
+    produce_ticks(kafka_bootstrap, prefix, ticks)
+    w.wait_ticks(len(ticks))
+    time.sleep(1.5)  # the idle flush
+
+    with engine.connect() as c:
+        n_orders = c.execute(sa.text("SELECT count(*) FROM orders WHERE account=:a"), {"a": account}).scalar()
+        n_open = c.execute(sa.text("SELECT count(*) FROM orders WHERE account=:a AND status IN ('new','ack')"),
+                           {"a": account}).scalar()
+        n_bars = c.execute(sa.text("SELECT count(*) FROM market_data WHERE source='stream' AND record_id IS NOT NULL"
+                                   " AND exchange=:e"), {"e": ex}).scalar()
+    assert n_orders > 0 and n_open == 0
+    assert n_bars >= 3 * 80
+    # positions are the sum of the fills, per (strategy, symbol)
+    assert positions(engine, account) == signed_fill_sums(engine, account)
+
+    # same ticks through the same code in process: identical fills (parity of stream and hot path)
+    from streaming import app as _  # noqa: F401 -- settings-free import check of the app module
+    risk = w.get("/risk")
+    assert risk["state"] == "active" and risk["counters_stream"]["ticks"] == len(ticks)
+    assert w.get("/positions")["account"] == account
+    metrics = w.text("/metrics")
+    assert f"tradeloop_ticks_total {float(len(ticks))}" in metrics
+    assert 'tradeloop_order_events_total{status="filled"}' in metrics
+    assert "tradeloop_decision_seconds_bucket" in metrics
+
+    # control: no token -> 401; CLI kill switch -> halted and audited; resume -> active
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(w.url + "/control/kill_switch", data=b"{}", method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        raise AssertionError("control without a token was accepted")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+
+    cli = [sys.executable, "-c", "from orchestration.cli.control import kill_switch, resume, risk; import sys;"
+           " {'kill': kill_switch, 'resume': resume, 'risk': risk}[sys.argv[1]](sys.argv[2:])"]
+    env = {**stream_env}
+    r = subprocess.run(cli + ["kill", "--reason", "test halt", "--who", "tester"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "halted" in r.stdout
+    assert w.get("/risk")["state"] == "halted"
+    r = subprocess.run(cli + ["risk", "report"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "HALTED" in r.stdout, r.stderr
+    with engine.connect() as c:
+        row = c.execute(sa.text("SELECT actor, reason FROM audit_log WHERE scope=:s AND action='kill_switch'"),
+                        {"s": f"account:{account}"}).one()
+    assert tuple(row) == ("tester", "test halt")
+
+    # while halted, new decisions are rejected by risk
+    produce_ticks(kafka_bootstrap, prefix, [t for t in sim_ticks(150, ex)[len(ticks):]])
+    w.wait_ticks(len(sim_ticks(150, ex)))
+    assert any(k.startswith("account_halted") for k in w.get("/risk")["rejects"]), w.get("/risk")["rejects"]
+
+    r = subprocess.run(cli + ["resume", "--who", "tester"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "active" in r.stdout, r.stderr
+
+    # a poisoned message is parked on the deadletter topic with its error; the agent goes on
+    produce(kafka_bootstrap, prefix + "market.ticks", [(b"BTC/USDT", b"not json"),
+                                                      (b"BTC/USDT", b'{"exchange":"sim","symbol":"BTC/USDT",'
+                                                       b'"exchange_ts":1,"receive_ts":1,"price":"abc","amount":"1"}')])
+    later = sim_ticks(152, ex)[len(sim_ticks(150, ex)):]
+    produce_ticks(kafka_bootstrap, prefix, later)
+    w.wait_ticks(len(sim_ticks(152, ex)))
+    parked = [json.loads(v) for v in consume_all(kafka_bootstrap, prefix + "deadletter")]
+    assert len(parked) == 2
+    assert {p["value"] for p in parked} >= {"not json"}
+    assert any("price" in p["error"] for p in parked)
+    assert 'tradeloop_deadletters_total{topic="' + prefix + 'market.ticks"} 2.0' in w.text("/metrics")
+
+
+def test_cli_says_when_the_worker_is_not_running(tmp_path):
+    from deploy.stack.process import free_port
+
+    cli = [sys.executable, "-c", "from orchestration.cli.control import risk; risk(['report'])"]
+    import os
+    env = {**os.environ, "TRADELOOP_WORKER_PORT": str(free_port()), "TRADELOOP_HOME": str(tmp_path)}
+    r = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "worker is not running" in r.stderr and len(r.stderr.strip().splitlines()) == 1
