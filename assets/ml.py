@@ -52,6 +52,10 @@ class MLResource(dg.ConfigurableResource):
     sharpe_margin: float = 0.1
     max_drawdown_limit: float = 0.05
     min_sharpe: float = 0.0
+    monitor_account: str = ""
+    """Account whose paper/live trades the decay sensor reads; empty: the settings' account."""
+    monitor_strategy: str = "ml_signal"
+    """Strategy name (trades.strategy) of the champion's trades in that account."""
 
     def feature_params(self):
         from ml.features import FeatureParams
@@ -334,7 +338,9 @@ retrain_nightly = dg.ScheduleDefinition(name="retrain_nightly", job=retrain_job,
 def ml_decay_sensor(context: dg.SensorEvaluationContext, db: PostgresResource, ml: MLResource):
     from ml.monitoring import DecayThresholds, decay_reasons
 
-    reasons = decay_reasons(db.engine(), ml, DecayThresholds())
+    # account/strategy come from the resource so a deployment (or a test) can watch its own trades
+    reasons = decay_reasons(db.engine(), ml, DecayThresholds(strategy=ml.monitor_strategy),
+                            account=ml.monitor_account or None)
     if not reasons:
         return dg.SkipReason("champion performance and feature drift within thresholds")
     hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")

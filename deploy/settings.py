@@ -63,8 +63,28 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "TRADELOOP_MLFLOW_TRACKING_URI"),
         description="MLflow tracking/registry URI. Unset: the embedded server.",
     )
+    model_poll_interval_s: float = Field(
+        30.0, gt=0, description="How often the stream asks the MLflow registry whether the champion (and, in shadow "
+                                "mode, the challenger) alias moved; a new version is swapped in between events.")
+    weights_poll_interval_s: float = Field(
+        60.0, gt=0, description="How often a target_rebalance slot of the stream re-reads its portfolio's latest "
+                                "target_weights rows (also at once when the trading day changes).")
+    var_scenario_step: str = Field(
+        "1d", description="VaR scenarios from market_data_clean: `1d` = daily returns, `1h` = overlapping 1-day "
+                          "returns sampled hourly (more scenarios from a short history).")
+    var_scenarios: int = Field(250, ge=2, description="Most recent 1-day return scenarios loaded for VaR.")
+    var_min_scenarios: int = Field(20, ge=2, description="Fewer common scenarios than this: no VaR, and the reason.")
+    var_refresh_s: float = Field(300.0, gt=0, description="How often the worker reloads the VaR scenarios.")
+    var_source_interval: str = Field("1m", description="Bar interval of the market_data_clean rows the scenarios use.")
     stream_exchange: str = Field("sim", description="Venue name of the stream's ticks and paper orders.")
     stream_app_id: str = Field("tradeloop", description="Faust app id of the stream (its consumer group).")
+    stream_fetch_max_wait_ms: int = Field(
+        10, ge=1, le=1500, description="Longest the worker's consumer waits in one broker fetch. The embedded "
+                                       "broker answers a fetch only when this elapses, so it bounds tick-to-fill "
+                                       "latency (Faust's own value is 1500 ms).")
+    stream_batch_window_s: float = Field(
+        0.01, gt=0, le=1, description="The hot path takes ticks in batches of up to 2000 or this long, whichever "
+                                      "comes first; one Postgres transaction per batch.")
     topic_prefix: str = Field("", description="Prefix of every topic name (isolates several streams on one broker).")
     stream_strategies: dict[str, tuple[str, dict]] | None = Field(
         None, description='Strategy set of the stream as JSON {"slot": ["strategy", {params}]}. '
@@ -92,6 +112,13 @@ class Settings(BaseSettings):
         bad = [s for s in value if s.count("/") != 1 or not all(s.split("/"))]
         if bad or not value:
             raise ValueError(f"symbols must be unified BASE/QUOTE names, got {bad or value}")
+        return value
+
+    @field_validator("var_scenario_step")
+    @classmethod
+    def _known_step(cls, value: str) -> str:
+        if value not in ("1d", "1h"):
+            raise ValueError(f"var_scenario_step must be '1d' or '1h', got {value!r}")
         return value
 
     @field_validator("mode")

@@ -53,8 +53,11 @@ class ChampionModel:
     """The model carrying the ``champion`` alias of ``model_name``, refreshed at most every ``poll_interval_s``."""
 
     def __init__(self, model_name: str, tracking_uri: str, poll_interval_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, alias: str = ALIAS) -> None:
         _fail_fast_http()
+        if not alias:
+            raise ValueError("ChampionModel needs a registry alias (e.g. 'champion' or 'challenger')")
+        self.alias = alias  # the stream's shadow mode follows 'challenger' with the same machinery
         self.model_name = model_name
         self.tracking_uri = tracking_uri
         self.poll_interval_s = poll_interval_s
@@ -76,13 +79,13 @@ class ChampionModel:
         try:
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
             try:
-                version = str(client.get_model_version_by_alias(self.model_name, ALIAS).version)
+                version = str(client.get_model_version_by_alias(self.model_name, self.alias).version)
             except Exception as exc:
                 if not _is_missing_alias(exc):
                     raise
                 self._loaded = None
                 self._feature_names = []
-                self._reason = f"no model of {self.model_name!r} carries the {ALIAS!r} alias yet"
+                self._reason = f"no model of {self.model_name!r} carries the {self.alias!r} alias yet"
                 self._warning = None
                 self._logged_outage = False
                 return False
@@ -93,7 +96,7 @@ class ChampionModel:
         except Exception as exc:  # registry down, artefact store gone, model that fails to load
             self._warning = f"registry/model unavailable at {self.tracking_uri}: {type(exc).__name__}: {exc}"[:500]
             if not self._logged_outage:
-                log.warning("champion refresh failed, keeping version %s: %s",
+                log.warning("%s refresh failed, keeping version %s: %s", self.alias,
                             self._loaded[1] if self._loaded else None, self._warning)
                 self._logged_outage = True
             return False
@@ -102,7 +105,7 @@ class ChampionModel:
         self._feature_names = names
         self._loaded_at = datetime.now(timezone.utc).isoformat()
         self._warning, self._reason, self._logged_outage = None, None, False
-        log.info("champion %s version %s loaded", self.model_name, version)
+        log.info("%s %s version %s loaded", self.alias, self.model_name, version)
         return True
 
     def maybe_refresh(self) -> bool:
@@ -121,6 +124,13 @@ class ChampionModel:
 
     def predict(self, features: dict[str, float]) -> float | None:
         """Score of one feature row (dict by feature name); None when no model is loaded."""
+        scored = self.score(features)
+        return None if scored is None else scored[0]
+
+    def score(self, features: dict[str, float]) -> tuple[float, str] | None:
+        """(score, version that made it) of one feature row; None when no model is loaded.  The version
+        comes from the same read of the loaded pair as the model, so a swap by a concurrent refresh
+        cannot label one version's score with another's number."""
         loaded = self._loaded  # read once: a concurrent swap cannot mix two models in one prediction
         if loaded is None:
             return None
@@ -133,13 +143,14 @@ class ChampionModel:
             raise KeyError(f"feature row lacks {missing} needed by {self.model_name} v{loaded[1]}")
         row = pd.DataFrame([{n: float(features[n]) for n in names}], columns=names)
         out = model.predict(row)
-        return float(out.iloc[0] if hasattr(out, "iloc") else out[0])
+        return float(out.iloc[0] if hasattr(out, "iloc") else out[0]), loaded[1]
 
     @property
     def status(self) -> dict:
         loaded = self._loaded
         return {
             "model_name": self.model_name,
+            "alias": self.alias,
             "version": loaded[1] if loaded else None,
             "loaded_at": self._loaded_at if loaded else None,
             "warning": self._warning,

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import market_data, ml, portfolio, reports, warehouse
+from assets import market_data, ml, portfolio, reports, tuning, warehouse
 from deploy.settings import get_settings
 from orchestration.resources import MarketDataSource, PostgresResource
 
 _settings = get_settings()
 
 defs = dg.Definitions(
-    assets=[*market_data.ASSETS, *portfolio.ASSETS, *ml.ASSETS, *warehouse.ASSETS, *reports.ASSETS],
+    assets=[*market_data.ASSETS, *portfolio.ASSETS, *ml.ASSETS, *tuning.ASSETS, *warehouse.ASSETS, *reports.ASSETS],
     asset_checks=[*portfolio.ASSET_CHECKS, *ml.ASSET_CHECKS],
-    jobs=[*market_data.JOBS, *portfolio.JOBS, *ml.JOBS, *warehouse.JOBS, *reports.JOBS],
+    jobs=[*market_data.JOBS, *portfolio.JOBS, *ml.JOBS, *tuning.JOBS, *warehouse.JOBS, *reports.JOBS],
     schedules=[*market_data.SCHEDULES, *portfolio.SCHEDULES, *ml.SCHEDULES, *reports.SCHEDULES],
     sensors=[*ml.SENSORS],
     resources={

@@ -32,6 +32,7 @@ from deploy.settings import get_settings
 from streaming import config, metrics
 from streaming import records as rec
 from streaming.topics import DEADLETTER, TOPICS  # noqa: F401
+from streaming.transport import set_fetch_max_wait
 from trading.records import Tick
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ app = faust.App(
     web_in_thread=False,
     value_serializer="orjson",
 )
+set_fetch_max_wait(settings.stream_fetch_max_wait_ms)
 
 
 def _topic(name: str, value_type: Any = None) -> faust.TopicT:
@@ -86,34 +88,73 @@ def build_trader() -> Any:
     from trading.marketdata.sim import SimVenue, anchored_config
     from trading.risk import RiskLimits, load_limits
     from trading.sizing import FixedFraction
-    from trading.strategies import create_strategy
     from streaming.trader import Trader
 
     limits = load_limits(settings.risk_limits) if settings.risk_limits else RiskLimits.from_dict(config.LIMITS)
     sim = SimVenue(anchored_config(settings.sim_seed, settings.history_start, exchange=settings.stream_exchange))
     instruments = {i.symbol: i for i in sim.instruments()}
     chosen = settings.stream_strategies or config.STRATEGIES
-    strategies = {slot: create_strategy(name, params) for slot, (name, params) in chosen.items()}
+    factory = strategy_factory(sorted(instruments))
+    strategies = {slot: factory(name, params) for slot, (name, params) in chosen.items()}
     return Trader(settings.account, strategies, cash=config.CASH, limits=limits, instruments=instruments,
                   sizer=FixedFraction(config.FRACTION_PER_SYMBOL), interval=config.BAR_INTERVAL,
-                  exchange=settings.stream_exchange, mode=settings.mode)
+                  exchange=settings.stream_exchange, mode=settings.mode, factory=factory)
+
+
+def strategy_factory(symbols: list[str]) -> Any:
+    """(name, params) -> strategy; ``ml_signal`` is the registry-backed one (streaming.ml_strategy), whose
+    models the ``model_poller`` timer refreshes off the event loop."""
+    from streaming.ml_strategy import create_stream_strategy
+
+    def make(name: str, params: dict | None) -> Any:
+        return create_stream_strategy(name, params, model_name=settings.model_name, tracking_uri=settings.tracking_uri,
+                                      poll_interval_s=settings.model_poll_interval_s, symbols=symbols,
+                                      interval=config.BAR_INTERVAL, inline_refresh=False)
+
+    return make
 
 
 async def start_trader() -> Any:
-    """Build the Trader and rebuild it from Postgres (once per process)."""
+    """Build the Trader and rebuild it from Postgres (once per process).
+
+    The agent, the ready task and control actions all call this at start-up; the build awaits (registry,
+    Postgres), so without one shared build two callers would each build a Trader and the views (/risk,
+    /model) could read a different one from the one trading.  A failed build is forgotten so that the
+    next caller retries it."""
     if state["trader"] is not None:
         return state["trader"]
+    building = state.get("building")
+    if building is None:
+        building = state["building"] = asyncio.ensure_future(_build_trader())
+    try:
+        return await asyncio.shield(building)  # one caller cancelled must not cancel the shared build
+    except Exception:
+        if state.get("building") is building:
+            state["building"] = None
+        raise
+
+
+async def _build_trader() -> Any:
     from streaming.store import Store
 
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set: the stream needs Postgres, its system of record")
     store = Store(settings.database_url, mode=settings.mode)
     trader = build_trader()
+    await refresh_models(trader)  # before the warm-up, so the first live bar is scored by the current champion
+    # ML features need a longer warm-up than the rule-based strategies (regime fit window)
+    warmup = max([200] + [t.inner.warmup_bars for t in trader.engine.slots.values()])
     restored = await asyncio.to_thread(store.load, trader.account, list(trader.instruments),
                                        exchange=trader.exchange, interval=config.BAR_INTERVAL,
-                                       now_ns=time.time_ns())
+                                       warmup_bars=warmup, now_ns=time.time_ns())
     trader.restore(restored)
     state.update(store=store, lock=asyncio.Lock(), trader=trader)
+    try:
+        await load_scenarios(trader)
+    except Exception as exc:  # noqa: BLE001 -- no VaR is no reason not to trade; the reason is in GET /risk
+        trader.scenarios = {**trader.scenarios, "error": f"scenario load failed: {type(exc).__name__}: {exc}"}
+        state["scenarios_at"] = time.monotonic()
+        log.exception("VaR scenario load failed")
     log.info("trader %s restored: %d fills, %d known orders, %d warm-up bars, halted=%s", trader.account,
              len(restored.fills), len(restored.known_order_ids), len(restored.bars), restored.halted)
     return trader
@@ -134,7 +175,8 @@ async def flush(trader: Any) -> None:
             await out["bars"].send(key=b.symbol.encode(), value=rec.to_record(b))
         for s in batch.signals:
             await out["signals"].send(key=s.symbol.encode(), value=rec.Signal(
-                s.signal_id, acct, s.strategy, s.symbol, s.target, s.ts, s.model_name, s.model_version))
+                s.signal_id, acct, s.strategy, s.symbol, s.target, s.ts, s.model_name, s.model_version,
+                s.score, s.shadow))
         for o in batch.orders:
             await out["orders"].send(key=acct.encode(), value=rec.to_record(o))
         for e in batch.events:
@@ -162,7 +204,37 @@ def _update_gauges(trader: Any) -> None:
     metrics.PNL.labels("unrealized").set(float(p.unrealized_pnl()))
     metrics.PNL.labels("equity").set(float(p.equity()))
     metrics.STATE.set({"active": 0, "reducing": 1, "halted": 2}[trader.state.value])
+    for slot, strat in trader.ml_strategies().items():
+        for m in strat.models():
+            st = m.status
+            metrics.MODEL_VERSION.labels(slot, m.alias).set(float(st["version"] or 0))
+            metrics.MODEL_WARNING.labels(slot, m.alias).set(1.0 if st["warning"] else 0.0)
+        metrics.MODEL_FLAT.labels(slot).set(1.0 if strat.flat_reason else 0.0)
+    metrics.VAR_SCENARIOS.set(float(trader.scenarios.get("count", 0)))
 
+
+async def refresh_models(trader: Any) -> None:
+    """Ask the registry for every ML slot's aliases, in a thread: a registry call or a model load must
+    not stall the hot path.  ChampionModel swaps a new version in with one assignment, so the agent
+    sees the old or the new model for a whole bar, never a mix; an outage keeps the last model."""
+    for strat in trader.ml_strategies().values():
+        for m in strat.models():
+            await asyncio.to_thread(m.refresh)
+
+
+async def load_scenarios(trader: Any) -> None:
+    """VaR scenarios of the traded symbols from market_data_clean into the risk engine (or why not)."""
+    from streaming.scenarios import now_iso
+
+    syms, returns, info = await asyncio.to_thread(
+        state["store"].load_scenarios, trader.exchange, sorted(trader.instruments),
+        interval=settings.var_source_interval, step=settings.var_scenario_step, count=settings.var_scenarios,
+        min_count=settings.var_min_scenarios)
+    info["loaded_at"] = now_iso()
+    if info.get("error") and info["error"] != trader.scenarios.get("error"):
+        log.warning("VaR: %s", info["error"])  # once per new reason, not every reload
+    trader.set_scenarios(syms, returns, info)
+    state["scenarios_at"] = time.monotonic()
 
 async def park(event: Any, error: str) -> None:
     """Count a message that cannot be processed and park it, with the error, on the deadletter topic."""
@@ -188,7 +260,7 @@ async def trade(stream: faust.StreamT) -> None:
     trader = await start_trader()
     perf = time.perf_counter
     observe = metrics.DECISION_SECONDS.observe
-    async for events in stream.take_events(2000, within=0.05):
+    async for events in stream.take_events(2000, within=settings.stream_batch_window_s):
         n = 0
         for event in events:
             try:
@@ -256,10 +328,38 @@ async def risk_monitor() -> None:
     trader = state["trader"]
     if trader is None:
         return
+    if time.monotonic() - state.get("scenarios_at", 0.0) >= settings.var_refresh_s:
+        try:
+            await load_scenarios(trader)
+        except Exception as exc:  # noqa: BLE001 -- VaR must not stop the breakers below; the reason is shown
+            trader.scenarios = {**trader.scenarios, "error": f"scenario reload failed: {type(exc).__name__}: {exc}"}
+            state["scenarios_at"] = time.monotonic()
+            log.exception("VaR scenario reload failed")
     trader.risk.evaluate()
     m = trader.risk.metrics()
     await asyncio.to_thread(state["store"].write_risk_metrics, trader.account, m, time.time_ns())
     await flush(trader)
+
+
+@app.timer(interval=settings.model_poll_interval_s)
+async def model_poller() -> None:
+    """Registry polling of the ML slots (champion, and challenger in shadow mode); no restart needed."""
+    trader = state["trader"]
+    if trader is not None and trader.ml_strategies():
+        await refresh_models(trader)
+        _update_gauges(trader)
+
+
+@app.timer(interval=min(1.0, settings.weights_poll_interval_s))
+async def weights_poller() -> None:
+    """target_weights of the target_rebalance slots (streaming/portfolio_strategy.py), read in a thread so
+    a query never stalls the hot path.  Ticks every second so the first read follows start-up at once;
+    each source queries only when due (weights_poll_interval_s, a new trading day, or not read yet)."""
+    trader = state["trader"]
+    if trader is not None:
+        for tap in list(trader.engine.slots.values()):  # a swap_strategy may change the slots meanwhile
+            if hasattr(tap.inner, "refresh_weights"):
+                await asyncio.to_thread(tap.inner.refresh_weights)
 
 
 @app.timer(interval=1.0)
@@ -327,6 +427,18 @@ async def risk_page(web, request):
     if trader is None:
         return _json(web, {"error": "not ready"}, 503)
     return _json(web, trader.risk_view())
+
+
+@app.page("/model")
+async def model_page(web, request):
+    """What each ML slot serves: versions, alias status, registry warnings, why it is flat, last scores."""
+    trader = state["trader"]
+    if trader is None:
+        return _json(web, {"error": "not ready"}, 503)
+    slots = {slot: s.view() for slot, s in trader.ml_strategies().items()}
+    return _json(web, {"account": trader.account, "model_name": settings.model_name,
+                       "tracking_uri": settings.tracking_uri, "poll_interval_s": settings.model_poll_interval_s,
+                       "slots": slots, **({} if slots else {"note": "no ml_signal slot configured"})})
 
 
 @app.page("/control/{action}")

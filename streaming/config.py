@@ -2,8 +2,13 @@
 
 Small on purpose: a fast SMA cross on 1-minute bars trades the simulated venue around the clock within
 minutes of a cold start (it warms up from the 1m bars already in market_data), with 5% of equity per
-symbol.  The ML strategy is not in the default set: ml/serving.py (ChampionModel) did not exist when
-the stream was written.
+symbol.
+
+The ML strategy (``ml_signal``: streaming/ml_strategy.py, the model carrying the MLflow ``champion``
+alias) is in the default set too: with no champion, or no registry, it stays flat and says why
+(GET /model, the tradeloop_model_flat metric, one log line), so `make run` trades sma_cross without a
+model and the ML slot starts trading as soon as a model is promoted -- no restart.  Add
+``"shadow": true`` to its params to score the ``challenger`` alias beside it (recorded, never traded).
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ FRACTION_PER_SYMBOL = 0.05
 # slot name -> (registered strategy name, params).  The slot is the `strategy` of orders and fills.
 STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
     "sma_cross_1m": ("sma_cross", {"fast": 5, "slow": 20, "ma": "sma"}),
+    # feature parameters as assets/ml.py trains with (MLResource defaults): they must match the model's
+    "ml_champion": ("ml_signal", {"cross_window": 30, "regime_window": 720, "regime_min_fit": 240,
+                                  "regime_refit": "6h"}),
+    # the optimiser's daily target_weights of portfolio "main" (assets/portfolio.py), traded at once when
+    # they change and re-trading the drift daily; no rows: flat and says why (GET /model), like ml_champion.
+    # Weights are sized by FRACTION_PER_SYMBOL as every slot is: 5% of equity per unit of weight.
+    "portfolio_main": ("target_rebalance", {"portfolio": "main"}),
 }
 
 # trading.risk limits (RiskLimits.from_dict form); a limits file can replace them (TRADELOOP_RISK_LIMITS).
@@ -26,4 +38,6 @@ LIMITS: dict[str, Any] = {
     "account": {"max_open_orders": 50, "max_gross_exposure": 60000, "max_leverage": 1.0},
     "strategy_defaults": {"max_orders_per_second": 20, "max_orders_per_minute": 300},
     "drawdown": {"reduce_at": 0.05, "stop_entries_at": 0.10, "flatten_at": 0.15},
+    # historical VaR/CVaR on market_data_clean scenarios (streaming/scenarios.py): 95%, 1 day
+    "var": {"confidence": 0.95, "horizon_days": 1},
 }

@@ -17,6 +17,15 @@ STATE = Gauge("tradeloop_trading_state", "0 active, 1 reducing, 2 halted", regis
 DEADLETTERS = Counter("tradeloop_deadletters", "Messages parked on the deadletter topic", ["topic"], registry=REGISTRY)
 STORE_RETRIES = Gauge("tradeloop_store_retries", "Postgres connection failures retried", registry=REGISTRY)
 BATCH_WRITE_SECONDS = Histogram("tradeloop_store_write_seconds", "One batch written to Postgres", registry=REGISTRY)
+MODEL_VERSION = Gauge("tradeloop_model_version", "Registered model version an ML slot serves; 0 = none (flat)",
+                      ["slot", "alias"], registry=REGISTRY)
+MODEL_WARNING = Gauge("tradeloop_model_registry_warning",
+                      "1 while the registry or model cannot be refreshed (the last loaded model keeps serving)",
+                      ["slot", "alias"], registry=REGISTRY)
+MODEL_FLAT = Gauge("tradeloop_model_flat", "1 while an ML slot is held flat (no champion, warm-up, model error)",
+                   ["slot"], registry=REGISTRY)
+VAR_SCENARIOS = Gauge("tradeloop_var_scenarios", "Return scenarios loaded for VaR (0 = none, see GET /risk)",
+                      registry=REGISTRY)
 
 
 def render() -> bytes:

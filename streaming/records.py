@@ -129,6 +129,8 @@ class Signal(faust.Record, **_OPTS):
     ts: int
     model_name: str  # strategy class name, or the MLflow registered model
     model_version: str
+    score: Optional[float] = None  # the model's raw score (ML strategies)
+    shadow: bool = False  # a challenger's shadow signal: recorded, never traded
 
 
 class Control(faust.Record, **_OPTS):

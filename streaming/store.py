@@ -92,9 +92,12 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------------------
     def write(self, batch: Batch) -> None:
-        """Orders, order events, fills, positions, bars and risk transitions of one hot-path batch."""
+        """Signals, orders, order events, fills, positions, bars and risk transitions of one hot-path batch."""
         if not (batch or batch.positions):
             return
+        if batch.signals and not batch.account:
+            raise ValueError("Store.write: a batch with signals needs its account (Batch.account; Trader.drain sets it)")
+        account = batch.account
         mode = self.mode
 
         def tx(cur: psycopg.Cursor) -> None:
@@ -138,6 +141,13 @@ class Store:
                     " realized_pnl=EXCLUDED.realized_pnl, fees=EXCLUDED.fees, updated_at=EXCLUDED.updated_at",
                     [(p.account, p.strategy, p.symbol, p.quantity, p.avg_price, p.realized_pnl, p.fees, now)
                      for p in batch.positions])
+            if batch.signals:
+                # same transaction as the orders they caused: a signal row exists iff its batch was stored
+                cur.executemany(
+                    "INSERT INTO signals (signal_id, ts, account, strategy, symbol, score, target, model_name,"
+                    " model_version, shadow) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (signal_id) DO NOTHING",
+                    [(s.signal_id, ts_of(s.ts), account, s.strategy, s.symbol, s.score, s.target, s.model_name,
+                      s.model_version, s.shadow) for s in batch.signals])
             for t in batch.transitions:
                 self._audit(cur, stable_id("transition", t.scope, t.old.value, t.new.value, t.ts, t.reason),
                             t.ts, t.who, "risk_state", t.scope, t.reason, {"old": t.old.value, "new": t.new.value})
@@ -163,8 +173,11 @@ class Store:
                 for k in _RISK_METRICS if k in metrics and math.isfinite(float(metrics[k]))]
         var = metrics.get("var", {}).get("account")
         if var:
-            rows += [(ts, account, "account", f"var_{k}", Decimal(repr(float(v))))
-                     for k, v in var.items() if isinstance(v, (int, float)) and math.isfinite(v)]
+            # named by confidence (var_95, cvar_95) so that a change of confidence starts a new series
+            # instead of silently mixing two quantiles under one name
+            pct = f"{float(var['confidence']) * 100:g}".replace(".", "_")
+            rows += [(ts, account, "account", f"{k}_{pct}", Decimal(repr(float(var[k]))))
+                     for k in ("var", "cvar") if math.isfinite(float(var[k]))]
 
         def tx(cur: psycopg.Cursor) -> int:
             cur.executemany(
@@ -173,6 +186,22 @@ class Store:
             return len(rows)
 
         return self._run(tx)
+
+    def load_scenarios(self, exchange: str, symbols: list[str], *, interval: str, step: str, count: int,
+                       min_count: int) -> tuple[list[str], Any, dict]:
+        """VaR scenarios of ``symbols`` from market_data_clean (streaming.scenarios); read-only."""
+        from streaming import scenarios as sc
+
+        sc.check_config(step, count, min_count)
+        params = {"ex": exchange, "iv": interval, "syms": list(symbols), "step": f"{int(sc.STEPS[step].total_seconds())} seconds",
+                  "window": sc.window(step, count)}
+
+        def tx(cur: psycopg.Cursor) -> list:
+            cur.execute(sc.closes_sql(), params)
+            return cur.fetchall()
+
+        return sc.build(self._run(tx), list(symbols), step=step, count=count, min_count=min_count,
+                        exchange=exchange, interval=interval)
 
     # -- start-up ------------------------------------------------------------------------------------
     def load(self, account: str, symbols: Iterable[str], *, exchange: str = "sim", interval: str = "1m",

@@ -42,6 +42,8 @@ class SignalOut:
     ts: int
     model_name: str
     model_version: str
+    score: float | None = None  # the model's raw score (ML strategies); None for rule-based strategies
+    shadow: bool = False  # a challenger's signal in shadow mode: recorded, never traded
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Batch:
     positions: list[Position] = field(default_factory=list)  # latest of each touched (strategy, symbol)
     bars: list[Bar] = field(default_factory=list)
     transitions: list[StateTransition] = field(default_factory=list)
+    account: str = ""  # whose batch (signal rows carry no account of their own)
 
     def __bool__(self) -> bool:
         return bool(self.signals or self.orders or self.events or self.fills or self.bars or self.transitions)
@@ -77,8 +80,16 @@ class _Tap:
     def __init__(self, slot: str, strategy: Strategy, sink: list[SignalOut], account: str) -> None:
         self.slot, self.inner, self._sink, self._account = slot, strategy, sink, account
         self.name = strategy.name
+        # ML strategies record a signal per scored bar (score, version, shadow rows) themselves; the tap
+        # would only see target changes, so it records nothing for them
+        bind = getattr(strategy, "bind_signals", None)
+        self._own = bind is not None
+        if bind is not None:
+            bind(slot, account, sink)
 
     def _tap(self, targets: list[TargetPosition], ts: int) -> list[TargetPosition]:
+        if self._own:
+            return targets
         inner = self.inner
         model = getattr(inner, "model_name", None) or inner.name
         version = str(getattr(inner, "model_version", None) or inner.version)
@@ -174,8 +185,12 @@ class Trader:
         interval: str = "1m",
         exchange: str = "sim",
         mode: str = "paper",
+        factory: Any = None,
     ) -> None:
         self.account, self.mode, self.exchange = account, mode, exchange
+        # builds strategies for swap_strategy: the stream's factory knows `ml_signal` needs the registry
+        self.factory = factory or create_strategy
+        self.scenarios: dict[str, Any] = {"loaded": False, "error": "no scenarios loaded yet"}
         self.cash, self.instruments = cash, dict(instruments)
         self.out = Batch()
         self.clock = BarClock()
@@ -210,8 +225,15 @@ class Trader:
             by_ts: dict[int, list[Bar]] = {}
             for b in state.bars:
                 by_ts.setdefault(b.exchange_ts, []).append(b)
-            for ts in sorted(by_ts):
-                self.engine.on_bars(by_ts[ts])
+            replaying = [t.inner for t in self.engine.slots.values() if hasattr(t.inner, "replaying")]
+            for s in replaying:
+                s.replaying = True  # warm-up bars build ML features without scoring them
+            try:
+                for ts in sorted(by_ts):
+                    self.engine.on_bars(by_ts[ts])
+            finally:
+                for s in replaying:
+                    s.replaying = False
             self.out.signals.clear()  # warm-up decisions are held back, not signals
         self.watermark = dict(state.watermark)
         if state.halted is not None:
@@ -270,7 +292,7 @@ class Trader:
         out = self.out  # the risk engine, venue and taps append to these lists: copy, then clear in place
         batch = Batch(list(out.signals), list(out.orders), list(out.events), list(out.fills),
                       [self.portfolio.position(sym, strat) for strat, sym in sorted(self._touched)],
-                      list(out.bars), list(out.transitions))
+                      list(out.bars), list(out.transitions), self.account)
         for lst in (out.signals, out.orders, out.events, out.fills, out.bars, out.transitions):
             lst.clear()
         self._touched.clear()
@@ -285,8 +307,20 @@ class Trader:
         self.risk.resume(f"account:{self.account}", who, reason)
 
     def swap_strategy(self, slot: str, name: str, params: dict[str, Any]) -> None:
-        strategy = create_strategy(name, params)  # bad name / params raise StrategyError naming them
+        strategy = self.factory(name, params)  # bad name / params raise StrategyError naming them
         self.engine.swap_strategy(slot, _Tap(slot, strategy, self.out.signals, self.account))
+
+    def set_scenarios(self, symbols: list[str], returns: Any, info: dict[str, Any]) -> None:
+        """VaR return scenarios (T x N, 1-day simple returns) and what they are, for the risk view.  With
+        no symbols only ``info`` changes: the risk engine keeps any scenarios it had (it has no way to
+        drop them), and the info says why nothing new was loaded."""
+        if symbols:
+            self.risk.set_scenarios(symbols, returns)  # validates; raises RiskDataError before any change
+        self.scenarios = dict(info)
+
+    def ml_strategies(self) -> dict[str, Any]:
+        """Slot -> the registry-backed strategies (those with models to poll)."""
+        return {slot: t.inner for slot, t in self.engine.slots.items() if hasattr(t.inner, "models")}
 
     def set_limits(self, overrides: dict[str, Any]) -> None:
         self.risk.update_limits(self.risk.limits.with_overrides(overrides))
@@ -326,5 +360,8 @@ class Trader:
         m["rejects"] = dict(self.engine.rejected)
         m["counters_stream"] = dict(self.counters)
         m["strategies_running"] = {slot: f"{t.inner.name} v{t.inner.version}" for slot, t in self.engine.slots.items()}
+        m["scenarios"] = self.scenarios
+        if "var" not in m and "var_error" not in m:
+            m["var_error"] = self.scenarios.get("error") or "no return scenarios loaded"
         m["wall_ts"] = time.time_ns()
         return m

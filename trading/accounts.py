@@ -116,8 +116,17 @@ class Portfolio:
         with localcontext() as ctx:
             ctx.prec = _PREC
             self._cash -= d * fill.price + fill.fee
-            self._holdings.setdefault(fill.symbol, _Holding()).apply(d, fill.price, fill.fee)
-            self._by_strategy.setdefault((fill.symbol, fill.strategy), _Holding()).apply(d, fill.price, fill.fee)
+            # get-or-create rather than setdefault(key, _Holding()): setdefault built a throw-away
+            # _Holding on every fill of the live hot path
+            h = self._holdings.get(fill.symbol)
+            if h is None:
+                h = self._holdings[fill.symbol] = _Holding()
+            h.apply(d, fill.price, fill.fee)
+            key = (fill.symbol, fill.strategy)
+            h = self._by_strategy.get(key)
+            if h is None:
+                h = self._by_strategy[key] = _Holding()
+            h.apply(d, fill.price, fill.fee)
         self._marks[fill.symbol] = fill.price
         self._fill_ids.add(fill.fill_id)
 

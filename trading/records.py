@@ -20,7 +20,7 @@ NS_PER_S = 1_000_000_000
 
 def stable_id(*parts: object) -> str:
     """A short deterministic id from the fields that identify a record (same input, same id)."""
-    key = "|".join("" if p is None else str(p) for p in parts)
+    key = "|".join(["" if p is None else str(p) for p in parts])  # a list joins faster than a generator
     return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 

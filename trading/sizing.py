@@ -96,12 +96,14 @@ class FixedFraction:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fraction) and self.fraction >= 0):
             raise SizingError(f"fraction must be a finite number >= 0, got {self.fraction!r}")
+        # converted once: quantity() runs on every order decision of the live hot path
+        object.__setattr__(self, "_fraction_dec", to_decimal(self.fraction))
 
     def quantity(self, target, price, equity, instrument, volatility=None):  # type: ignore[override]
         t = _check_common(target, price)
         if equity <= 0:
             return ZERO
-        return _notional_to_quantity(equity * to_decimal(self.fraction) * t, price, instrument)
+        return _notional_to_quantity(equity * self._fraction_dec * t, price, instrument)
 
 
 @dataclass(frozen=True)

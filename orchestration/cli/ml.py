@@ -1,4 +1,4 @@
-"""`tradeloop retrain` and `tradeloop model rollback|status`.
+"""`tradeloop retrain` and `tradeloop model rollback|status|shadow`.
 
 `retrain` runs the retrain job (ml_challenger + the promotion_gate check) in this process against the
 configured DATABASE_URL and MLflow, with a Dagster instance from DAGSTER_HOME when set (so the run shows
@@ -49,7 +49,7 @@ def retrain(days: int, end_date: str) -> None:
 
 @click.group("model")
 def model() -> None:
-    """The registered signal model: status and rollback."""
+    """The registered signal model: status, rollback and the shadow (A/B) comparison."""
 
 
 @model.command("status")
@@ -81,3 +81,26 @@ def rollback(reason: str) -> None:
     except PromotionError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{s.model_name}: champion v{frm} -> v{to}")
+
+
+@model.command("shadow")
+@click.option("--strategy", default="ml_champion", show_default=True, help="Stream slot running ml_signal with shadow on.")
+@click.option("--horizon-bars", default=1, show_default=True, type=click.IntRange(1, 1440),
+              help="Forward return horizon in bars (above 1 the returns overlap: p-values optimistic).")
+@click.option("--min-n", default=30, show_default=True, type=click.IntRange(2), help="Fewest paired bars for a verdict.")
+@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+def shadow(strategy: str, horizon_bars: int, min_n: int, alpha: float) -> None:
+    """Challenger vs champion on the same live bars: paired t-test and Wilcoxon (ml/shadow.py)."""
+    import sqlalchemy as sa
+
+    from deploy.settings import get_settings
+    from ml.shadow import ShadowError, load_and_compare
+
+    s = get_settings()
+    try:
+        out = load_and_compare(sa.create_engine(_db_url()), s.account, strategy, s.stream_exchange,
+                               horizon_bars=horizon_bars, min_n=min_n, alpha=alpha)
+    except ShadowError as exc:
+        raise click.ClickException(str(exc)) from None
+    json.dump(out, sys.stdout, default=str, indent=2)
+    click.echo()

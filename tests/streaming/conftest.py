@@ -161,3 +161,14 @@ def worker_factory(stream_env, tmp_path):
     yield make
     for w in workers:
         w.stop()
+
+
+def wait_until(cond, timeout: float, what: str, log: Path):
+    """cond()'s first truthy value within ``timeout`` s; otherwise fail with the worker log's tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")

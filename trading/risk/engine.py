@@ -563,8 +563,7 @@ class RiskEngine:
         """Apply a fill to positions, cash and P&L (a fill id seen before is ignored)."""
         if fill.account != self.account:
             raise RiskInputError(f"fill account {fill.account!r} is not {self.account!r}")
-        for name in ("quantity", "price"):
-            v = getattr(fill, name)
+        for name, v in (("quantity", fill.quantity), ("price", fill.price)):  # no getattr: hot path
             if type(v) is not Decimal or not v.is_finite() or v <= 0:
                 raise RiskInputError(f"fill {fill.fill_id}: {name} {v!r} must be a positive finite Decimal")
         if type(fill.fee) is not Decimal or not fill.fee.is_finite():
@@ -645,10 +644,11 @@ class RiskEngine:
         self._mark_ts[symbol] = ts
         if volume is not None and volume > 0:
             self._add_volume(symbol, ts, volume)
-        yscope = f"symbol:{symbol}"
-        if yscope in self._states.state:
-            self._states.clear(yscope, "stale_data", "stale_data: fresh data", now)
-            self._states.expire(yscope, now)
+        if self._states.state:  # the scope string is only built when some scope has a state (per-tick cost)
+            yscope = f"symbol:{symbol}"
+            if yscope in self._states.state:
+                self._states.clear(yscope, "stale_data", "stale_data: fresh data", now)
+                self._states.expire(yscope, now)
         br = self._limits.breakers
         if br.volatility_sigma is not None:
             mon = self._vol.get(symbol)
@@ -657,7 +657,7 @@ class RiskEngine:
             judged = mon.update(p)
             if trips(judged, br.volatility_sigma, br.volatility_min_move_bps):
                 move, sigma = judged
-                self._states.add(yscope, "volatility", HALTED, f"{symbol} moved {move:+.5f} (sigma {sigma:.5f}, "
+                self._states.add(f"symbol:{symbol}", "volatility", HALTED, f"{symbol} moved {move:+.5f} (sigma {sigma:.5f}, "
                                  f"limit {br.volatility_sigma} sigma)", now,
                                  until_ns=now + int(br.cooldown_s * NS_PER_S))
         leg = self._legs.get(symbol)
@@ -755,9 +755,9 @@ class RiskEngine:
         mult = 1.0
         if peak > 0:
             drawdown = (peak - equity) / peak
-            text = f"drawdown {drawdown:.2%} from peak {peak:.2f}"
             if dd.flatten_at is not None and drawdown >= dd.flatten_at:
                 if not self._states.has(scope_, "drawdown_flatten"):
+                    text = _drawdown_text(drawdown, peak)
                     self._states.add(scope_, "drawdown_flatten", HALTED, f"{text} >= {dd.flatten_at:.2%}", now)
                     request = self._flatten_request(scope_, strategy, f"drawdown_flatten: {text}", now, True)
                     if self._on_flatten is not None:
@@ -765,7 +765,7 @@ class RiskEngine:
             elif dd.stop_entries_at is not None and drawdown >= dd.stop_entries_at:
                 if not self._states.has(scope_, "drawdown_stop_entries"):
                     self._states.add(scope_, "drawdown_stop_entries", REDUCING,
-                                     f"{text} >= {dd.stop_entries_at:.2%}", now)
+                                     f"{_drawdown_text(drawdown, peak)} >= {dd.stop_entries_at:.2%}", now)
             if dd.reduce_at is not None and drawdown >= dd.reduce_at:
                 mult = dd.size_multiplier
         if daily_limit is not None and daily <= -daily_limit and not self._states.has(scope_, "daily_loss_limit"):
@@ -985,6 +985,12 @@ class RiskEngine:
         v, c = var_cvar(self._scen_returns, exposures, method, conf, horizon, vs.simulations, vs.seed)
         results = [VarResult(method, conf, horizon, float(v[j]), float(c[j])) for j in range(len(strategies) + 1)]
         return VarReport(results[0], dict(zip(strategies, results[1:])))
+
+
+def _drawdown_text(drawdown: float, peak: float) -> str:
+    # Built only when a tier is crossed: _tiers runs on every price, and formatting this string each
+    # time was a measurable share of the per-tick cost.
+    return f"drawdown {drawdown:.2%} from peak {peak:.2f}"
 
 
 def _deltas(leg: Leg | None, buy: bool, qf: float, mark: float) -> tuple[float, float, float]:

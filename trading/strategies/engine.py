@@ -30,12 +30,19 @@ from trading.strategies.base import Strategy, StrategyError, TargetPosition
 _UNITS = {"s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000, "w": 604_800_000_000_000}
 
 
+_INTERVAL_NS: dict[str, int] = {}  # parsed intervals: on_bars asks twice per bar, a regex each time showed in profiles
+
+
 def interval_ns(interval: str) -> int:
     """'1m' -> 60e9 ns; accepts s, m, h, d, w."""
+    ns = _INTERVAL_NS.get(interval)
+    if ns is not None:
+        return ns
     m = re.fullmatch(r"(\d+)([smhdw])", interval)
     if not m or int(m.group(1)) == 0:
         raise StrategyError(f"bad bar interval {interval!r} (expected e.g. 1m, 5m, 1h, 1d)")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    ns = _INTERVAL_NS[interval] = int(m.group(1)) * _UNITS[m.group(2)]
+    return ns
 
 
 def interval_label(ns: int) -> str:
@@ -314,6 +321,8 @@ class StrategyEngine:
         return self._handle(self.venue.submit(order))
 
     def _handle(self, events: Iterable[OrderEvent | Fill]) -> list[OrderEvent | Fill]:
+        if not events:  # the common case on the per-tick path: the venue had nothing to report
+            return []
         events = list(events)
         out = list(events)
         for ev in events:

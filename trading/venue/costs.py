@@ -36,7 +36,20 @@ class FeeSchedule:
 
     def fee(self, notional: Decimal, liquidity: Liquidity) -> Decimal:
         bps = self.maker_bps if liquidity is Liquidity.MAKER else self.taker_bps
-        return abs(notional) * _dec(bps) / _BPS
+        return abs(notional) * _bps_decimal(bps) / _BPS
+
+
+_BPS_DEC: dict[tuple[type, float], Decimal] = {}
+
+
+def _bps_decimal(bps: float) -> Decimal:
+    """_dec(bps), memoised: a fee schedule has two rates and every fill asked for a fresh conversion.
+    Keyed with the type too, because 1 == 1.0 but _dec gives Decimal("1") and Decimal("1.0")."""
+    key = (type(bps), bps)
+    d = _BPS_DEC.get(key)
+    if d is None:
+        d = _BPS_DEC[key] = _dec(bps)
+    return d
 
 
 @dataclass(frozen=True, slots=True)

@@ -648,8 +648,7 @@ class PaperVenue:
 
 
 def _check_bar(b: Bar) -> None:
-    for name in ("open", "high", "low", "close"):
-        v = getattr(b, name)
+    for name, v in (("open", b.open), ("high", b.high), ("low", b.low), ("close", b.close)):  # no getattr: hot path
         if _bad_number(v):
             raise InvalidMarketDataError(f"bar {b.symbol} at {b.exchange_ts}: {name} {v!r} must be a finite Decimal > 0")
     if not isinstance(b.volume, Decimal) or not b.volume.is_finite() or b.volume < 0:

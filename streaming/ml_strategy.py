@@ -1,0 +1,219 @@
+"""The registry-backed ML strategy of the stream: MLSignal's thresholds, OnlineFeatures, ChampionModel.
+
+``RegistrySignal`` is ``trading.strategies.ml_signal.MLSignal`` (same parameters and long / flat / short
+rule) whose score comes from the model carrying the ``champion`` alias in MLflow, on the feature row
+``ml.features.OnlineFeatures`` gives for each closed bar (the floats training used).  In shadow mode a
+second ChampionModel follows the ``challenger`` alias on the same feature rows; its scores are recorded
+(``shadow=True`` signals) and never reach the engine, so they cannot trade.
+
+In the stream configuration (TRADELOOP_STREAM_STRATEGIES / streaming/config.py) the strategy name
+``ml_signal`` means this class; ``create_stream_strategy`` builds it with the registry settings.
+
+Why signals are recorded here and not by the Trader's tap: the tap only sees *changes* of target (what
+the engine acts on), while model monitoring and the A/B comparison need every scored bar, with the score
+and the version that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from typing import Any, Callable, Iterable
+
+from ml.features import FeatureError, FeatureParams, OnlineFeatures
+from trading.records import Bar, stable_id
+from trading.strategies import create_strategy
+from trading.strategies.base import Context, Param, ParameterValueError, Strategy, TargetPosition
+from trading.strategies.ml_signal import MLSignal
+
+log = logging.getLogger(__name__)
+
+STREAM_ML_NAME = "ml_signal"
+REFIT_CHOICES = ("15m", "30m", "1h", "2h", "3h", "4h", "6h", "12h", "1d")
+
+
+class RegistrySignal(MLSignal):
+    name = STREAM_ML_NAME
+    version = "registry"  # the model version is per signal (model_version), not a code version
+    params = {
+        **{k: v for k, v in MLSignal.params.items() if k != "lookback"},  # features keep their own windows
+        # must equal the feature parameters the served model was trained with (assets/ml.py MLResource)
+        "cross_window": Param(int, 30, 2, 100_000, doc="cross-asset window of the features (bars)"),
+        "regime_window": Param(int, 720, 10, 1_000_000, doc="rows the regime mixture is fitted on"),
+        "regime_min_fit": Param(int, 240, 10, 1_000_000, doc="fewest rows for a regime fit"),
+        "regime_refit": Param("categorical", "6h", choices=REFIT_CHOICES, doc="regime refit block"),
+        "shadow": Param("categorical", False, choices=(False, True),
+                        doc="also score the 'challenger' alias on the same bars (recorded, never traded)"),
+    }
+
+    def __init__(self, champion: Any, symbols: Iterable[str], *, challenger: Any = None, interval: str = "1m",
+                 inline_refresh: bool = True, **params: Any) -> None:
+        self.champion, self.challenger = champion, challenger
+        self.symbols = sorted(symbols)
+        if not self.symbols:
+            raise ParameterValueError("ml_signal needs the symbol universe of its features (none given)")
+        self.interval = interval
+        # In the worker a timer refreshes the models off the event loop (registry calls and model loads
+        # must not stall the hot path); in process (tests, replays) maybe_refresh runs per bar instead.
+        self.inline_refresh = inline_refresh
+        self.replaying = False  # set by Trader.restore: warm-up bars build features, no model calls
+        self._sink: list | None = None
+        self._slot, self._account = STREAM_ML_NAME, ""
+        super().__init__(model=champion, **params)
+        if self.p["shadow"] and challenger is None:
+            raise ParameterValueError("parameter shadow=True needs a challenger model (ChampionModel with alias 'challenger')")
+
+    def reset(self) -> None:
+        p = self.p
+        self.feature_params = FeatureParams(self.interval, p["cross_window"], p["regime_window"], p["regime_min_fit"],
+                                            p["regime_refit"])
+        self._features = OnlineFeatures(self.symbols, self.feature_params)
+        # symbol -> last target given to the engine; absent until the first live score, so that the first
+        # decision after a (re)start is always sent and a position restored from fills follows the model
+        self._target: dict[str, float] = {}
+        self.counters: Counter[str] = Counter()
+        self.last: dict[str, dict] = {}  # symbol -> last champion score, for the /model view
+        self.flat_reason: str | None = "no bar seen yet"
+        self._logged_reason: str | None = None
+        self._score_error: str | None = None
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars to replay at start so the regime fit (and every window) is warm: a full fit window,
+        plus one refit block for a block boundary to fall inside, plus the longest indicator window."""
+        from trading.strategies.engine import interval_ns
+
+        block = interval_ns(self.p["regime_refit"]) // interval_ns(self.interval)
+        return self.p["regime_window"] + block + max(61, self.p["cross_window"] + 1)
+
+    def bind_signals(self, slot: str, account: str, sink: list) -> None:
+        """Where this strategy's per-bar signals go (the Trader's batch); called by the Trader's tap."""
+        self._slot, self._account, self._sink = slot, account, sink
+
+    def models(self) -> list[Any]:
+        return [m for m in (self.champion, self.challenger) if m is not None]
+
+    # -- decisions ---------------------------------------------------------------------------------
+    def _direction(self, s: float) -> float:
+        p = self.p
+        if s > p["long_threshold"]:
+            return 1.0
+        if s < p["short_threshold"]:
+            return -1.0 if p["allow_short"] else 0.0
+        return 0.0
+
+    def _score(self, model: Any, feats: dict[str, float], role: str) -> tuple[float, str] | None:
+        """(score, version) or None; a model that cannot score this row is counted and reported, and the
+        caller goes flat: a failing model must not keep an old position nor stop the hot path."""
+        try:
+            out = model.score(feats)
+        except Exception as exc:  # noqa: BLE001 -- any model failure fails closed (flat), visibly
+            self.counters[f"{role}_score_errors"] += 1
+            self._score_error = f"{role} scoring failed: {type(exc).__name__}: {exc}"[:500]
+            return None
+        if out is not None and not math.isfinite(out[0]):
+            self.counters[f"{role}_score_errors"] += 1
+            self._score_error = f"{role} v{out[1]} returned a non-finite score {out[0]!r}"
+            return None
+        return out
+
+    def _record(self, symbol: str, ts: int, score: float, target: float, model: Any, version: str, shadow: bool) -> None:
+        if self._sink is None:
+            return
+        from streaming.trader import SignalOut
+
+        sid = stable_id("signal", self._account, self._slot, symbol, ts, "shadow" if shadow else "live")
+        self._sink.append(SignalOut(sid, self._slot, symbol, target, ts, model.model_name, version,
+                                    score=score, shadow=shadow))
+
+    def _say(self, reason: str | None) -> None:
+        self.flat_reason = reason
+        if reason is not None and reason != self._logged_reason:
+            log.warning("%s is flat: %s", self._slot, reason)  # once per new reason, not per bar
+        self._logged_reason = reason
+
+    def on_bar(self, bar: Bar, ctx: Context) -> list[TargetPosition]:
+        if self.inline_refresh and not self.replaying:
+            for m in self.models():
+                m.maybe_refresh()
+        try:
+            feats = self._features.update(bar)
+        except FeatureError as exc:  # a bar out of order or outside the universe: skipped, counted
+            self.counters["feature_errors"] += 1
+            log.warning("%s: bar skipped by the features: %s", self._slot, exc)
+            return []
+        if feats is None:
+            self.counters["warming_up"] += 1
+            if bar.symbol not in self._target:
+                self._say(f"features warming up (up to {self.warmup_bars} bars per symbol)")
+            return []
+        if self.replaying:
+            return []  # warm-up: the first live bar scores and gives the target
+        sym, ts = bar.symbol, ctx.ts
+        if self.challenger is not None:
+            shadow = self._score(self.challenger, feats, "challenger")
+            if shadow is not None:
+                self.counters["shadow_signals"] += 1
+                self._record(sym, ts, shadow[0], self._direction(shadow[0]), self.challenger, shadow[1], True)
+        scored = self._score(self.champion, feats, "champion")
+        if scored is None:
+            st = self.champion.status
+            self._say(self._score_error if self.champion.current() is not None and self._score_error
+                      else (st.get("reason") or st.get("warning") or "no champion model loaded"))
+            target = 0.0
+            self.counters["flat_no_model"] += 1
+        else:
+            score, version = scored
+            target = self._direction(score)
+            self._say(None)
+            self._score_error = None
+            self.counters["signals"] += 1
+            self.last[sym] = {"ts": ts, "score": score, "target": target, "version": version}
+            self._record(sym, ts, score, target, self.champion, version, False)
+        if self._target.get(sym) == target:
+            return []
+        self._target[sym] = target
+        return [TargetPosition(sym, target)]
+
+    def view(self) -> dict:
+        """JSON-ready state for GET /model."""
+        return {"strategy": self.name, "params": dict(self.p), "feature_params": self.feature_params.as_dict(),
+                "champion": self.champion.status, "challenger": self.challenger.status if self.challenger else None,
+                "serving_version": (self.champion.current() or (None, None))[1], "flat_reason": self.flat_reason,
+                "last": self.last, "counters": dict(self.counters)}
+
+    # Snapshots carry no state: the features are rebuilt by replaying bars (warmup_bars), and the model
+    # is whatever the registry serves now -- a stored score of an older version would be wrong to reuse.
+    def _state(self) -> dict:
+        return {}
+
+    def _load_state(self, state: dict) -> None:
+        pass
+
+
+def create_stream_strategy(name: str, params: dict[str, Any] | None, *, model_name: str, tracking_uri: str,
+                           poll_interval_s: float, symbols: Iterable[str], interval: str = "1m",
+                           inline_refresh: bool = False,
+                           model_factory: Callable[..., Any] | None = None,
+                           database_url: str | None = None) -> Strategy:
+    """A strategy of the stream's configuration: ``ml_signal`` is the registry-backed RegistrySignal,
+    ``target_rebalance`` trades the optimiser's target_weights rows (streaming.portfolio_strategy;
+    ``database_url`` unset: the settings'), every other name goes to the strategy registry
+    (trading.strategies.create_strategy)."""
+    if name == "target_rebalance":
+        from streaming.portfolio_strategy import create_target_rebalance  # SQLAlchemy only when configured
+
+        return create_target_rebalance(params, database_url=database_url, inline_refresh=inline_refresh)
+    if name != STREAM_ML_NAME:
+        return create_strategy(name, params)
+    values = RegistrySignal.validate_params(dict(params or {}))  # bad params fail before any registry call
+    if not model_name:
+        raise ParameterValueError("ml_signal needs a registered model name (TRADELOOP_MODEL_NAME)")
+    if model_factory is None:
+        from ml.serving import ChampionModel as model_factory  # noqa: N813
+    champion = model_factory(model_name, tracking_uri, poll_interval_s=poll_interval_s, alias="champion")
+    challenger = (model_factory(model_name, tracking_uri, poll_interval_s=poll_interval_s, alias="challenger")
+                  if values["shadow"] else None)
+    return RegistrySignal(champion, symbols, challenger=challenger, interval=interval, inline_refresh=inline_refresh,
+                          **(params or {}))

@@ -1,0 +1,296 @@
+"""The stream's portfolio strategy: rebalance to the optimiser's stored target weights.
+
+``TargetRebalance`` is ``trading.strategies.rebalance.Rebalance`` (same ``every`` / ``threshold``) whose
+weights are the latest ``target_weights`` rows of one ``portfolio`` with ``as_of`` <= the day of the
+decision -- the rows the Dagster asset ``target_weights`` (assets/portfolio.py) writes each day.  In the
+stream configuration its name is ``target_rebalance``; ``create_stream_strategy``
+(streaming/ml_strategy.py) builds it, e.g. ``{"rebal": ["target_rebalance", {"portfolio": "main",
+"every": 60}]}``.  New weights are traded at the next bar; ``every`` re-trades the drift in between.
+
+Loading follows the ML slot's models: ``TargetWeightsSource`` reads Postgres, and in the worker the
+``weights_poller`` timer (streaming/app.py) calls ``refresh_weights`` in a thread, because a query must
+not stall the hot path; in process (tests, replays) the strategy refreshes inline per bar.  A source
+re-reads every ``poll_interval_s``, at once when the decision day changes, and on its first call.
+
+Why it is flat is said the way RegistrySignal says it (``flat_reason`` in GET /model, the
+tradeloop_model_flat gauge, one log line per new reason):
+  * weights not loaded yet (start-up, Postgres never answered): no targets at all, positions are held,
+    so that a restart does not sell what the first query buys back a second later;
+  * no rows for the portfolio up to the day (or all weights zero): target 0 for every held symbol.
+Postgres going down after a load keeps the last weights, with a warning in the view.
+
+Sizing: a weight is a target for the engine's sizer.  Rebalance's contract is a fraction-of-equity sizer
+of 1.0 (weight 0.25 = 25 % of equity), as in the tests; the stream's Trader sizes every slot with
+``FixedFraction(config.FRACTION_PER_SYMBOL)``, so there the slot holds the weights scaled by that fraction
+(same proportions), and ``threshold`` compares against unscaled weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable
+
+from trading.records import Bar
+from trading.strategies.base import Context, ParameterValueError, StrategyError, TargetPosition, UnknownParameterError
+from trading.strategies.rebalance import Rebalance
+
+log = logging.getLogger(__name__)
+
+STREAM_PORTFOLIO_NAME = "target_rebalance"
+DEFAULT_PORTFOLIO = "main"  # assets.portfolio.TargetWeightsConfig.portfolio (not imported: it pulls in Dagster)
+NS_PER_DAY = 86_400_000_000_000
+_EPOCH = date(1970, 1, 1)
+
+# the latest as_of of the portfolio up to the day; the primary key (portfolio, as_of, symbol) serves both
+_LATEST = """
+    SELECT as_of, symbol, weight, model, solver_status
+    FROM target_weights
+    WHERE portfolio = :p AND as_of = (SELECT max(as_of) FROM target_weights WHERE portfolio = :p AND as_of <= :d)
+    ORDER BY symbol
+"""
+
+
+def utc_day(ts_ns: int) -> date:
+    return _EPOCH + timedelta(days=ts_ns // NS_PER_DAY)
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """One read of the table: what the strategy trades until the next one."""
+
+    portfolio: str
+    for_day: date  # read with as_of <= for_day
+    as_of: date | None = None  # None: the portfolio has no rows up to for_day
+    weights: dict[str, float] = field(default_factory=dict)  # the non-zero ones: what Rebalance trades
+    model: str | None = None
+    solver_status: str | None = None
+
+    @property
+    def key(self) -> tuple:
+        """Equal for the same decision: a re-read of unchanged rows must not force a rebalance."""
+        return self.as_of, tuple(sorted(self.weights.items()))
+
+    @property
+    def reason(self) -> str | None:
+        """Why these weights hold the slot flat, or None."""
+        if self.as_of is None:
+            return f"no target_weights rows for portfolio {self.portfolio!r} with as_of <= {self.for_day}"
+        if not self.weights:
+            return f"the target weights of {self.portfolio!r} as of {self.as_of} are all zero"
+        return None
+
+
+def to_loaded(portfolio: str, day: date, rows: list) -> LoadedWeights:
+    """Rows of _LATEST -> LoadedWeights.  The rule of trading.portfolio.record.rebalance_weights, not the
+    function: importing trading.portfolio loads cvxpy (~1.5 s) into the worker for eight lines.  Zero
+    weights are left out (Rebalance closes held symbols missing from its weights); a weight that is not a
+    finite number (numeric 'NaN') raises ValueError, and the source keeps its last weights."""
+    if not rows:
+        return LoadedWeights(portfolio, day)
+    weights = {}
+    for r in rows:
+        w = float(r.weight)
+        if not math.isfinite(w):
+            raise ValueError(f"target weight of {r.symbol!r} as of {r.as_of} is not finite: {w}")
+        if w != 0.0:
+            weights[r.symbol] = w
+    return LoadedWeights(portfolio, day, rows[0].as_of, weights, rows[0].model, rows[0].solver_status)
+
+
+class TargetWeightsSource:
+    """The latest target_weights of ``portfolio`` in Postgres, re-read at most every ``poll_interval_s``
+    (or when asked for another day).  Swapped in with one assignment: a reader on the event loop sees
+    the old or the new weights, never a mix, while a thread refreshes."""
+
+    def __init__(self, database_url: str, portfolio: str, poll_interval_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.database_url, self.portfolio = database_url, portfolio
+        self.poll_interval_s = poll_interval_s
+        self._clock = clock
+        self._engine: Any = None
+        self._loaded: LoadedWeights | None = None
+        self._last_poll: float | None = None
+        self._polled_day: date | None = None
+        self._loaded_at: str | None = None
+        self._warning: str | None = None
+        self._logged_outage = False
+        self.queries = 0
+
+    def _db(self) -> Any:
+        if self._engine is None:
+            import sqlalchemy as sa
+
+            # one small query per poll from one thread at a time: one connection is plenty
+            self._engine = sa.create_engine(self.database_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+        return self._engine
+
+    def refresh(self, day: date) -> bool:
+        """Read the weights for ``day``. True when they differ from the ones loaded before."""
+        import sqlalchemy as sa
+
+        self._last_poll, self._polled_day = self._clock(), day
+        self.queries += 1
+        try:
+            with self._db().connect() as conn:
+                rows = conn.execute(sa.text(_LATEST), {"p": self.portfolio, "d": day}).all()
+            loaded = to_loaded(self.portfolio, day, rows)
+        except Exception as exc:  # noqa: BLE001 -- Postgres down, a bad row: keep the last weights, say why
+            self._warning = f"target_weights of {self.portfolio!r} unavailable: {type(exc).__name__}: {exc}"[:500]
+            if not self._logged_outage:
+                log.warning("%s (keeping %s)", self._warning,
+                            self._loaded.as_of if self._loaded else "no weights")
+                self._logged_outage = True
+            return False
+        before = self._loaded
+        self._loaded = loaded  # the atomic swap
+        self._loaded_at = datetime.now(timezone.utc).isoformat()
+        self._warning, self._logged_outage = None, False
+        changed = before is None or before.key != loaded.key
+        if changed:
+            log.info("target weights of %r as of %s loaded: %s", self.portfolio, loaded.as_of, loaded.weights)
+        return changed
+
+    def maybe_refresh(self, day: date) -> bool:
+        """refresh(day) when due: never polled, another day than the last poll's, or the interval passed."""
+        if (self._last_poll is not None and day == self._polled_day
+                and self._clock() - self._last_poll < self.poll_interval_s):
+            return False
+        return self.refresh(day)
+
+    def current(self) -> LoadedWeights | None:
+        return self._loaded
+
+    @property
+    def status(self) -> dict:
+        loaded = self._loaded
+        reason = "target weights not loaded yet" if loaded is None else loaded.reason
+        return {"portfolio": self.portfolio, "as_of": str(loaded.as_of) if loaded and loaded.as_of else None,
+                "for_day": str(loaded.for_day) if loaded else None, "weights": dict(loaded.weights) if loaded else {},
+                "model": loaded.model if loaded else None, "solver_status": loaded.solver_status if loaded else None,
+                "loaded_at": self._loaded_at, "reason": reason, "warning": self._warning,
+                "poll_interval_s": self.poll_interval_s, "queries": self.queries}
+
+
+class TargetRebalance(Rebalance):
+    name = STREAM_PORTFOLIO_NAME
+    version = "1"
+    params = Rebalance.params  # every, threshold; ``portfolio`` (a string) is checked in validate_params
+
+    def __init__(self, source: Any, *, inline_refresh: bool = True, **params: Any) -> None:
+        self.source = source
+        # in the worker the weights_poller timer refreshes off the event loop; in process, per bar
+        self.inline_refresh = inline_refresh
+        params.setdefault("portfolio", source.portfolio)
+        super().__init__(weights=self._current_weights, **params)
+        if self.p["portfolio"] != source.portfolio:
+            raise ParameterValueError(f"parameter portfolio={self.p['portfolio']!r} differs from the weights "
+                                      f"source's portfolio {source.portfolio!r}")
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = dict(params)
+        portfolio = params.pop("portfolio", DEFAULT_PORTFOLIO)
+        unknown = sorted(set(params) - set(cls.params))
+        if unknown:
+            raise UnknownParameterError(f"unknown parameter {unknown[0]!r} for strategy {cls.name!r} "
+                                        f"(known: {', '.join(sorted([*cls.params, 'portfolio']))})")
+        if not isinstance(portfolio, str) or not portfolio.strip():
+            raise ParameterValueError(f"parameter portfolio={portfolio!r} must be a non-empty string "
+                                      "(a portfolio of the target_weights table)")
+        return {**super().validate_params(params), "portfolio": portfolio}
+
+    def reset(self) -> None:
+        super().reset()
+        self.day: date | None = None  # of the last decision: the day the timer's refresh reads weights for
+        self._weights: dict[str, float] = {}
+        self._traded_key: tuple | None = None
+        self._traded_as_of: date | None = None
+        self.unpriced: list[str] = []  # weighted symbols without a price: Rebalance cannot size them
+        self.counters: Counter[str] = Counter()
+        self.flat_reason: str | None = "no bar seen yet"
+        self._logged_reason: str | None = None
+
+    # -- what the stream's machinery reads ---------------------------------------------------------
+    def models(self) -> list[Any]:
+        """No registry models.  Having this method lists the slot in Trader.ml_strategies(), which is what
+        puts view() in GET /model and flat_reason in the tradeloop_model_flat gauge; the weights themselves
+        are refreshed by the weights_poller timer (refresh_weights), not the model poller."""
+        return []
+
+    @property
+    def model_name(self) -> str:  # the Trader's tap records it on each signal: which weights gave the target
+        return f"target_weights:{self.p['portfolio']}"
+
+    @property
+    def model_version(self) -> str:
+        return str(self._traded_as_of) if self._traded_as_of else "none"
+
+    def refresh_weights(self) -> bool:
+        """The worker's timer calls this in a thread: the weights for the day of the last decision (the
+        wall clock's day before the first bar)."""
+        return self.source.maybe_refresh(self.day or datetime.now(timezone.utc).date())
+
+    # -- decisions ---------------------------------------------------------------------------------
+    def _current_weights(self, ts: int, ctx: Context) -> dict[str, float]:
+        return self._weights
+
+    def _say(self, reason: str | None) -> None:
+        self.flat_reason = reason
+        if reason is not None and reason != self._logged_reason:
+            log.warning("%s(portfolio=%r) is flat: %s", self.name, self.p["portfolio"], reason)  # once per reason
+        self._logged_reason = reason
+
+    def on_bar(self, bar: Bar, ctx: Context) -> list[TargetPosition]:
+        day = utc_day(ctx.ts)  # decisions are made at the bar's close
+        self.day = day
+        if self.inline_refresh:
+            self.source.maybe_refresh(day)
+        loaded = self.source.current()
+        if loaded is None:
+            self.counters["held_not_loaded"] += 1
+            st = self.source.status
+            self._say(st["warning"] or st["reason"])
+            return []
+        if loaded.as_of is not None and loaded.as_of > day:  # read for a later day (wall clock at start-up)
+            self.counters["held_future_weights"] += 1
+            self._say(f"the loaded weights are as of {loaded.as_of}, after the current day {day}: awaiting a re-read")
+            return []
+        if loaded.key != self._traded_key:
+            # new weights (or none any more) are traded at this decision, not up to `every` bars later
+            self._traded_key, self._weights, self._traded_as_of = loaded.key, loaded.weights, loaded.as_of
+            self._count = 0
+            self.counters["weights_loaded"] += 1
+        self._say(loaded.reason)
+        targets = super().on_bar(bar, ctx)
+        if targets:
+            self.counters["rebalances"] += 1
+            self.unpriced = sorted(s for s in self._weights if ctx.price(s) is None)
+        return targets
+
+    def view(self) -> dict:
+        """JSON-ready state for GET /model."""
+        return {"strategy": self.name, "params": dict(self.p), "weights_source": self.source.status,
+                "traded_as_of": self.model_version, "traded_weights": dict(self._weights),
+                "day": str(self.day) if self.day else None, "flat_reason": self.flat_reason,
+                "unpriced": self.unpriced, "counters": dict(self.counters)}
+
+
+def create_target_rebalance(params: dict[str, Any] | None, *, database_url: str | None = None,
+                            poll_interval_s: float | None = None, inline_refresh: bool = False) -> TargetRebalance:
+    """``target_rebalance`` of the stream configuration; unset arguments come from the settings."""
+    values = TargetRebalance.validate_params(dict(params or {}))  # bad params fail before any connection
+    if database_url is None or poll_interval_s is None:
+        from deploy.settings import get_settings
+
+        settings = get_settings()
+        database_url = database_url or settings.database_url
+        poll_interval_s = poll_interval_s or settings.weights_poll_interval_s
+    if not database_url:
+        raise StrategyError(f"{STREAM_PORTFOLIO_NAME} reads the target_weights table: DATABASE_URL is not set")
+    source = TargetWeightsSource(database_url, values["portfolio"], poll_interval_s=poll_interval_s)
+    return TargetRebalance(source, inline_refresh=inline_refresh, **(params or {}))

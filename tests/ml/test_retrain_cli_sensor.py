@@ -1,0 +1,151 @@
+"""`tradeloop retrain` / `tradeloop model status` as real processes against the test PostgreSQL and a sqlite
+MLflow; the decay sensor evaluated for real (build_sensor_context, ephemeral instance) on paper trades and
+stored features."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import sqlalchemy as sa
+
+from assets.ml import MLResource, ml_decay_sensor, ml_features, ml_labels
+from orchestration.resources import PostgresResource
+
+from .conftest import ORIGIN, sim_bars, write_clean_bars
+
+TRADELOOP = Path(sys.executable).parent / "tradeloop"
+
+
+def _cli(args, env, cwd):
+    return subprocess.run([str(TRADELOOP), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_retrain_cli_end_to_end(engine, pg_url, tmp_path):
+    exchange, model_name = "clitest", "cli-m"
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # 3 days: the first only warms the default 1440-bar feature look-back up for the other two
+    write_clean_bars(engine, sim_bars(3 * 1440, seed=41, exchange=exchange))
+    # the same resource the CLI builds from the settings below (defaults + tracking URI, model, exchange)
+    res = {"db": PostgresResource(url=pg_url), "ml": MLResource(tracking_uri=tracking_uri, model_name=model_name,
+                                                               exchange=exchange)}
+    for day in ("2026-11-02", "2026-11-03"):
+        assert dg.materialize([ml_features, ml_labels], partition_key=day, resources=res).success
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTEST_CURRENT_TEST")}
+    env.update({"DATABASE_URL": pg_url, "MLFLOW_TRACKING_URI": tracking_uri, "TRADELOOP_MODEL_NAME": model_name,
+                "TRADELOOP_MARKET_SOURCE": exchange})
+    # cwd in tmp: a sqlite-backed MLflow puts artifacts under ./mlruns
+    r = _cli(["retrain", "--days", "2"], env, tmp_path)
+    print(r.stdout[-2000:], r.stderr[-3000:] if r.returncode else "")
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("challenger v")][-1]
+    version = int(line.split()[1][1:])
+    with engine.connect() as conn:
+        status, gate = conn.execute(sa.text("SELECT status, gate FROM ml_models WHERE model_name = :m AND version = :v"),
+                                    {"m": model_name, "v": version}).one()
+    # the gate's decision is recorded whichever way it went, and agrees with what the CLI printed
+    assert gate is not None and gate["reason"] and isinstance(gate["passed"], bool)
+    assert status == ("champion" if gate["passed"] else "rejected")
+    assert ("PASSED" in line) == gate["passed"] and gate["reason"] in line
+
+    s = _cli(["model", "status"], env, tmp_path)
+    assert s.returncode == 0, s.stderr[-2000:]
+    out = json.loads(s.stdout)
+    print(json.dumps(out, indent=1, default=str)[:1500])
+    assert out["model_name"] == model_name and out["challenger"] == str(version)
+    assert out["champion"] == (str(version) if gate["passed"] else None)
+    assert [(v["version"], v["status"], v["gate_reason"]) for v in out["versions"]] == [(version, status, gate["reason"])]
+
+    # no features for the window asked for: one clear line, non-zero exit, nothing registered
+    bad = _cli(["retrain", "--days", "2", "--end-date", "2026-10-01"], env, tmp_path)
+    print("bad window:", bad.returncode, bad.stderr.strip().splitlines()[-1:])
+    assert bad.returncode != 0 and "nothing registered" in bad.stderr, bad.stderr[-2000:]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ml_models WHERE model_name = :m"), {"m": model_name}).scalar() == 1
+
+
+# ---- the decay sensor ------------------------------------------------------------------------------------
+
+def _ts(minutes: int) -> datetime:
+    return ORIGIN + timedelta(minutes=minutes)
+
+
+def _store_champion_and_features(engine, ml: MLResource, shift: float) -> None:
+    """A champion trained on [day 0 00:00, 10:00) and 10 h of recent features two days later; ``shift``
+    moves ret_1's recent distribution (in standard deviations). Deterministic ids: reruns add nothing."""
+    from ml.features import FEATURE_NAMES, FEATURE_SET_VERSION
+    from ml.registry import record_model
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for start, drift in ((0, 0.0), (2 * 1440, shift)):
+        for i in range(600):
+            vals = {n: float(rng.normal()) for n in FEATURE_NAMES}
+            vals["ret_1"] += drift
+            rows.append({"fs": ml.feature_set(), "e": ml.exchange, "ts": _ts(start + i), "v": json.dumps(vals)})
+    ns = int(ORIGIN.timestamp()) * 1_000_000_000
+    with engine.begin() as conn:
+        conn.execute(sa.text("""INSERT INTO ml_feature_sets (feature_set, version, names, params, symbols)
+                                VALUES (:fs, :ver, CAST(:n AS jsonb), '{}'::jsonb, '[]'::jsonb)
+                                ON CONFLICT (feature_set) DO NOTHING"""),
+                     {"fs": ml.feature_set(), "ver": FEATURE_SET_VERSION, "n": json.dumps(FEATURE_NAMES)})
+        conn.execute(sa.text("""INSERT INTO ml_features (feature_set, exchange, symbol, ts, vals)
+                                VALUES (:fs, :e, 'BTC/USDT', :ts, CAST(:v AS jsonb)) ON CONFLICT DO NOTHING"""), rows)
+        record_model(conn, ml.model_name, "1", "run-1", "fs=x", "champion",
+                     {"window_start_ns": ns, "holdout_start_ns": ns + 600 * 60 * 1_000_000_000})
+
+
+def _store_round_trips(engine, account: str, wins: int, losses: int) -> None:
+    """``wins + losses`` closed long round trips of the champion's strategy in ``account`` (paper mode)."""
+    rows = []
+    for k in range(wins + losses):
+        exit_px = 101 + k % 3 if k % (wins + losses) < wins else 99 - k % 3  # wins first, then losses
+        for j, (side, px) in enumerate((("buy", 100), ("sell", exit_px))):
+            rows.append({"id": f"{account}-{k}-{j}", "o": f"{account}-{k}-{j}", "a": account, "side": side, "px": px,
+                         "ts": _ts(2 * 1440 + 2 * k + j)})
+    with engine.begin() as conn:
+        conn.execute(sa.text("""
+            INSERT INTO trades (fill_id, client_order_id, account, strategy, exchange, symbol, side, price, quantity,
+                                fee, fee_currency, liquidity, ts, mode)
+            VALUES (:id, :o, :a, 'ml_signal', 'sim', 'BTC/USDT', :side, :px, 1, 0, 'USDT', 'taker', :ts, 'paper')
+            ON CONFLICT DO NOTHING"""), rows)
+
+
+def _evaluate(pg_url, **ml_kwargs):
+    ml = MLResource(tracking_uri="sqlite:///unused.db", **ml_kwargs)  # the sensor never opens MLflow
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources={"db": PostgresResource(url=pg_url), "ml": ml})
+        return ml_decay_sensor(ctx)
+
+
+def test_decay_sensor_requests_retrain_on_decay_and_drift_only(engine, pg_url):
+    steady = dict(model_name="decay-steady", exchange="decay-steady")
+    drifted = dict(model_name="decay-drift", exchange="decay-drift")
+    _store_champion_and_features(engine, MLResource(tracking_uri="x", **steady), shift=0.0)
+    _store_champion_and_features(engine, MLResource(tracking_uri="x", **drifted), shift=3.0)
+    _store_round_trips(engine, "decay-good", wins=20, losses=5)
+    _store_round_trips(engine, "decay-bad", wins=4, losses=21)
+
+    healthy = _evaluate(pg_url, monitor_account="decay-good", **steady)
+    assert isinstance(healthy, dg.SkipReason), healthy
+
+    decayed = _evaluate(pg_url, monitor_account="decay-bad", **steady)
+    assert isinstance(decayed, dg.RunRequest), decayed
+    reason = decayed.tags["tradeloop/retrain_reason"]
+    print("decay:", reason)
+    assert "hit rate 0.16 < 0.45 over 25 trades" in reason and "per-trade Sharpe" in reason and "drift" not in reason
+    assert decayed.run_key.startswith("decay-")
+
+    drift = _evaluate(pg_url, monitor_account="decay-good", **drifted)
+    assert isinstance(drift, dg.RunRequest), drift
+    print("drift:", drift.tags["tradeloop/retrain_reason"])
+    assert drift.tags["tradeloop/retrain_reason"].startswith("feature drift: PSI of ret_1 = ")
+
+    # an account with too few trades says nothing about performance: no request from trades alone
+    assert isinstance(_evaluate(pg_url, monitor_account="decay-nobody", **steady), dg.SkipReason)
+    # the sensor's job is retrain
+    assert ml_decay_sensor.job_name == "retrain"
