@@ -28,8 +28,8 @@ STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
                                   "regime_refit": "6h"}),
     # the optimiser's daily target_weights of portfolio "main" (assets/portfolio.py), traded at once when
     # they change and re-trading the drift daily; no rows: flat and says why (GET /model), like ml_champion.
-    # Weights are sized by FRACTION_PER_SYMBOL as every slot is: 5% of equity per unit of weight.
-    "portfolio_main": ("target_rebalance", {"portfolio": "main"}),
+    # Sized by its own allocation: the weights apply to 25% of equity (gross stays inside the account limit).
+    "portfolio_main": ("target_rebalance", {"portfolio": "main", "allocation": 0.25}),
 }
 
 # trading.risk limits (RiskLimits.from_dict form); a limits file can replace them (TRADELOOP_RISK_LIMITS).

@@ -36,7 +36,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from trading.records import Bar
-from trading.strategies.base import Context, ParameterValueError, StrategyError, TargetPosition, UnknownParameterError
+from trading.sizing import FixedFraction
+from trading.strategies.base import Context, Param, ParameterValueError, StrategyError, TargetPosition, UnknownParameterError
 from trading.strategies.rebalance import Rebalance
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,11 @@ class TargetWeightsSource:
 class TargetRebalance(Rebalance):
     name = STREAM_PORTFOLIO_NAME
     version = "1"
-    params = Rebalance.params  # every, threshold; ``portfolio`` (a string) is checked in validate_params
+    params = {  # and ``portfolio`` (a string), checked in validate_params
+        **Rebalance.params,
+        "allocation": Param(float, 0.0, 0.0, 1.0, doc="share of account equity the weights apply to; "
+                                                      "0 = the stream's per-symbol sizer fraction"),
+    }
 
     def __init__(self, source: Any, *, inline_refresh: bool = True, **params: Any) -> None:
         self.source = source
@@ -187,6 +192,8 @@ class TargetRebalance(Rebalance):
         self.inline_refresh = inline_refresh
         params.setdefault("portfolio", source.portfolio)
         super().__init__(weights=self._current_weights, **params)
+        if self.p["allocation"] > 0:  # the engine sizes this slot with it instead of the stream's sizer
+            self.sizer = FixedFraction(self.p["allocation"])
         if self.p["portfolio"] != source.portfolio:
             raise ParameterValueError(f"parameter portfolio={self.p['portfolio']!r} differs from the weights "
                                       f"source's portfolio {source.portfolio!r}")

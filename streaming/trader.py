@@ -80,6 +80,7 @@ class _Tap:
     def __init__(self, slot: str, strategy: Strategy, sink: list[SignalOut], account: str) -> None:
         self.slot, self.inner, self._sink, self._account = slot, strategy, sink, account
         self.name = strategy.name
+        self.sizer = getattr(strategy, "sizer", None)  # the engine sizes a slot with its strategy's own sizer
         # ML strategies record a signal per scored bar (score, version, shadow rows) themselves; the tap
         # would only see target changes, so it records nothing for them
         bind = getattr(strategy, "bind_signals", None)

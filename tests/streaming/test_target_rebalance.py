@@ -269,28 +269,33 @@ def test_bad_params_fail_clearly(pg_url):
                           ({"every": 0}, r"parameter every=0 is out of range"),
                           ({"every": "hourly"}, r"parameter every='hourly' is not a valid int"),
                           ({"every": 1.5}, r"parameter every=1.5 is not a valid int"),
-                          ({"threshold": 2}, r"parameter threshold=2.0 is out of range")):
+                          ({"threshold": 2}, r"parameter threshold=2.0 is out of range"),
+                          ({"allocation": 1.5}, r"parameter allocation=1.5 is out of range")):
         with pytest.raises(ParameterValueError, match=match):
             create_stream_strategy("target_rebalance", params, **kw)
-    with pytest.raises(UnknownParameterError, match=r"unknown parameter 'portfolo'.*known: every, portfolio, threshold"):
+    with pytest.raises(UnknownParameterError, match=r"unknown parameter 'portfolo'.*known: allocation, every, portfolio, threshold"):
         create_stream_strategy("target_rebalance", {"portfolo": "main"}, **kw)
     with pytest.raises(StrategyError, match="DATABASE_URL is not set"):  # the test session's settings have none
         create_stream_strategy("target_rebalance", {}, **{**kw, "database_url": None})
     # an unknown portfolio is no error: it is a portfolio without rows, flat (see above)
     strat = create_stream_strategy("target_rebalance", {"portfolio": "nobody", "every": "60"}, **kw)
-    assert strat.p == {"every": 60, "threshold": 0.0, "portfolio": "nobody"} and strat.source.portfolio == "nobody"
+    assert strat.p == {"every": 60, "threshold": 0.0, "allocation": 0.0, "portfolio": "nobody"}
+    assert strat.source.portfolio == "nobody" and getattr(strat, "sizer", None) is None  # the stream's sizer
+    assert create_stream_strategy("target_rebalance", {"allocation": 0.3}, **kw).sizer.fraction == 0.3
 
 
 def test_worker_trades_the_stored_weights(worker_factory, stream_env, engine, kafka_bootstrap):
     """A real worker: TRADELOOP_STREAM_STRATEGIES names target_rebalance; flat with the reason in /model
     and /metrics while the portfolio has no rows; rows appear -> the weights_poller timer loads them, no
-    restart -> orders and fills at the stream's sizing (config.FRACTION_PER_SYMBOL of equity per weight)."""
+    restart -> orders and fills at the slot's own allocation of equity (not the stream's per-symbol sizer)."""
     from streaming import config
 
+    allocation = 0.3
     pf = "trb-w-" + stream_env["TRADELOOP_ACCOUNT"]
     stream_env.update({"TRADELOOP_WEIGHTS_POLL_INTERVAL_S": "0.5",
                        "TRADELOOP_STREAM_STRATEGIES": json.dumps({"rebal": ["target_rebalance",
-                                                                            {"portfolio": pf, "every": 5}]})})
+                                                                            {"portfolio": pf, "every": 5,
+                                                                             "allocation": allocation}]})})
     w = worker_factory()
     account, prefix = stream_env["TRADELOOP_ACCOUNT"], stream_env["TRADELOOP_TOPIC_PREFIX"]
     ticks = sim_ticks(30, stream_env["TRADELOOP_STREAM_EXCHANGE"])  # from 2024-01-01 00:00 UTC
@@ -328,7 +333,7 @@ def test_worker_trades_the_stored_weights(worker_factory, stream_env, engine, ka
     last = {t.symbol: t.price for t in ticks}
     notional = {s: float(q * last[s]) for s, q in pos.items()}
     for s, wt in weights.items():  # equity stays ~ the starting cash over 20 minutes at these sizes
-        assert notional[s] == pytest.approx(wt * config.FRACTION_PER_SYMBOL * float(config.CASH), rel=0.05), notional
+        assert notional[s] == pytest.approx(wt * allocation * float(config.CASH), rel=0.05), notional
     view = w.get("/model")["slots"]["rebal"]
     assert view["flat_reason"] is None and view["traded_as_of"] == "2024-01-01"
     assert 'tradeloop_model_flat{slot="rebal"} 0.0' in w.text("/metrics")

@@ -287,7 +287,9 @@ class StrategyEngine:
             self.rejected["no_price"] += 1
             return []
         inst = self.instrument(symbol)
-        desired = self.sizer.quantity(target, price, self.portfolio.equity(), inst, self._vol_now.get(symbol))
+        # a strategy may carry its own sizer (e.g. a portfolio slot allocated a share of equity)
+        sizer = getattr(self.slots[slot], "sizer", None) or self.sizer
+        desired = sizer.quantity(target, price, self.portfolio.equity(), inst, self._vol_now.get(symbol))
         if self.risk is not None:
             mult = self.risk.size_multiplier(slot)
             if mult != 1:
