@@ -215,6 +215,9 @@ class Trader:
     def restore(self, state: Restored) -> None:
         """Rebuild from Postgres: positions and cash from the fills, strategy state from recent bars
         (decisions held back until the next live bar), known order ids, and a standing kill switch."""
+        # Replaying history trips the risk engine's anomaly counters (stored fills have no open order here;
+        # warm-up bars are older than the last fill's mark): those are not live events, so they are undone.
+        counters = self.risk.counters.copy()
         for f in state.fills:
             self.clock.set(f.ts)
             self.portfolio.apply_fill(f)
@@ -240,6 +243,8 @@ class Trader:
         if state.halted is not None:
             who, reason = state.halted
             self.risk.kill_switch(reason, flatten=False, who=who)
+        self.risk.counters.clear()
+        self.risk.counters.update(counters)
         self.out.transitions.clear()  # re-applying a stored state is not a new transition
         self.out.orders.clear()
         self.out.events.clear()
