@@ -99,6 +99,17 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _dated(ax, index, fig) -> dict:
+    """Line style and x range for a daily series: a short history (the first days of paper trading) gets
+    point markers and a padded range, otherwise one day is an invisible line on a years-wide axis."""
+    import pandas as pd
+
+    fig.autofmt_xdate()
+    if len(index) and index.max() - index.min() < pd.Timedelta(days=7):
+        ax.set_xlim(index.min() - pd.Timedelta(days=1), index.max() + pd.Timedelta(days=1))
+    return {"marker": "o", "ms": 4} if len(index) < 30 else {}
+
+
 def plots(frame, starting_equity: float) -> dict[str, bytes]:
     """The six tear-sheet plots of one daily series, as PNG bytes by name."""
     import matplotlib
@@ -112,17 +123,17 @@ def plots(frame, starting_equity: float) -> dict[str, bytes]:
     out = {}
 
     fig, ax = plt.subplots(figsize=(8, 3))
-    ax.plot(series.index, series["equity"], color="tab:blue")
+    ax.plot(series.index, series["equity"], color="tab:blue", **_dated(ax, series.index, fig))
     ax.axhline(starting_equity, color="grey", lw=0.8, ls="--")
     ax.set_title("Equity curve")
-    fig.autofmt_xdate()
     out["equity"] = _png(fig)
 
     peak = series["equity"].cummax().clip(lower=starting_equity)
     fig, ax = plt.subplots(figsize=(8, 2.5))
-    ax.fill_between(series.index, (series["equity"] / peak - 1.0) * 100, 0, color="tab:red", alpha=0.5)
+    drawdown = (series["equity"] / peak - 1.0) * 100
+    ax.fill_between(series.index, drawdown, 0, color="tab:red", alpha=0.5)
+    ax.plot(series.index, drawdown, color="tab:red", **_dated(ax, series.index, fig))
     ax.set_title("Drawdown (%)")
-    fig.autofmt_xdate()
     out["drawdown"] = _png(fig)
 
     monthly = (1.0 + returns).groupby([returns.index.year, returns.index.month]).prod() - 1.0
@@ -142,18 +153,18 @@ def plots(frame, starting_equity: float) -> dict[str, bytes]:
     roll = returns.rolling(window, min_periods=2)
     rolling_sharpe = (roll.mean() / roll.std(ddof=1) * math.sqrt(TRADING_DAYS)).replace([np.inf, -np.inf], np.nan)
     fig, ax = plt.subplots(figsize=(8, 2.5))
-    ax.plot(series.index, rolling_sharpe, color="tab:purple")
+    ax.plot(series.index, rolling_sharpe, color="tab:purple", **_dated(ax, series.index, fig))
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_title(f"Rolling Sharpe ({window} days, annualised)")
-    fig.autofmt_xdate()
+    ax.set_title(f"Rolling Sharpe ({window} days, annualised)" + ("" if rolling_sharpe.notna().any()
+                                                                  else ": needs 2 days of returns"))
     out["rolling_sharpe"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(8, 2.5))
-    ax.plot(series.index, series["gross_exposure"], label="gross", color="tab:orange")
-    ax.plot(series.index, series["net_exposure"], label="net", color="tab:green")
+    style = _dated(ax, series.index, fig)
+    ax.plot(series.index, series["gross_exposure"], label="gross", color="tab:orange", **style)
+    ax.plot(series.index, series["net_exposure"], label="net", color="tab:green", **style)
     ax.legend(loc="upper left")
     ax.set_title("Exposure (end of day, quote currency)")
-    fig.autofmt_xdate()
     out["exposure"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(8, 2.5))

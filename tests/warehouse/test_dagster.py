@@ -123,3 +123,27 @@ def test_report_rejects_a_bad_date(pg_url):
     with pytest.raises(dg.Failure, match="as_of must be a date"):
         dg.materialize([tear_sheets], resources={"db": PostgresResource(url=pg_url)},
                        run_config={"ops": {"tear_sheets": {"config": {"as_of": "yesterday"}}}})
+
+
+def test_a_one_day_history_plots_visible_points_on_a_tight_axis():
+    """The first day of paper trading: one point per series must show, on a range of days, not years."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from assets.reports import _dated
+
+    one = pd.DatetimeIndex(["2026-11-24"])
+    fig, ax = plt.subplots()
+    style = _dated(ax, one, fig)
+    (line,) = ax.plot(one, [100_000.0], **style)
+    lo, hi = (mdates.num2date(x).date().isoformat() for x in ax.get_xlim())
+    assert line.get_marker() == "o" and (lo, hi) == ("2026-11-23", "2026-11-25")
+    plt.close(fig)
+    long = pd.date_range("2026-01-01", periods=60, freq="D")
+    fig, ax = plt.subplots()
+    assert _dated(ax, long, fig) == {}  # a long history: plain lines, matplotlib's own range
+    plt.close(fig)
