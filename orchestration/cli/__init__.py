@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "risk": "orchestration.cli.control:risk",
     "retrain": "orchestration.cli.ml:retrain",
     "model": "orchestration.cli.ml:model",
+    "stream": "orchestration.cli.stream:stream",
 }
 
 

@@ -1,0 +1,34 @@
+"""`tradeloop stream`: the producers behind the platform's CLI, against the real broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tests.streaming.conftest import consume_all
+
+TRADELOOP = str(Path(sys.executable).parent / "tradeloop")
+
+
+def test_stream_sim_publishes_every_tick_keyed_by_symbol(stream_env, kafka_bootstrap):
+    prefix = stream_env["TRADELOOP_TOPIC_PREFIX"]
+    done = subprocess.run([TRADELOOP, "stream", "--limit", "300", "sim", "--speed", "0"], env=stream_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ticks = []
+    for raw in consume_all(kafka_bootstrap, prefix + "market.ticks"):
+        value = orjson.loads(raw)
+        ticks += value if isinstance(value, list) else [value]
+    assert len(ticks) == 300
+    assert {t["symbol"] for t in ticks} == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
+    assert {t["exchange"] for t in ticks} == {stream_env["TRADELOOP_STREAM_EXCHANGE"]}
+
+
+def test_stream_usage_errors_are_one_line_and_exit_2(stream_env):
+    done = subprocess.run([TRADELOOP, "stream", "bogus"], env=stream_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "invalid choice: 'bogus'" in done.stderr and "Traceback" not in done.stderr
+    helped = subprocess.run([TRADELOOP, "stream", "--help"], env=stream_env, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "{sim,replay,ccxt}" in helped.stdout
