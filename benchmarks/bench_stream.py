@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/bench_stream.py [--minutes 600] [--runs 3] [--gc default|freeze|both]
     .venv/bin/python benchmarks/bench_stream.py --broker [--burst 30000] [--latency-ticks 12000 --rate 1000]
+        [--batch-ticks 200 --batch-ms 5]
 
 In process (no broker): ticks/s through Trader.on_tick (bars, strategy, sizing, risk, paper fills), the
-same including decoding each tick from its wire form (orjson + faust Record), and latency percentiles of
+same including decoding each tick from its wire form (orjson + records.from_data), and latency percentiles of
 all ticks and of the ticks that closed a bar and produced an order decision (tick in -> order decided,
 risk included; in the stream the market order also fills on that same tick, so that is included too).
 Latency runs ``--runs`` times per GC mode: one run has only a few hundred decision ticks, so its p99 is
@@ -13,16 +14,19 @@ warm-up, as a worker could after restoring its state.
 
 With --broker (loopback only, everything started here is stopped here): a private Tansu broker and
 PostgreSQL, real `faust worker` subprocesses, and
-  * tick-to-fill latency: producer send time of a tick -> arrival of the fill it caused on the
-    executions topic, read by a separate consumer; ticks paced at --rate so queueing does not dominate;
+  * tick-to-fill latency: the time a tick is handed to the producer -> arrival of the fill it caused on
+    the executions topic, read by a separate consumer; ticks paced at --rate so queueing does not
+    dominate.  Ticks are sent as the producers send them (streaming/producers.py BatchSender: per-symbol
+    micro-batches of --batch-ticks or --batch-ms), so the wait for a batch is part of the latency;
   * sustained throughput of one worker: --burst ticks published as fast as the producer batches them,
-    timed until the worker's tick counter has them all;
+    timed until the worker's tick counter has them all, with the worker's CPU time per tick (psutil);
   * the same burst over two workers in one consumer group (topic with >= 2 partitions).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import time
 from decimal import Decimal
@@ -40,6 +44,8 @@ def main() -> None:
     p.add_argument("--latency-ticks", type=int, default=12_000, help="paced ticks of the latency phase")
     p.add_argument("--rate", type=float, default=1000.0, help="ticks/s of the paced latency phase")
     p.add_argument("--skip-in-process", action="store_true")
+    p.add_argument("--batch-ticks", type=int, default=None, help="ticks per message (producers' default)")
+    p.add_argument("--batch-ms", type=float, default=None, help="longest wait for a batch, ms (producers' default)")
     args = p.parse_args()
     if not args.skip_in_process:
         in_process(args)
@@ -201,8 +207,10 @@ class _Stack:
         port = free_port()
         env = {**env, "TRADELOOP_WORKER_PORT": str(port)}
         log = self.home / f"{name}.log"
+        # -l info as deploy/stack/services.py runs it: below WARN Faust's terminal spinner is off; at warn it
+        # sets the root logger to DEBUG and spins on every debug record (~10% of the worker's CPU)
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "faust"), "-A", "streaming.app", "worker", "-l", "warn",
+            [str(Path(sys.executable).parent / "faust"), "-A", "streaming.app", "worker", "-l", "info",
              "--web-host", "127.0.0.1", "--web-port", str(port)],
             cwd=Path(__file__).resolve().parents[1], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -286,39 +294,53 @@ def _wait_total(workers: list, target: int, timeout: float) -> float:
     raise RuntimeError(f"workers consumed {total} of {target} ticks in {timeout}s")
 
 
+BATCH: dict = {}  # BatchSender's max_ticks / max_ms from the command line (unset: the producers' defaults)
+
+
 async def _publish(bootstrap: str, topic: str, ticks, rate: float | None = None,
                    sent_at: dict | None = None) -> float:
-    """Send ticks keyed by symbol; paced at ``rate`` ticks/s when given (in 10 ms slices), else as fast as
-    the producer batches.  Records each tick's wall send time in ``sent_at``; returns the seconds taken."""
-    import asyncio
-
+    """Send ticks as the producers do (per-symbol micro-batches, key = symbol); paced at ``rate`` ticks/s
+    when given (in 10 ms slices), else as fast as they can be batched.  Records in ``sent_at`` the wall
+    time each tick is handed to the sender, so its wait for a batch counts; returns the seconds taken."""
     from aiokafka import AIOKafkaProducer
 
-    from streaming.producers import encode_tick
+    from streaming.producers import BatchSender
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0 if rate else 5, acks=1,
                                 max_batch_size=256 * 1024)
     await producer.start()
     t0 = time.monotonic()
     try:
-        if rate is None:
-            futs = [await producer.send(topic, encode_tick(t), key=t.symbol.encode()) for t in ticks]
-            await asyncio.gather(*futs)
-        else:
-            per_slice = max(1, int(rate / 100))
-            for i in range(0, len(ticks), per_slice):
-                due = t0 + i / rate
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                for t in ticks[i:i + per_slice]:
-                    if sent_at is not None:
-                        sent_at.setdefault((t.symbol, t.exchange_ts), time.time_ns())
-                    await producer.send(topic, encode_tick(t), key=t.symbol.encode())
-            await producer.flush()
+        async with BatchSender(producer, topic, **BATCH) as sender:
+            if rate is None:
+                for t in ticks:
+                    await sender.add(t)
+            else:
+                per_slice = max(1, int(rate / 100))
+                for i in range(0, len(ticks), per_slice):
+                    due = t0 + i / rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    for t in ticks[i:i + per_slice]:
+                        if sent_at is not None:
+                            sent_at.setdefault((t.symbol, t.exchange_ts), time.time_ns())
+                        await sender.add(t)
+        await producer.flush()
     finally:
         await producer.stop()
     return time.monotonic() - t0
+
+
+def _cpu_s(workers: list) -> float:
+    """User + system CPU seconds used so far by the workers' processes."""
+    import psutil
+
+    total = 0.0
+    for w in workers:
+        c = psutil.Process(w.proc.pid).cpu_times()
+        total += c.user + c.system
+    return total
 
 
 async def _latency_phase(bootstrap: str, prefix: str, ticks, rate: float, settle_s: float = 3.0) -> list[float]:
@@ -366,7 +388,12 @@ def through_broker(args: argparse.Namespace) -> None:
 
     from trading.marketdata.sim import SimConfig, SimVenue
 
+    from streaming.producers import BATCH_MS, BATCH_TICKS
+
     burst = min(args.burst, 50_000)  # bounded: this runs on a developer's machine
+    BATCH.update(max_ticks=args.batch_ticks or BATCH_TICKS,
+                 max_ms=BATCH_MS if args.batch_ms is None else args.batch_ms)
+    framing = f"{BATCH['max_ticks']} ticks / {BATCH['max_ms']:g} ms per message"
     load0 = os.getloadavg()
     stack = _Stack()
     rows: list[tuple[str, str]] = []
@@ -398,16 +425,17 @@ def through_broker(args: argparse.Namespace) -> None:
         _wait_total([w], done, 120)
         if lat:
             a = np.asarray(lat)
-            rows.append((f"tick -> fill on executions (1 worker, {args.rate:.0f} ticks/s paced, n={len(a)})",
+            rows.append((f"tick -> fill on executions (1 worker, {args.rate:.0f} ticks/s paced, {framing}, n={len(a)})",
                          f"p50 {np.percentile(a, 50):.1f} ms  p99 {np.percentile(a, 99):.1f} ms  max {a.max():.1f} ms"))
         else:
             rows.append(("tick -> fill on executions", "no fill matched (see worker log)"))
-        t0 = time.monotonic()
+        c0, t0 = _cpu_s([w]), time.monotonic()
         pub = asyncio.run(_publish(stack.bootstrap, topic, ticks[done:]))
         t1 = _wait_total([w], done + burst, 300)
-        rows.append((f"producer alone ({burst} ticks, linger 5 ms)", f"{burst / pub:,.0f} ticks/s"))
+        cpu = _cpu_s([w]) - c0
+        rows.append((f"producer alone ({burst} ticks, {framing}, linger 5 ms)", f"{burst / pub:,.0f} ticks/s"))
         rows.append((f"1 worker, {burst}-tick burst, publish start -> all consumed",
-                     f"{burst / (t1 - t0):,.0f} ticks/s ({t1 - t0:.1f} s)"))
+                     f"{burst / (t1 - t0):,.0f} ticks/s ({t1 - t0:.1f} s; worker CPU {cpu / burst * 1e6:.0f} us/tick)"))
         stack.stop_workers()
 
         # -- two workers in one consumer group -------------------------------------------------------------
@@ -431,12 +459,14 @@ def through_broker(args: argparse.Namespace) -> None:
             _wait_total(ws, sent, 60)
             time.sleep(0.5)
         split0 = [x.ticks() for x in ws]
-        t0 = time.monotonic()
+        c0, t0 = _cpu_s(ws), time.monotonic()
         asyncio.run(_publish(stack.bootstrap, topic, ticks[sent:sent + burst]))
         t1 = _wait_total(ws, sent + burst, 300)
+        cpu = _cpu_s(ws) - c0
         split = [x.ticks() - s0 for x, s0 in zip(ws, split0)]
         rows.append((f"2 workers, one group, {partitions} partitions, {burst}-tick burst",
-                     f"{burst / (t1 - t0):,.0f} ticks/s ({t1 - t0:.1f} s; split {split[0]} / {split[1]})"))
+                     f"{burst / (t1 - t0):,.0f} ticks/s ({t1 - t0:.1f} s; split {split[0]} / {split[1]};"
+                     f" workers' CPU {cpu / burst * 1e6:.0f} us/tick)"))
     except BaseException:
         for w in stack.workers:  # the logs go with the temporary home: show their ends first
             print(f"--- {w.log.name} (tail)\n{w.log.read_text(errors='replace')[-3000:]}")

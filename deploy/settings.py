@@ -83,8 +83,9 @@ class Settings(BaseSettings):
                                        "broker answers a fetch only when this elapses, so it bounds tick-to-fill "
                                        "latency (Faust's own value is 1500 ms).")
     stream_batch_window_s: float = Field(
-        0.01, gt=0, le=1, description="The hot path takes ticks in batches of up to 2000 or this long, whichever "
-                                      "comes first; one Postgres transaction per batch.")
+        0.01, gt=0, le=1, description="The hot path takes messages (one tick, or a producer's batch of up to "
+                                      "200) in batches of up to 2000 messages or this long, whichever comes "
+                                      "first; one Postgres transaction per batch, or per 5000 ticks if sooner.")
     topic_prefix: str = Field("", description="Prefix of every topic name (isolates several streams on one broker).")
     stream_strategies: dict[str, tuple[str, dict]] | None = Field(
         None, description='Strategy set of the stream as JSON {"slot": ["strategy", {params}]}. '

@@ -6,6 +6,14 @@
 
 Replayed bars become four prints each (open, then low/high in the order that matches the bar's
 direction, then close) a quarter-bar apart, so the stream's bar builder rebuilds the same OHLCV bars.
+
+Wire format: a ``market.ticks`` message carries a micro-batch of ONE symbol's ticks, a JSON array of
+TickRecord objects in time order, keyed by that symbol (so partitioning by symbol is unchanged).  A
+batch goes out when it holds ``--batch-ticks`` ticks (default 200) or its first tick has waited
+``--batch-ms`` (default 5 ms); these producers always send arrays, a batch of one included.  The
+worker also accepts a bare TickRecord object (one tick per message, the earlier format).  Batching
+exists because the worker's cost per Kafka message (Faust's event machinery, acks, record unpacking)
+was ~25x the cost of trading the tick; one message per 200 ticks amortises it.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from decimal import Decimal
 from typing import AsyncIterator, Iterable, Iterator
 
@@ -22,12 +31,128 @@ from trading.records import AggressorSide, Bar, Tick
 
 log = logging.getLogger("streaming.producers")
 TICKS_TOPIC = "market.ticks"
+BATCH_TICKS = 200
+BATCH_MS = 5.0
 
 
 def encode_tick(t: Tick) -> bytes:
-    from streaming.records import to_record
+    """One tick as a TickRecord JSON object (what ``to_record(t).dumps()`` gives, ~4x cheaper)."""
+    import orjson
 
-    return to_record(t).dumps()
+    from streaming.records import to_data
+
+    return orjson.dumps(to_data(t))
+
+
+def encode_ticks(ticks: list[Tick]) -> bytes:
+    """One micro-batch (ticks of one symbol) as a JSON array of TickRecord objects."""
+    import orjson
+
+    from streaming.records import to_data
+
+    return orjson.dumps([to_data(t) for t in ticks])
+
+
+class TickBatcher:
+    """Gathers ticks into per-symbol micro-batches: a batch is complete at ``max_ticks`` ticks, or due
+    once its first tick has waited ``max_ms`` (``max_ms=0``: every tick is a batch of one).  No I/O and
+    no clock of its own, so the rules can be tested directly; BatchSender drives it."""
+
+    def __init__(self, max_ticks: int = BATCH_TICKS, max_ms: float = BATCH_MS) -> None:
+        if max_ticks < 1 or max_ms < 0:
+            raise ValueError(f"batch of {max_ticks} ticks / {max_ms} ms: need >= 1 tick and >= 0 ms")
+        self.max_ticks, self.max_s = max_ticks, max_ms / 1000
+        # symbol -> (when the batch falls due: its first tick's time + max_ms, ticks); one float compared
+        # both ways, so next_due() and due() agree exactly
+        self.pending: dict[str, tuple[float, list[Tick]]] = {}
+
+    def add(self, tick: Tick, now: float) -> list[Tick] | None:
+        """Add ``tick``; returns its symbol's batch when that is complete."""
+        entry = self.pending.get(tick.symbol)
+        if entry is None:
+            entry = self.pending[tick.symbol] = (now + self.max_s, [])
+        entry[1].append(tick)
+        if len(entry[1]) >= self.max_ticks or not self.max_s:
+            del self.pending[tick.symbol]
+            return entry[1]
+        return None
+
+    def next_due(self) -> float | None:
+        return min(deadline for deadline, _ in self.pending.values()) if self.pending else None
+
+    def due(self, now: float) -> list[list[Tick]]:
+        """Remove and return the batches whose first tick has waited ``max_ms``."""
+        late = [sym for sym, (deadline, _) in self.pending.items() if deadline <= now]
+        return [self.pending.pop(sym)[1] for sym in late]
+
+    def drain(self) -> list[list[Tick]]:
+        out = [ticks for _, ticks in self.pending.values()]
+        self.pending.clear()
+        return out
+
+
+class BatchSender:
+    """Sends ticks to ``topic`` in micro-batches through an aiokafka producer (key: the symbol).
+
+    Use as ``async with BatchSender(...) as s: await s.add(tick)``; leaving the block sends what is
+    pending.  A background task sends batches that fall due by time.  Sends hold one FIFO lock, and the
+    timed path takes its due batches only once it holds it and sends them all before letting go: a full
+    batch completed meanwhile must not overtake its symbol's earlier batch (the worker would count those
+    ticks as late).  That task is asked to stop, never cancelled: a cancel could fall between taking
+    due batches and sending them."""
+
+    def __init__(self, producer, topic: str, max_ticks: int = BATCH_TICKS, max_ms: float = BATCH_MS) -> None:
+        self.producer, self.topic = producer, topic
+        self.batcher = TickBatcher(max_ticks, max_ms)
+        self.messages = 0
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "BatchSender":
+        self._task = asyncio.create_task(self._send_due())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task  # returns within one --batch-ms; raises what stopped it
+        for batch in self.batcher.drain():
+            await self._send(batch)
+
+    async def add(self, tick: Tick) -> None:
+        if self._task is not None and self._task.done():
+            self._task.result()  # the timed sends failed (a producer error): say so rather than stall
+        started = tick.symbol not in self.batcher.pending
+        batch = self.batcher.add(tick, time.monotonic())
+        if batch is not None:
+            await self._send(batch)
+        elif started:
+            self._wake.set()
+
+    async def _send(self, batch: list[Tick]) -> None:
+        async with self._lock:
+            await self._send_locked(batch)
+
+    async def _send_locked(self, batch: list[Tick]) -> None:
+        await self.producer.send(self.topic, encode_ticks(batch), key=batch[0].symbol.encode())
+        self.messages += 1
+
+    async def _send_due(self) -> None:
+        while not self._closing:
+            nxt = self.batcher.next_due()
+            if nxt is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            delay = nxt - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with self._lock:
+                for batch in self.batcher.due(time.monotonic()):
+                    await self._send_locked(batch)
 
 
 def bar_ticks(bar: Bar, step_ns: int) -> list[Tick]:
@@ -80,11 +205,13 @@ def load_clean_bars(url: str, symbols: list[str] | None, start: str | None, end:
 
 
 async def publish(bootstrap: str, ticks: AsyncIterator[Tick], limit: int | None = None,
-                  topic: str = TICKS_TOPIC) -> int:
-    """Send every tick (key = symbol); returns the count.  Stops cleanly on SIGTERM/SIGINT."""
+                  topic: str = TICKS_TOPIC, batch_ticks: int = BATCH_TICKS, batch_ms: float = BATCH_MS) -> int:
+    """Send every tick in per-symbol micro-batches (key = symbol); returns the count of ticks.  Stops
+    cleanly on SIGTERM/SIGINT, sending what is batched."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    # no linger of the producer's own: a batch already waited up to batch_ms; 256 KiB fits 200 ticks
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1, max_batch_size=256 * 1024)
     await producer.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,13 +219,14 @@ async def publish(bootstrap: str, ticks: AsyncIterator[Tick], limit: int | None 
         loop.add_signal_handler(sig, stop.set)
     n = 0
     try:
-        async for t in ticks:
-            if stop.is_set() or (limit is not None and n >= limit):
-                break
-            await producer.send(topic, encode_tick(t), key=t.symbol.encode())
-            n += 1
-            if n % 10_000 == 0:
-                log.info("%d ticks published", n)
+        async with BatchSender(producer, topic, batch_ticks, batch_ms) as sender:
+            async for t in ticks:
+                if stop.is_set() or (limit is not None and n >= limit):
+                    break
+                await sender.add(t)
+                n += 1
+                if n % 10_000 == 0:
+                    log.info("%d ticks published in %d messages", n, sender.messages)
     finally:
         await producer.stop()  # flushes what is buffered
     return n
@@ -150,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", default=settings.kafka_bootstrap or f"{settings.host}:{settings.broker_port}")
     p.add_argument("--topic-prefix", default=settings.topic_prefix)
     p.add_argument("--limit", type=int, default=None, help="stop after this many ticks")
+    p.add_argument("--batch-ticks", type=int, default=BATCH_TICKS,
+                   help="most ticks of one symbol per message (default %(default)s)")
+    p.add_argument("--batch-ms", type=float, default=BATCH_MS,
+                   help="longest a tick waits for its batch to fill, ms (default %(default)s; 0 = no wait)")
     sub = p.add_subparsers(dest="source", required=True)
     sim = sub.add_parser("sim", help="the simulated venue in real time")
     sim.add_argument("--speed", type=float, default=1.0, help="1.0 = real time; 0 = as fast as possible")
@@ -184,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         ticks = _from_iter(replay_ticks(bars, 60_000_000_000), args.speed or None)
     else:
         ticks = _ccxt_ticks(args.exchange, args.symbols)
-    n = asyncio.run(publish(args.bootstrap, ticks, args.limit, args.topic_prefix + TICKS_TOPIC))
+    if args.batch_ticks < 1 or args.batch_ms < 0:
+        p.error("--batch-ticks must be >= 1 and --batch-ms >= 0")
+    n = asyncio.run(publish(args.bootstrap, ticks, args.limit, args.topic_prefix + TICKS_TOPIC,
+                            args.batch_ticks, args.batch_ms))
     log.info("done: %d ticks published", n)
     return 0
 

@@ -42,8 +42,10 @@ def _wire_type(tp: Any) -> tuple[Any, Any]:
 class _Spec:
     """How to convert one dataclass <-> its generated Record."""
 
-    def __init__(self, cls: type, record: type, fields: list[tuple[str, Any, Any]]) -> None:
+    def __init__(self, cls: type, record: type, fields: list[tuple[str, Any, Any]],
+                 checks: list[tuple[str, Any, Any, bool, bool]]) -> None:
         self.cls, self.record, self.fields = cls, record, fields  # (name, to_wire, to_domain)
+        self.checks = checks  # (name, to_domain, wire type, optional, required): for from_data
 
 
 _SPECS: dict[type, _Spec] = {}
@@ -55,17 +57,23 @@ def _generate(cls: type, skip: tuple[str, ...] = ()) -> type:
     ann: dict[str, Any] = {}
     ns: dict[str, Any] = {}
     fields = []
+    checks = []
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         wire, to_wire = _wire_type(hints[f.name])
         ann[f.name] = wire
         base = next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
+        required = False
         if f.default is not dataclasses.MISSING:
             ns[f.name] = to_wire(f.default) if (to_wire and f.default is not None) else f.default
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             ns[f.name] = to_wire(f.default_factory()) if to_wire else f.default_factory()  # type: ignore[misc]
+        else:
+            required = True
         fields.append((f.name, to_wire, base if to_wire else None))
+        checks.append((f.name, base if to_wire else None, base, type(None) in typing.get_args(hints[f.name]),
+                       required))
 
     def body(n: dict) -> None:
         n["__annotations__"] = ann
@@ -73,7 +81,7 @@ def _generate(cls: type, skip: tuple[str, ...] = ()) -> type:
         n.update(ns)
 
     record = types.new_class(cls.__name__ + "Record", (faust.Record,), _OPTS, body)
-    spec = _Spec(cls, record, fields)
+    spec = _Spec(cls, record, fields, checks)
     _SPECS[cls] = _BY_RECORD[record] = spec
     return record
 
@@ -114,6 +122,47 @@ def to_domain(rec: faust.Record) -> Any:
                 raise RecordError(f"{spec.cls.__name__}.{name}: {v!r} is not finite")
         kw[name] = v
     return spec.cls(**kw)
+
+
+def from_data(cls: type, data: Any) -> Any:
+    """The domain record of a decoded wire dict: what ``to_domain(Record.from_data(data))`` gives, without
+    building the faust Record (that was ~60% of decoding a tick), and with the field types checked, which
+    Faust does not do (a string timestamp would only fail deep in the hot path).  Unknown keys are
+    ignored, as Faust does; a missing field with a default takes the dataclass's default."""
+    spec = _SPECS[cls]
+    if type(data) is not dict:
+        raise RecordError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    kw = {}
+    for name, conv, wire, optional, required in spec.checks:
+        if name not in data:
+            if required:
+                raise RecordError(f"{cls.__name__}.{name}: missing")
+            continue
+        v = data[name]
+        if v is None:
+            if not optional:
+                raise RecordError(f"{cls.__name__}.{name}: null")
+        elif conv is not None:
+            try:
+                v = conv(str(v) if type(v) is float else v)  # a JSON number as Decimal: its shortest repr
+            except Exception as exc:  # noqa: BLE001 -- decimal.InvalidOperation, ValueError of enums
+                raise RecordError(f"{cls.__name__}.{name}: bad value {v!r}") from exc
+            if conv is Decimal and not v.is_finite():
+                raise RecordError(f"{cls.__name__}.{name}: {v!r} is not finite")
+        elif type(v) is not wire and not (wire is float and type(v) is int):
+            raise RecordError(f"{cls.__name__}.{name}: expected {wire.__name__}, got {type(v).__name__}")
+        kw[name] = v
+    return cls(**kw)
+
+
+def to_data(obj: Any) -> dict:
+    """The wire dict of a domain record (the fields of ``to_record(obj).to_representation()``), for
+    encoding without building a faust Record."""
+    out = {}
+    for name, to_wire, _ in _SPECS[type(obj)].fields:
+        v = getattr(obj, name)
+        out[name] = to_wire(v) if (to_wire is not None and v is not None) else v
+    return out
 
 
 # -- records without a domain dataclass ------------------------------------------------------------
