@@ -301,6 +301,8 @@ class Trader:
                       list(out.bars), list(out.transitions), self.account)
         for lst in (out.signals, out.orders, out.events, out.fills, out.bars, out.transitions):
             lst.clear()
+        # the engine keeps every fill for a backtest's result; a 24/7 worker's fills live in Postgres
+        self.engine.fills.clear()
         self._touched.clear()
         return batch
 
