@@ -270,11 +270,11 @@ async def _ccxt_ticks(exchange: str, symbols: list[str]) -> AsyncIterator[Tick]:
         await ws.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m streaming.producers") -> int:
     from deploy.settings import get_settings
 
     settings = get_settings()
-    p = argparse.ArgumentParser(prog="python -m streaming.producers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default=settings.kafka_bootstrap or f"{settings.host}:{settings.broker_port}")
     p.add_argument("--topic-prefix", default=settings.topic_prefix)
     p.add_argument("--limit", type=int, default=None, help="stop after this many ticks")

@@ -19,4 +19,4 @@ def stream(args: tuple[str, ...]) -> None:
     """Publish ticks: `sim`, `replay` (market_data_clean) or `ccxt --exchange ID` (see --help)."""
     from streaming.producers import main
 
-    sys.exit(main(list(args)))
+    sys.exit(main(list(args), prog="tradeloop stream"))

@@ -29,6 +29,6 @@ def test_stream_sim_publishes_every_tick_keyed_by_symbol(stream_env, kafka_boots
 
 def test_stream_usage_errors_are_one_line_and_exit_2(stream_env):
     done = subprocess.run([TRADELOOP, "stream", "bogus"], env=stream_env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "invalid choice: 'bogus'" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "tradeloop stream: error: argument source: invalid choice: 'bogus'" in done.stderr and "Traceback" not in done.stderr
     helped = subprocess.run([TRADELOOP, "stream", "--help"], env=stream_env, capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "{sim,replay,ccxt}" in helped.stdout
