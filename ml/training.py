@@ -243,12 +243,14 @@ def train_and_register(ds: Dataset, cfg: TrainConfig, tracking_uri: str, model_n
         )
         metrics = {"cv_mean_sharpe": mean_cv, "holdout": hold_m, "chosen": chosen, "rows": int(len(ds.y)),
                    "dropped_rows": int(ds.dropped_rows), "holdout_start_ns": hold_start, "feature_set": feature_set}
-        version = register(client, model_name, info.model_uri, run.info.run_id, data_hash)
+        version = register(client, model_name, info.model_uri, run.info.run_id, data_hash, info.model_id)
     return TrainResult(model_name, version, run.info.run_id, chosen, data_hash, hold_start, metrics)
 
 
-def register(client, model_name: str, model_uri: str, run_id: str, data_hash: str) -> str:
-    """Register a version and give it the challenger alias; a failure part-way deletes the version."""
+def register(client, model_name: str, model_uri: str, run_id: str, data_hash: str, model_id: str | None = None) -> str:
+    """Register a version and give it the challenger alias; a failure part-way deletes the version.
+    ``model_id``: MLflow 3's logged-model id; a tracking server (unlike a local store) rejects a
+    ``models:/<id>`` source registered without it."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -256,7 +258,8 @@ def register(client, model_name: str, model_uri: str, run_id: str, data_hash: st
     except MlflowException as exc:
         if "already exists" not in str(exc).lower() and getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
             raise
-    mv = client.create_model_version(model_name, model_uri, run_id=run_id, tags={"training_data_hash": data_hash})
+    mv = client.create_model_version(model_name, model_uri, run_id=run_id, tags={"training_data_hash": data_hash},
+                                     model_id=model_id)
     try:
         client.set_registered_model_alias(model_name, "challenger", mv.version)
     except Exception:

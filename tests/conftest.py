@@ -55,6 +55,20 @@ def pg_url(stack_settings: Settings):
 
 
 @pytest.fixture(scope="session")
+def mlflow_server(stack_settings: Settings, pg_url: str):
+    """URL of a real MLflow tracking server (store in the test PostgreSQL's mlflow database), as `up` runs it:
+    a server's REST registry checks more than a local sqlite store does."""
+    from deploy.stack import services
+    from deploy.stack.process import stop
+
+    record = services.start_mlflow(stack_settings, pg_url, "")
+    try:
+        yield record.url
+    finally:
+        stop(record, stack_settings.run_dir)
+
+
+@pytest.fixture(scope="session")
 def engine(pg_url: str):
     import sqlalchemy as sa
 

@@ -54,6 +54,20 @@ def test_champion_model_refresh_swap_and_outages(dataset, tracking_uri, tmp_path
     assert down.refresh() is False and down.current() is None and down.status["warning"]
 
 
+def test_train_register_and_serve_through_the_tracking_server(dataset, mlflow_server):
+    """The platform's MLflow is a server: registering (MLflow 3 logged-model sources) and loading the
+    champion must work over its REST API, not only against a local store."""
+    r = _train(dataset, mlflow_server, "server-m")
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    assert alias_version(mlflow_server, "server-m", "challenger") == r.version
+    assert client.get_model_version("server-m", r.version).tags["training_data_hash"] == r.training_data_hash
+    client.set_registered_model_alias("server-m", "champion", r.version)
+    cm = ChampionModel("server-m", mlflow_server, poll_interval_s=30)
+    assert cm.refresh() is True and cm.current()[1] == r.version
+    row = {c: float(v) for c, v in dataset.X.iloc[0].items()}
+    assert np.isfinite(cm.predict(row))
+
+
 def test_gate_decision_numbers():
     cfg = GateConfig(sharpe_margin=0.5, max_drawdown_limit=0.1, min_sharpe=1.0)
     assert gate_decision({"sharpe": 2.0, "max_drawdown": -0.05}, None, cfg)["passed"]

@@ -58,7 +58,7 @@ def register_constant_model(uri: str, experiment_id: str, name: str, label: int,
         info = mlflow.pyfunc.log_model(name="model", python_model=scores, artifacts={"model": str(path)},
                                        signature=infer_signature(X.head(3), np.zeros(3)),
                                        pip_requirements=["mlflow", "pandas", "numpy", "scikit-learn"])
-        version = register(client, name, info.model_uri, run.info.run_id, f"constant={label}")
+        version = register(client, name, info.model_uri, run.info.run_id, f"constant={label}", info.model_id)
     if alias:
         client.set_registered_model_alias(name, alias, version)
     return version
