@@ -14,11 +14,21 @@ import click
 
 
 def _db_url() -> str:
-    from deploy.settings import get_settings
+    """DATABASE_URL, or the embedded server's (as `tradeloop migrate`); checked here so that a server that
+    is not running is one line, not a traceback from deep inside a command."""
+    import sqlalchemy as sa
 
-    url = get_settings().database_url
-    if not url:
-        raise click.ClickException("DATABASE_URL is not set: start the platform (`tradeloop up`) or export it")
+    from deploy.settings import get_settings
+    from deploy.stack import postgres
+
+    settings = get_settings()
+    url = settings.database_url or postgres.url(settings, settings.pg_port)
+    try:
+        with sa.create_engine(url).connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        hint = "" if settings.database_url else " (the embedded one: is the platform up? `tradeloop up`)"
+        raise click.ClickException(f"cannot reach PostgreSQL at {url}{hint}: {str(exc.orig).strip().splitlines()[0]}") from None
     return url
 
 

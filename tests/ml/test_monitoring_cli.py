@@ -22,3 +22,23 @@ def test_cli_commands_are_wired():
     assert "promotion gate" in r.invoke(retrain, ["--help"]).output
     out = r.invoke(model, ["--help"]).output
     assert "rollback" in out and "status" in out
+    assert "shadow" in out
+
+
+def test_model_commands_use_the_embedded_server_and_say_when_it_is_down(monkeypatch, tmp_path):
+    """No DATABASE_URL: the embedded server's URL (as `tradeloop migrate`); not running: one line, exit 1."""
+    from deploy.settings import get_settings
+    from deploy.stack.process import free_port
+
+    port = free_port()  # nothing listens there
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("TRADELOOP_PG_PORT", str(port))
+    get_settings.cache_clear()
+    try:
+        for args in (["status"], ["shadow"], ["rollback", "--reason", "test"]):
+            res = CliRunner().invoke(model, args)
+            assert res.exit_code == 1, (args, res.output)
+            assert f"cannot reach PostgreSQL at postgresql+psycopg://tradeloop@127.0.0.1:{port}/tradeloop" in res.output
+            assert "is the platform up?" in res.output and "Traceback" not in res.output
+    finally:
+        get_settings.cache_clear()
