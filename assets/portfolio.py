@@ -167,26 +167,13 @@ def _store(conn, cfg: TargetWeightsConfig, as_of: date, sol, inputs: dict, run_i
 
 
 def check_weights(weights: dict[str, float], cfg: TargetWeightsConfig) -> list[str]:
-    """Problems with stored weights against the configured budget, bounds and sector caps (empty = fine)."""
-    problems = []
-    total = sum(weights.values())
-    if cfg.model != "kelly" and abs(total - cfg.budget) > TOLERANCE:
-        problems.append(f"weights sum to {total:.9f}, budget is {cfg.budget}")
-    lo = cfg.min_weight if cfg.min_weight is not None else (0.0 if cfg.long_only else -math.inf)
-    lo = max(lo, 0.0) if cfg.long_only else lo
-    hi = cfg.max_weight if cfg.max_weight is not None else math.inf
-    for s, w in sorted(weights.items()):
-        if w < lo - TOLERANCE or w > hi + TOLERANCE:
-            problems.append(f"{s} weight {w:.9f} outside [{lo}, {hi}]")
-    for sector, cap in sorted(cfg.sector_caps.items()):
-        exposure = sum(w for s, w in weights.items() if cfg.sector_map.get(s) == sector)
-        if exposure > cap + TOLERANCE:
-            problems.append(f"sector {sector} weight {exposure:.9f} above cap {cap}")
-    gross = sum(abs(w) for w in weights.values())
-    cap = cfg.leverage_cap if cfg.model == "kelly" else cfg.gross_leverage
-    if cap is not None and gross > cap + TOLERANCE:
-        problems.append(f"gross exposure {gross:.9f} above {cap}")
-    return problems
+    """Problems with stored weights against the configured budget, bounds, sector caps and leverage."""
+    from trading.portfolio import Constraints
+
+    cons = _constraints(cfg)
+    if cfg.model == "kelly":  # Kelly sizes the net exposure itself, under its leverage cap (as solved)
+        cons = Constraints(**{**cons.as_dict(), "budget": None, "gross_leverage": cfg.leverage_cap})
+    return cons.violations(weights, TOLERANCE)
 
 
 @dg.asset(

@@ -105,8 +105,9 @@ def build_trader() -> Any:
 
 
 def strategy_factory(symbols: list[str]) -> Any:
-    """(name, params) -> strategy; ``ml_signal`` is the registry-backed one (streaming.ml_strategy), whose
-    models the ``model_poller`` timer refreshes off the event loop."""
+    """(name, params) -> strategy; ``ml_signal`` (the MLflow champion, streaming.ml_strategy) and
+    ``target_rebalance`` (target_weights, streaming.portfolio_strategy) are refreshed off the event loop
+    by the ``model_poller`` and ``weights_poller`` timers."""
     from streaming.ml_strategy import create_stream_strategy
 
     def make(name: str, params: dict | None) -> Any:
@@ -449,40 +450,41 @@ def _json(web: Any, body: Any, status: int = 200) -> Any:
     return web.bytes(orjson.dumps(body, default=str), content_type="application/json", status=status)
 
 
-@app.page("/positions")
-async def positions_page(web, request):
+def _trader_view(web: Any, view: Any) -> Any:
+    """``view(trader)`` as JSON, or 503 until the worker has rebuilt its Trader from Postgres."""
     trader = state["trader"]
     if trader is None:
         return _json(web, {"error": "not ready"}, 503)
-    return _json(web, {"account": trader.account, "positions": trader.positions_view()})
+    return _json(web, view(trader))
+
+
+@app.page("/positions")
+async def positions_page(web, request):
+    return _trader_view(web, lambda t: {"account": t.account, "positions": t.positions_view()})
 
 
 @app.page("/orders")
 async def orders_page(web, request):
-    trader = state["trader"]
-    if trader is None:
-        return _json(web, {"error": "not ready"}, 503)
-    return _json(web, {"account": trader.account, "open_orders": trader.open_orders_view()})
+    return _trader_view(web, lambda t: {"account": t.account, "open_orders": t.open_orders_view()})
 
 
 @app.page("/risk")
 async def risk_page(web, request):
-    trader = state["trader"]
-    if trader is None:
-        return _json(web, {"error": "not ready"}, 503)
-    return _json(web, trader.risk_view())
+    return _trader_view(web, lambda t: t.risk_view())
+
+
+def _model_view(trader: Any) -> dict:
+    slots = {slot: s.view() for slot, s in trader.ml_strategies().items()}
+    return {"account": trader.account, "model_name": settings.model_name, "tracking_uri": settings.tracking_uri,
+            "poll_interval_s": settings.model_poll_interval_s, "slots": slots,
+            **({} if slots else {"note": "no ml_signal or target_rebalance slot configured"})}
 
 
 @app.page("/model")
 async def model_page(web, request):
-    """What each ML slot serves: versions, alias status, registry warnings, why it is flat, last scores."""
-    trader = state["trader"]
-    if trader is None:
-        return _json(web, {"error": "not ready"}, 503)
-    slots = {slot: s.view() for slot, s in trader.ml_strategies().items()}
-    return _json(web, {"account": trader.account, "model_name": settings.model_name,
-                       "tracking_uri": settings.tracking_uri, "poll_interval_s": settings.model_poll_interval_s,
-                       "slots": slots, **({} if slots else {"note": "no ml_signal slot configured"})})
+    """What each model-driven slot serves: versions, alias status, registry warnings, why it is flat,
+    last scores; for target_rebalance slots, the target_weights they hold."""
+    return _trader_view(web, _model_view)
 
 
 @app.page("/control/{action}")

@@ -212,7 +212,11 @@ async def publish(bootstrap: str, ticks: AsyncIterator[Tick], limit: int | None 
 
     # no linger of the producer's own: a batch already waited up to batch_ms; 256 KiB fits 200 ticks
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1, max_batch_size=256 * 1024)
-    await producer.start()
+    try:
+        await producer.start()
+    except Exception:
+        await producer.stop()  # release its connections before the caller reports the error
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -306,10 +310,24 @@ def main(argv: list[str] | None = None, prog: str = "python -m streaming.produce
         venue = SimVenue(anchored_config(args.seed, settings.history_start, exchange=settings.stream_exchange))
         ticks = _only_ticks(venue.stream(args.start_ns, speed=speed, kinds=("tick",)))
     elif args.source == "replay":
+        from datetime import datetime
+
+        import psycopg
+
         if not settings.database_url:
             print("replay: DATABASE_URL is not set (the bars come from market_data_clean)", file=sys.stderr)
             return 1
-        bars = load_clean_bars(settings.database_url, args.symbols, args.start, args.end)
+        for name in ("start", "end"):
+            value = getattr(args, name)
+            try:
+                value is None or datetime.fromisoformat(value)
+            except ValueError:
+                p.error(f"--{name} must be an ISO time such as 2026-11-20 or 2026-11-20T12:00Z, got {value!r}")
+        try:
+            bars = load_clean_bars(settings.database_url, args.symbols, args.start, args.end)
+        except psycopg.OperationalError as exc:
+            print(f"replay: cannot read market_data_clean: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+            return 1
         if not bars:
             print("replay: no 1m bars in market_data_clean for that selection", file=sys.stderr)
             return 1
@@ -318,8 +336,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m streaming.produce
         ticks = _ccxt_ticks(args.exchange, args.symbols)
     if args.batch_ticks < 1 or args.batch_ms < 0:
         p.error("--batch-ticks must be >= 1 and --batch-ms >= 0")
-    n = asyncio.run(publish(args.bootstrap, ticks, args.limit, args.topic_prefix + TICKS_TOPIC,
-                            args.batch_ticks, args.batch_ms))
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        n = asyncio.run(publish(args.bootstrap, ticks, args.limit, args.topic_prefix + TICKS_TOPIC,
+                                args.batch_ticks, args.batch_ms))
+    except KafkaConnectionError:
+        print(f"cannot reach the broker at {args.bootstrap}: is the platform up (`tradeloop up`), "
+              "or KAFKA_BOOTSTRAP / --bootstrap right?", file=sys.stderr)
+        return 1
     log.info("done: %d ticks published", n)
     return 0
 

@@ -32,3 +32,17 @@ def test_stream_usage_errors_are_one_line_and_exit_2(stream_env):
     assert done.returncode == 2 and "tradeloop stream: error: argument source: invalid choice: 'bogus'" in done.stderr and "Traceback" not in done.stderr
     helped = subprocess.run([TRADELOOP, "stream", "--help"], env=stream_env, capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "{sim,replay,ccxt}" in helped.stdout
+
+
+def test_unreachable_servers_and_bad_times_are_one_line_not_a_traceback(stream_env):
+    from deploy.stack.process import free_port
+
+    nowhere = f"127.0.0.1:{free_port()}"
+    env = {**stream_env, "DATABASE_URL": f"postgresql+psycopg://tradeloop@{nowhere}/tradeloop"}
+    cases = [(["stream", "replay", "--start", "notadate"], 2, "--start must be an ISO time"),
+             (["stream", "replay", "--start", "2026-11-20"], 1, "replay: cannot read market_data_clean: connection failed"),
+             (["stream", "--bootstrap", nowhere, "--limit", "5", "sim"], 1, f"cannot reach the broker at {nowhere}")]
+    for args, code, message in cases:
+        done = subprocess.run([TRADELOOP, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == code and message in done.stderr, (args, done.returncode, done.stderr[-1500:])
+        assert "Traceback" not in done.stderr

@@ -59,6 +59,31 @@ class Constraints:
             lo = np.maximum(lo, 0.0)
         return lo, hi
 
+    def violations(self, weights: Mapping[str, float], tol: float = 1e-6) -> list[str]:
+        """What ``weights`` (symbol -> weight, e.g. as stored) break of these constraints, beyond ``tol``;
+        empty when they satisfy them.  Turnover and minimum trade need the previous weights: not checked."""
+        symbols = sorted(weights)
+        w = np.array([float(weights[s]) for s in symbols])
+        problems = []
+        total = float(w.sum())
+        if self.budget is not None and abs(total - self.budget) > tol:
+            problems.append(f"weights sum to {total:.9f}, budget is {self.budget}")
+        if self.budget is None and self.net_range is not None and not (
+                self.net_range[0] - tol <= total <= self.net_range[1] + tol):
+            problems.append(f"weights sum to {total:.9f}, outside the net range {self.net_range}")
+        lo, hi = self.bounds(symbols)
+        for s, x, a, b in zip(symbols, w, lo, hi):
+            if x < a - tol or x > b + tol:
+                problems.append(f"{s} weight {x:.9f} outside [{a}, {b}]")
+        for sector, cap in sorted(self.sector_caps.items()):
+            exposure = float(sum(x for s, x in zip(symbols, w) if self.sector_map.get(s) == sector))
+            if exposure > cap + tol:
+                problems.append(f"sector {sector} weight {exposure:.9f} above cap {cap}")
+        gross = float(np.abs(w).sum())
+        if self.gross_leverage is not None and gross > self.gross_leverage + tol:
+            problems.append(f"gross exposure {gross:.9f} above {self.gross_leverage}")
+        return problems
+
     def validate(self, symbols: Sequence[str]) -> None:
         if len(set(symbols)) != len(symbols):
             raise ConstraintError(f"duplicate symbols in {list(symbols)}")

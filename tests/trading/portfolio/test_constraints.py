@@ -130,3 +130,26 @@ def test_drift_band_triggers():
     assert not needs_rebalance(current, target, 0.07)
     assert breaches(current, target, 0.1, relative=True) == ["A", "C"]  # 0.06 > 0.05, 0.03 > 0.02
     assert breaches({"A": 0.5, "B": 0.3, "C": 0.2, "D": 0.01}, target, 0.005) == ["D"]  # held, not wanted
+
+
+def test_violations_name_each_broken_constraint_and_pass_a_valid_solution():
+    cons = Constraints(long_only=True, budget=1.0, upper=0.5, sector_map={"A": "x", "B": "x", "C": "y"},
+                       sector_caps={"x": 0.6}, gross_leverage=1.0)
+    assert cons.violations({"A": 0.3, "B": 0.3, "C": 0.4}) == []
+    assert cons.violations({"A": 0.45, "B": 0.35, "C": 0.3}) == [
+        "weights sum to 1.100000000, budget is 1.0",
+        "sector x weight 0.800000000 above cap 0.6",
+        "gross exposure 1.100000000 above 1.0"]
+    assert cons.violations({"A": -0.1, "B": 0.6, "C": 0.5}) == [
+        "A weight -0.100000000 outside [0.0, 0.5]", "B weight 0.600000000 outside [0.0, 0.5]",
+        "gross exposure 1.200000000 above 1.0"]
+    free = Constraints(long_only=False, budget=None, net_range=(0.0, 0.5))
+    assert free.violations({"A": 0.4, "B": 0.3}) == ["weights sum to 0.700000000, outside the net range (0.0, 0.5)"]
+
+
+def test_an_optimised_portfolio_has_no_violations():
+    symbols, _, cov, mu = random_problem(12, seed=3)
+    cons = Constraints(long_only=True, budget=1.0, upper=0.2)
+    sol = optimize("mean_variance", symbols, cov, mu, constraints=cons, risk_aversion=2.0)
+    assert cons.violations(dict(zip(sol.symbols, sol.weights))) == []
+    assert Constraints(upper=0.05).violations(dict(zip(sol.symbols, sol.weights)))  # tighter: now broken
