@@ -2,13 +2,17 @@
 
 Data Docs pages load Bootstrap, jQuery and Font Awesome from CDNs; the machines this runs on are often
 offline, so after each build the pages are rewritten to use copies shipped by the XStatic wheels
-(installed with the project), and tags for assets nobody ships offline (Vega charts, bootstrap-table
-extras, remote logos) are dropped. The tables and results stay fully readable.
+(installed with the project), and tags for assets nobody ships offline (Vega charts, bootstrap-table,
+remote logos) are dropped. The home page's tables (validation results, expectation suites) are drawn
+in the browser by bootstrap-table from data embedded in a script; without that library they would
+be empty, so they are rendered into plain HTML tables with a link to every page instead.
 """
 
 from __future__ import annotations
 
+import ast
 import fcntl
+import html as html_lib
 import re
 import shutil
 from collections.abc import Iterator
@@ -174,6 +178,7 @@ def make_offline(site_dir: Path) -> int:
         new = _LINK.sub(lambda m: _replace(m.group(0), "href", root), html)
         new = _SCRIPT.sub(lambda m: _replace(m.group(0), "src", root), new)
         new = _IMG.sub("", new)
+        new = _static_tables(new)
         if new != html:
             page.write_text(new, encoding="utf-8")
             changed += 1
@@ -186,3 +191,62 @@ def _replace(tag: str, attr: str, root: str) -> str:
     if local is None:
         return ""  # nothing offline provides it (charts, table extras): drop rather than hang on a CDN
     return re.sub(rf'{attr}="[^"]*"', f'{attr}="{root}{local}"', tag).replace(' integrity="', ' data-integrity="')
+
+
+# --- the home page's tables, rendered without bootstrap-table --------------------------------------
+
+# GE 1.x writes each index table as an empty <table data-toggle="table"> plus a script that fills it:
+#   $('#<id>').bootstrapTable(Object.assign({columns: [...], data: [...], toolbar: '...'}, {...options}))
+# columns, data and options are Python reprs of lists/dicts of strings and numbers (GE renders them with
+# str()), so ast.literal_eval reads them back exactly.
+_TABLE_SCRIPT = re.compile(
+    r"\$\('#(?P<id>[\w-]+)'\)\.bootstrapTable\(\s*Object\.assign\(\s*\{\s*"
+    r"columns:\s*(?P<columns>\[.*?\]),\s*data:\s*(?P<data>\[.*?\]),\s*toolbar:\s*'[^']*'\s*\},\s*"
+    r"(?P<options>\{.*?\})\s*\)\s*\);", re.S)
+_SCRIPT_BLOCK = re.compile(r"<script>(?:(?!</script>).)*?</script>", re.S)
+
+
+def _static_tables(page: str) -> str:
+    """Replace every bootstrap-table of a page by the same table in plain HTML (no script needed)."""
+    for match in list(_TABLE_SCRIPT.finditer(page)):
+        table_id = match["id"]
+        try:
+            columns, rows, options = (ast.literal_eval(match[k]) for k in ("columns", "data", "options"))
+        except (ValueError, SyntaxError) as exc:
+            raise ValueError(f"Data Docs table {table_id}: cannot read the table data GE embedded ({exc})") from exc
+        empty = re.compile(rf'<table\s+id="{table_id}"(?P<attrs>[^>]*?)\s*data-toggle="table"\s*>\s*</table>')
+        if not empty.search(page):
+            raise ValueError(f"Data Docs table {table_id}: its <table data-toggle=\"table\"> element is missing")
+        page = empty.sub(lambda m: _html_table(table_id, m["attrs"], columns, rows, options), page, count=1)
+        # the toolbar only holds a "Clear Filters" button that drives bootstrap-table
+        page = re.sub(rf'<div id="{table_id}-toolbar"[^>]*>.*?</div>', "", page, count=1, flags=re.S)
+    # the scripts that called bootstrap-table (fill, filter, row clicks) have nothing left to drive
+    return _SCRIPT_BLOCK.sub(lambda m: "" if "bootstrapTable" in m.group(0) else m.group(0), page)
+
+
+def _html_table(table_id: str, attrs: str, columns: list[dict], rows: list[dict], options: dict) -> str:
+    by_field = {c["field"]: c for c in columns}
+    sort_by = options.get("sortName")
+    if sort_by:
+        key = by_field.get(sort_by, {}).get("sortName", sort_by)
+        rows = sorted(rows, key=lambda r: r.get(key, ""), reverse=options.get("sortOrder") == "desc")
+    head = "".join(f"<th>{html_lib.escape(str(c.get('title', c['field'])))}</th>" for c in columns)
+    body = "".join(_html_row(row, columns) for row in rows) or (
+        f'<tr><td colspan="{len(columns)}" class="text-muted">Nothing yet.</td></tr>')
+    attrs = re.sub(r'class="([^"]*)"', r'class="table table-hover \1"', attrs) if "class=" in attrs else (
+        attrs + ' class="table table-hover table-sm"')
+    return f'<table id="{table_id}"{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _html_row(row: dict, columns: list[dict]) -> str:
+    # GE's cell values are HTML it rendered itself (icons, tooltips, links), shown as-is as bootstrap-table
+    # would. GE made the whole row a script-driven link to the row's page; here the plain-text cells (run
+    # time, run name, asset, suite name) become ordinary links to it.
+    link = row.get("_table_row_link_path")
+    cells = []
+    for column in columns:
+        value = str(row.get(column["field"], ""))
+        if link and "<" not in value:
+            value = f'<a href="{html_lib.escape(link, quote=True)}" class="ge-index-page-row-link">{value}</a>'
+        cells.append(f"<td>{value}</td>")
+    return f"<tr>{''.join(cells)}</tr>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from urllib.parse import unquote
 
 import dagster as dg
 import pytest
@@ -99,6 +100,10 @@ def test_seeded_bad_rows_fail_the_raw_check_and_are_quarantined(resources, engin
     assert docs_url.startswith(settings.docs_url + "/data_docs/validations/ohlcv_raw/")
     page = settings.site_dir / docs_url.removeprefix(settings.docs_url + "/")
     assert page.exists()
+    # the Data Docs home page lists it as a plain link (offline: no script renders the list)
+    index = (settings.site_dir / "data_docs" / "index.html").read_text()
+    links = {unquote(h) for h in re.findall(r'<a href="([^"]+)"', index)}
+    assert page.relative_to(settings.site_dir / "data_docs").as_posix() in links
     html = page.read_text()
     assert "expect_column_values_to_be_between" in html or "values must be greater than or equal to" in html
     # readable offline: nothing is loaded from a CDN, the local copies exist
