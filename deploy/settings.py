@@ -35,8 +35,7 @@ class Settings(BaseSettings):
 
     pg_port: int = Field(15432, description="Port of the embedded PostgreSQL (0 = pick a free one).")
     pg_bin_dir: Path | None = Field(None, description="Directory holding initdb/pg_ctl/postgres to use.")
-    pg_database: str = "tradeloop"
-    pg_user: str = "tradeloop"
+    pg_user: str = Field("tradeloop", description="Superuser of the embedded PostgreSQL (initdb -U).")
 
     broker_port: int = Field(19092, description="Port of the embedded Kafka-protocol broker (Tansu).")
     topic_partitions: int = Field(4, description="Partition count of every topic (one count for all).")
@@ -50,13 +49,15 @@ class Settings(BaseSettings):
     start_timeout_s: float = Field(120.0, description="How long `up` waits for one service to be healthy.")
 
     symbols: list[str] = Field(["BTC/USDT", "ETH/USDT", "SOL/USDT"],
-                               description="Symbols of the historical store (unified BASE/QUOTE).")
+                               description="Symbols of the historical store and of the stream: what the "
+                                           "worker trades and the `feed` publishes (unified BASE/QUOTE).")
     history_start: str = Field("2026-11-01", description="First daily partition of the historical store (UTC).")
     market_source: str = Field("sim", description="Where history comes from: `sim`, or a ccxt exchange id.")
     sim_seed: int = Field(7, description="Seed of the simulated venue: same seed, same market.")
 
     account: str = Field("paper", description="Trading account of the stream (paper by default).")
-    mode: str = Field("paper", description="`paper` (default) or `live`; live also needs exchange credentials.")
+    mode: str = Field("paper", description="`paper`, the only mode until the live path (OMS and venue adapters, "
+                                           "issues 11 and 14) exists; `live` is refused.")
     model_name: str = Field("tradeloop-signal", description="Registered MLflow model the ML strategy trades.")
     mlflow_tracking_uri: str | None = Field(
         None,
@@ -125,8 +126,12 @@ class Settings(BaseSettings):
     @field_validator("mode")
     @classmethod
     def _known_mode(cls, value: str) -> str:
-        if value not in ("paper", "live"):
-            raise ValueError(f"mode must be 'paper' or 'live', got {value!r}")
+        # `live` would only label paper fills "live": refused until a live venue can take the orders
+        if value == "live":
+            raise ValueError("live trading is not available yet: it arrives with the OMS and venue adapters "
+                             "(issues 11 and 14); use 'paper'")
+        if value != "paper":
+            raise ValueError(f"mode must be 'paper' (live trading arrives with issues 11 and 14), got {value!r}")
         return value
 
     @property

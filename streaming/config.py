@@ -1,4 +1,5 @@
-"""What the stream trades, in one place: the default strategy set, sizing, starting cash and limits.
+"""How the stream trades, in one place: the default strategy set, sizing, starting cash and limits.  Which
+symbols is a setting (TRADELOOP_SYMBOLS): every strategy slot trades each of them (streaming/wiring.py).
 
 Small on purpose: a fast SMA cross on 1-minute bars trades the simulated venue around the clock within
 minutes of a cold start (it warms up from the 1m bars already in market_data), with 5% of equity per

@@ -9,6 +9,9 @@ TICKS = Counter("tradeloop_ticks", "Ticks through the hot path (rate() gives tic
 DECISION_SECONDS = Histogram(
     "tradeloop_decision_seconds", "Tick in -> order decision out (strategy, sizing, risk, paper venue)",
     buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1), registry=REGISTRY)
+TICKS_NOT_TRADED = Counter("tradeloop_ticks_not_traded",
+                           "Ticks skipped: their symbol is not one this worker trades (TRADELOOP_SYMBOLS)",
+                           ["symbol"], registry=REGISTRY)
 ORDERS = Counter("tradeloop_order_events", "Order events by status", ["status"], registry=REGISTRY)
 REJECTS = Counter("tradeloop_rejects", "Orders rejected, by reason (risk or venue)", ["reason"], registry=REGISTRY)
 FILLS = Counter("tradeloop_fills", "Fills", registry=REGISTRY)

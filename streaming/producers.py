@@ -236,9 +236,11 @@ async def publish(bootstrap: str, ticks: AsyncIterator[Tick], limit: int | None 
     return n
 
 
-async def _only_ticks(records: AsyncIterator) -> AsyncIterator[Tick]:
+async def _only_ticks(records: AsyncIterator, symbols: Iterable[str]) -> AsyncIterator[Tick]:
+    """The ticks of ``symbols`` (the venue simulates its whole market; the stream trades these)."""
+    wanted = frozenset(symbols)
     async for r in records:
-        if isinstance(r, Tick):
+        if isinstance(r, Tick) and r.symbol in wanted:
             yield r
 
 
@@ -306,9 +308,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m streaming.produce
         from trading.marketdata.sim import SimVenue, anchored_config
 
         speed = args.speed or None
-        # the same market as the historical store (assets/market_data.py): one sim, anchored at history_start
+        # the same market as the historical store (assets/market_data.py): one sim, anchored at history_start;
+        # its ticks of TRADELOOP_SYMBOLS, the symbols the worker trades
         venue = SimVenue(anchored_config(args.seed, settings.history_start, exchange=settings.stream_exchange))
-        ticks = _only_ticks(venue.stream(args.start_ns, speed=speed, kinds=("tick",)))
+        unknown = sorted(set(settings.symbols) - set(venue.symbols))
+        if unknown:
+            print(f"sim: TRADELOOP_SYMBOLS: the sim venue has no {unknown}; it lists {list(venue.symbols)}",
+                  file=sys.stderr)
+            return 1
+        ticks = _only_ticks(venue.stream(args.start_ns, speed=speed, kinds=("tick",)), settings.symbols)
     elif args.source == "replay":
         from datetime import datetime
 

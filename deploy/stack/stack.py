@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deploy.settings import Settings
+from deploy.settings import REPO_ROOT, Settings
 from deploy.stack import broker, postgres, services
 from deploy.stack.process import ServiceRecord, StackError, http_ok, port_in_use, stop
 
@@ -106,12 +105,20 @@ def _migrate(pg_url: str) -> None:
 
 
 def _topics(bootstrap: str, settings: Settings) -> None:
-    from streaming.topics import ensure_topics
+    """The stream's topics, prefixed and with one partition count, before the worker subscribes.  Run
+    as the stream's own command in a process: the stack needs no streaming code, only its interface."""
+    import subprocess
+    import sys
 
+    argv = [sys.executable, "-m", "streaming.topics", "--bootstrap", bootstrap,
+            "--partitions", str(settings.topic_partitions), "--prefix", settings.topic_prefix]
     try:
-        asyncio.run(ensure_topics(bootstrap, settings.topic_partitions))
-    except Exception as exc:  # noqa: BLE001
-        raise StackError(f"broker: could not create topics on {bootstrap}: {exc}") from exc
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"broker: could not create topics on {bootstrap}: no answer in 120 s") from exc
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise StackError(f"broker: could not create topics on {bootstrap}: {reason}")
 
 
 def _stop_signal(name: str) -> int:

@@ -46,3 +46,20 @@ def test_unreachable_servers_and_bad_times_are_one_line_not_a_traceback(stream_e
         done = subprocess.run([TRADELOOP, *args], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == code and message in done.stderr, (args, done.returncode, done.stderr[-1500:])
         assert "Traceback" not in done.stderr
+
+
+def test_the_sim_feed_publishes_the_symbols_of_the_settings(stream_env, kafka_bootstrap):
+    """TRADELOOP_SYMBOLS drives the `feed` (the sim producer `tradeloop up` runs), as it drives the worker."""
+    import json
+
+    env = {**stream_env, "TRADELOOP_SYMBOLS": json.dumps(["ETH/USDT", "SOL/USDT"])}
+    prefix = env["TRADELOOP_TOPIC_PREFIX"]
+    done = subprocess.run([TRADELOOP, "stream", "--limit", "200", "sim", "--speed", "0"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ticks = []
+    for raw in consume_all(kafka_bootstrap, prefix + "market.ticks"):
+        value = orjson.loads(raw)
+        ticks += value if isinstance(value, list) else [value]
+    assert len(ticks) == 200
+    assert {t["symbol"] for t in ticks} == {"ETH/USDT", "SOL/USDT"}

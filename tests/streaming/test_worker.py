@@ -29,9 +29,41 @@ def positions(engine, account: str) -> dict:
     return {(r[0], r[1]): r[2] for r in rows}
 
 
-def test_worker_trades_stores_serves_and_obeys_the_kill_switch(worker_factory, stream_env, engine, kafka_bootstrap):
-    from streaming.trader import Trader  # noqa: F401  (the reference run below uses the same code)
+def stored_fills(engine, account: str) -> list[tuple]:
+    with engine.connect() as c:
+        rows = c.execute(sa.text("SELECT fill_id, client_order_id, strategy, symbol, side, price, quantity, fee"
+                                 " FROM trades WHERE account=:a ORDER BY fill_id"), {"a": account}).fetchall()
+    return [tuple(r) for r in rows]
 
+
+def in_process_fills(env: dict, ticks, monkeypatch) -> list[tuple]:
+    """The fills of the Trader a worker with ``env`` builds (streaming.wiring.build_trader), fed ``ticks``
+    in process: no broker, no Postgres, no batching."""
+    from deploy.settings import Settings
+    from streaming.wiring import build_trader
+
+    for name, value in env.items():
+        if name.startswith("TRADELOOP_"):
+            monkeypatch.setenv(name, value)
+    trader = build_trader(Settings(_env_file=None))
+    fills = []
+    for t in ticks:
+        trader.on_tick(t)
+        fills += trader.drain().fills
+    return sorted((f.fill_id, f.client_order_id, f.strategy, f.symbol, f.side.value, f.price, f.quantity, f.fee)
+                  for f in fills)
+
+
+def test_worker_trades_stores_serves_and_obeys_the_kill_switch(worker_factory, stream_env, engine, kafka_bootstrap,
+                                                              monkeypatch):
+    # one partition: the worker then sees the ticks in the order they were sent, as the in-process Trader
+    # below does (across partitions only each symbol's order is kept, and sizing on equity couples symbols)
+    import asyncio
+
+    from streaming.topics import ensure_topics
+
+    stream_env.update(TRADELOOP_TOPIC_PREFIX="p1" + stream_env["TRADELOOP_TOPIC_PREFIX"], TRADELOOP_TOPIC_PARTITIONS="1")
+    asyncio.run(ensure_topics(kafka_bootstrap, 1, prefix=stream_env["TRADELOOP_TOPIC_PREFIX"]))
     w = worker_factory()
     account, prefix = stream_env["TRADELOOP_ACCOUNT"], stream_env["TRADELOOP_TOPIC_PREFIX"]
     ex = stream_env["TRADELOOP_STREAM_EXCHANGE"]
@@ -51,8 +83,11 @@ def test_worker_trades_stores_serves_and_obeys_the_kill_switch(worker_factory, s
     # positions are the sum of the fills, per (strategy, symbol)
     assert positions(engine, account) == signed_fill_sums(engine, account)
 
-    # same ticks through the same code in process: identical fills (parity of stream and hot path)
-    from streaming import app as _  # noqa: F401 -- settings-free import check of the app module
+    # parity of stream and hot path: the fills the worker stored are the fills of the same Trader fed the
+    # same ticks in process -- same ids, prices, quantities and fees
+    stored = stored_fills(engine, account)
+    assert len(stored) >= 10
+    assert stored == in_process_fills(stream_env, ticks, monkeypatch)
     risk = w.get("/risk")
     assert risk["state"] == "active" and risk["counters_stream"]["ticks"] == len(ticks)
     assert w.get("/positions")["account"] == account
@@ -117,3 +152,36 @@ def test_cli_says_when_the_worker_is_not_running(tmp_path):
     r = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "worker is not running" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_worker_trades_exactly_the_configured_symbols(stream_env, engine, kafka_bootstrap, tmp_path):
+    """TRADELOOP_SYMBOLS drives the worker: with two symbols it builds bars, trades and stores only
+    those; the third symbol's ticks are counted as not traded."""
+    from tests.streaming.conftest import start_worker, wait_until
+
+    chosen = ["BTC/USDT", "SOL/USDT"]
+    env = {**stream_env, "TRADELOOP_SYMBOLS": json.dumps(chosen)}
+    account, prefix, ex = env["TRADELOOP_ACCOUNT"], env["TRADELOOP_TOPIC_PREFIX"], env["TRADELOOP_STREAM_EXCHANGE"]
+    w = start_worker(env, tmp_path / "worker.log")
+    try:
+        w.wait_ready()
+        ticks = sim_ticks(90, ex)
+        assert {t.symbol for t in ticks} == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
+        traded = [t for t in ticks if t.symbol in chosen]
+        produce_ticks(kafka_bootstrap, prefix, ticks)
+        w.wait_ticks(len(traded))
+        skipped = len(ticks) - len(traded)
+        wait_until(lambda: f'tradeloop_ticks_not_traded_total{{symbol="ETH/USDT"}} {float(skipped)}'
+                   in w.text("/metrics"), 30, "the skipped ticks counted", w.log)
+        time.sleep(1.5)  # the idle flush
+        assert w.get("/risk")["counters_stream"]["ticks"] == len(traded)
+        with engine.connect() as c:
+            traded_symbols = {r[0] for r in c.execute(sa.text("SELECT DISTINCT symbol FROM trades WHERE account=:a"),
+                                                      {"a": account})}
+            bar_symbols = {r[0] for r in c.execute(sa.text("SELECT DISTINCT symbol FROM market_data WHERE "
+                                                           "source='stream' AND exchange=:e"), {"e": ex})}
+        assert traded_symbols == bar_symbols == set(chosen)
+        assert "ETH/USDT" in w.log.read_text()  # said once why its ticks are skipped
+    finally:
+        w.stop()
+

@@ -1,0 +1,30 @@
+"""What one worker process holds while it runs: its Trader, its store and whether it is ready.
+
+One instance lives in streaming/app.py; the agents, timers, control actions and web pages read and set it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streaming.store import Store
+    from streaming.trader import Trader
+
+
+@dataclass
+class WorkerState:
+    since: float = field(default_factory=time.time)  # process start (wall clock), for /health's uptime
+    ready: bool = False  # the Trader is rebuilt from Postgres and trading
+    error: str | None = None  # why the Trader could not be built (shown by /ready)
+    trader: Trader | None = None
+    store: Store | None = None
+    # one flush at a time: the agent, the timers and control actions all flush the same Trader
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    building: asyncio.Future | None = None  # the one Trader build in progress (wiring.start_trader)
+    scenarios_at: float = 0.0  # time.monotonic() of the last VaR scenario load (or failed load)
+    rejects_seen: dict[str, int] = field(default_factory=dict)  # reject counts already in the metrics
+    ignored_symbols: set[str] = field(default_factory=set)  # symbols of ticks skipped (not traded), logged once

@@ -1,0 +1,69 @@
+"""What needs time to pass rather than ticks: the risk monitor, model and weights refresh, the flush of
+effects that happen without a tick (a kill switch's flatten), and readiness after the rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from streaming import wiring
+from streaming.app import app, settings, worker
+from streaming.outbox import flush, update_gauges
+
+log = logging.getLogger(__name__)
+
+
+@app.timer(interval=5.0)
+async def risk_monitor() -> None:
+    """Breakers, stale data and day roll-over need time to pass, not ticks; P&L/VaR go to risk_metrics."""
+    trader = worker.trader
+    if trader is None:
+        return
+    if time.monotonic() - worker.scenarios_at >= settings.var_refresh_s:
+        try:
+            await wiring.load_scenarios(worker, settings)
+        except Exception as exc:  # noqa: BLE001 -- VaR must not stop the breakers below; the reason is shown
+            trader.scenarios = {**trader.scenarios, "error": f"scenario reload failed: {type(exc).__name__}: {exc}"}
+            worker.scenarios_at = time.monotonic()
+            log.exception("VaR scenario reload failed")
+    trader.risk.evaluate()
+    m = trader.risk.metrics()
+    await asyncio.to_thread(worker.store.write_risk_metrics, trader.account, m, time.time_ns())
+    await flush(trader)
+
+
+@app.timer(interval=settings.model_poll_interval_s)
+async def model_poller() -> None:
+    """Registry polling of the ML slots (champion, and challenger in shadow mode); no restart needed."""
+    trader = worker.trader
+    if trader is not None and trader.ml_strategies():
+        await wiring.refresh_models(trader)
+        update_gauges(trader)
+
+
+@app.timer(interval=min(1.0, settings.weights_poll_interval_s))
+async def weights_poller() -> None:
+    """target_weights of the target_rebalance slots (streaming/portfolio_strategy.py), read in a thread so
+    a query never stalls the hot path.  Ticks every second so the first read follows start-up at once;
+    each source queries only when due (weights_poll_interval_s, a new trading day, or not read yet)."""
+    if worker.trader is not None:
+        await wiring.refresh_weights(worker.trader)
+
+
+@app.timer(interval=1.0)
+async def flush_idle() -> None:
+    if worker.trader is not None:
+        await flush(worker.trader)
+
+
+@app.task
+async def mark_ready() -> None:
+    # tasks start once the app's services (consumer, agents, web) are up; ready once rebuilt from Postgres
+    try:
+        await wiring.start_trader(worker, settings)
+    except Exception as exc:  # noqa: BLE001 -- reported by /ready, the worker stays up to say why
+        worker.error = f"{type(exc).__name__}: {exc}"
+        log.exception("could not start the trader")
+        return
+    worker.ready = True

@@ -1,0 +1,149 @@
+"""The worker's Trader, built from the settings and rebuilt from Postgres, and what refreshes it.
+
+Everything the worker knows about building a Trader is here: which symbols (TRADELOOP_SYMBOLS, as sim
+instruments), which strategies, limits, sizing and cash.  ``build_trader`` takes a Settings object and
+touches no network, so a test can build the very Trader a worker runs and compare the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from streaming import config
+
+if TYPE_CHECKING:
+    from deploy.settings import Settings
+    from streaming.state import WorkerState
+    from streaming.trader import Trader
+    from trading.records import Instrument
+
+log = logging.getLogger(__name__)
+
+
+class WiringError(ValueError):
+    """The settings ask for a Trader that cannot be built (one line naming the setting)."""
+
+
+def instruments(settings: Settings) -> dict[str, Instrument]:
+    """The instruments the stream trades: the sim venue's, for the symbols of TRADELOOP_SYMBOLS."""
+    from trading.marketdata.sim import SimVenue, anchored_config
+
+    sim = SimVenue(anchored_config(settings.sim_seed, settings.history_start, exchange=settings.stream_exchange))
+    known = {i.symbol: i for i in sim.instruments()}
+    unknown = [s for s in settings.symbols if s not in known]
+    if unknown:
+        raise WiringError(f"TRADELOOP_SYMBOLS: the stream's venue has no {unknown}; it lists {sorted(known)}")
+    return {s: known[s] for s in settings.symbols}
+
+
+def strategy_factory(settings: Settings, symbols: list[str]) -> Callable[[str, dict | None], Any]:
+    """(name, params) -> strategy; ``ml_signal`` (the MLflow champion, streaming.ml_strategy) and
+    ``target_rebalance`` (target_weights, streaming.portfolio_strategy) are refreshed off the event loop
+    by the timers (streaming/timers.py)."""
+    from streaming.ml_strategy import create_stream_strategy
+
+    def make(name: str, params: dict | None) -> Any:
+        return create_stream_strategy(name, params, model_name=settings.model_name, tracking_uri=settings.tracking_uri,
+                                      poll_interval_s=settings.model_poll_interval_s, symbols=symbols,
+                                      interval=config.BAR_INTERVAL, inline_refresh=False)
+
+    return make
+
+
+def build_trader(settings: Settings) -> Trader:
+    """The account's Trader: configured strategies on every symbol of TRADELOOP_SYMBOLS, limits, sizing."""
+    from streaming.trader import Trader
+    from trading.risk import RiskLimits, load_limits
+    from trading.sizing import FixedFraction
+
+    limits = load_limits(settings.risk_limits) if settings.risk_limits else RiskLimits.from_dict(config.LIMITS)
+    traded = instruments(settings)
+    factory = strategy_factory(settings, sorted(traded))
+    chosen = settings.stream_strategies or config.STRATEGIES
+    strategies = {slot: factory(name, params) for slot, (name, params) in chosen.items()}
+    return Trader(settings.account, strategies, cash=config.CASH, limits=limits, instruments=traded,
+                  sizer=FixedFraction(config.FRACTION_PER_SYMBOL), interval=config.BAR_INTERVAL,
+                  exchange=settings.stream_exchange, mode=settings.mode, factory=factory)
+
+
+async def start_trader(worker: WorkerState, settings: Settings) -> Trader:
+    """Build the Trader and rebuild it from Postgres (once per process).
+
+    The agent, the ready task and control actions all call this at start-up; the build awaits (registry,
+    Postgres), so without one shared build two callers would each build a Trader and the views (/risk,
+    /model) could read a different one from the one trading.  A failed build is forgotten so that the
+    next caller retries it."""
+    if worker.trader is not None:
+        return worker.trader
+    building = worker.building
+    if building is None:
+        building = worker.building = asyncio.ensure_future(_build(worker, settings))
+    try:
+        return await asyncio.shield(building)  # one caller cancelled must not cancel the shared build
+    except Exception:
+        if worker.building is building:
+            worker.building = None
+        raise
+
+
+async def _build(worker: WorkerState, settings: Settings) -> Trader:
+    from streaming.store import Store
+
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set: the stream needs Postgres, its system of record")
+    store = Store(settings.database_url, mode=settings.mode)
+    trader = build_trader(settings)
+    await refresh_models(trader)  # before the warm-up, so the first live bar is scored by the current champion
+    # ML features need a longer warm-up than the rule-based strategies (regime fit window)
+    warmup = max([200] + [t.inner.warmup_bars for t in trader.engine.slots.values()])
+    restored = await asyncio.to_thread(store.load, trader.account, list(trader.instruments),
+                                       exchange=trader.exchange, interval=config.BAR_INTERVAL,
+                                       warmup_bars=warmup, now_ns=time.time_ns())
+    trader.restore(restored)
+    worker.store, worker.trader = store, trader
+    try:
+        await load_scenarios(worker, settings)
+    except Exception as exc:  # noqa: BLE001 -- no VaR is no reason not to trade; the reason is in GET /risk
+        trader.scenarios = {**trader.scenarios, "error": f"scenario load failed: {type(exc).__name__}: {exc}"}
+        worker.scenarios_at = time.monotonic()
+        log.exception("VaR scenario load failed")
+    log.info("trader %s restored: %d fills, %d known orders, %d warm-up bars, halted=%s; trading %s",
+             trader.account, len(restored.fills), len(restored.known_order_ids), len(restored.bars),
+             restored.halted, ", ".join(trader.instruments))
+    return trader
+
+
+async def refresh_models(trader: Trader) -> None:
+    """Ask the registry for every ML slot's aliases, in a thread: a registry call or a model load must
+    not stall the hot path.  ChampionModel swaps a new version in with one assignment, so the agent
+    sees the old or the new model for a whole bar, never a mix; an outage keeps the last model."""
+    for strat in trader.ml_strategies().values():
+        for m in strat.models():
+            await asyncio.to_thread(m.refresh)
+
+
+async def refresh_weights(trader: Trader) -> None:
+    """Re-read target_weights of the target_rebalance slots, in a thread (each source queries only when due)."""
+    for tap in list(trader.engine.slots.values()):  # a swap_strategy may change the slots meanwhile
+        if hasattr(tap.inner, "refresh_weights"):
+            await asyncio.to_thread(tap.inner.refresh_weights)
+
+
+async def load_scenarios(worker: WorkerState, settings: Settings) -> None:
+    """VaR scenarios of the traded symbols from market_data_clean into the risk engine (or why not)."""
+    from streaming.scenarios import now_iso
+
+    trader, store = worker.trader, worker.store
+    assert trader is not None and store is not None, "load_scenarios before the Trader is built"
+    syms, returns, info = await asyncio.to_thread(
+        store.load_scenarios, trader.exchange, sorted(trader.instruments),
+        interval=settings.var_source_interval, step=settings.var_scenario_step, count=settings.var_scenarios,
+        min_count=settings.var_min_scenarios)
+    info["loaded_at"] = now_iso()
+    if info.get("error") and info["error"] != trader.scenarios.get("error"):
+        log.warning("VaR: %s", info["error"])  # once per new reason, not every reload
+    trader.set_scenarios(syms, returns, info)
+    worker.scenarios_at = time.monotonic()
