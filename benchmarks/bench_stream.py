@@ -56,7 +56,7 @@ def main() -> None:
 def in_process(args: argparse.Namespace) -> None:
     import gc
 
-    from streaming.app import decode_tick
+    from streaming.intake import decode_tick
     from streaming.producers import encode_tick
     from streaming.trader import Trader
     from streaming import config

@@ -1,6 +1,6 @@
 """The hot path of one account, in process: tick -> bar -> strategy -> sizing -> risk -> paper fill.
 
-No Faust, no SQL here: the agent in streaming/app.py feeds ticks in and drains the resulting events
+No Faust, no SQL here: the agent in streaming/agents.py feeds ticks in and drains the resulting events
 (signals, orders, order events, fills, positions, bars, risk transitions) to Kafka and Postgres.  The
 trading itself is trading.strategies.engine.StrategyEngine with trading.venue.PaperVenue,
 trading.accounts.Portfolio and trading.risk.RiskEngine -- the backtester's code.

@@ -143,7 +143,8 @@ def _alive(pid: int) -> bool:
     ("TRADELOOP_HISTORY_START", "yesterday", "TRADELOOP_HISTORY_START"),
     ("TRADELOOP_PG_PORT", "abc", "TRADELOOP_PG_PORT: Input should be a valid integer"),
     ("TRADELOOP_SYMBOLS", '["BTCUSDT"]', "unified BASE/QUOTE"),
-    ("TRADELOOP_MODE", "yolo", "mode must be 'paper' or 'live'"),
+    ("TRADELOOP_MODE", "yolo", "mode must be 'paper'"),
+    ("TRADELOOP_MODE", "live", "live trading is not available yet"),
 ])
 def test_bad_settings_are_one_line_per_problem(home, variable, value, message):
     env = env_for(home)
