@@ -36,7 +36,7 @@ def _db_url() -> str:
 @click.option("--days", default=7, show_default=True, help="Days of stored features/labels to train on.")
 @click.option("--end-date", default="", help="Exclusive end day YYYY-MM-DD (default: after the last stored features).")
 def retrain(days: int, end_date: str) -> None:
-    """Train a challenger and decide its promotion (in process)."""
+    """Train a challenger, then the promotion gate decides whether it becomes champion (in process)."""
     import dagster as dg
 
     from assets.ml import MLResource, ml_challenger, ml_promotion, promotion_gate
