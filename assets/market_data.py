@@ -11,29 +11,16 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from assets.partitions import DAILY_BY_SYMBOL, key_symbol
+from assets.resources import MarketDataSource, PostgresResource
 from deploy.settings import get_settings
-from orchestration.resources import MarketDataSource, PostgresResource
 
 INTERVAL = "1m"
 INTERVAL_S = 60
 BARS_PER_DAY = 24 * 60 * 60 // INTERVAL_S
 
-_settings = get_settings()
-
-
-def symbol_key(symbol: str) -> str:
-    """Partition keys cannot hold '/': BTC/USDT is partition BTC-USDT."""
-    return symbol.replace("/", "-")
-
-
-def key_symbol(key: str) -> str:
-    return key.replace("-", "/", 1)
-
-
-OHLCV_PARTITIONS = dg.MultiPartitionsDefinition({
-    "date": dg.DailyPartitionsDefinition(start_date=_settings.history_start, timezone="UTC"),
-    "symbol": dg.StaticPartitionsDefinition([symbol_key(s) for s in _settings.symbols]),
-})
+# day x symbol, from the settings when the code location loads (assets/partitions.py)
+OHLCV_PARTITIONS = DAILY_BY_SYMBOL
 
 
 class OhlcvConfig(dg.Config):
@@ -159,18 +146,3 @@ def ohlcv_clean(context: dg.AssetExecutionContext, db: PostgresResource, market_
     })
     yield dg.AssetCheckResult(check_name="clean_quality", passed=summary.success,
                               severity=dg.AssetCheckSeverity.ERROR, metadata=_check_metadata(summary, docs_url))
-
-
-market_data_daily = dg.define_asset_job(
-    "market_data_daily", selection=[ohlcv, ohlcv_clean], partitions_def=OHLCV_PARTITIONS,
-    description="Yesterday's bars for every symbol: raw, then clean, with their quality checks.",
-)
-
-# shortly after midnight UTC, once the day's last bar has closed, for every symbol
-market_data_schedule = dg.build_schedule_from_partitioned_job(
-    market_data_daily, hour_of_day=0, minute_of_hour=10, default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-ASSETS = [ohlcv, ohlcv_clean]
-JOBS = [market_data_daily]
-SCHEDULES = [market_data_schedule]

@@ -1,10 +1,12 @@
-"""Self-improvement loop as Dagster assets: features -> labels -> challenger -> promotion gate.
+"""Self-improvement loop as Dagster assets: features -> labels -> challenger -> promotion.
 
 * ``ml_features`` / ``ml_labels``: daily partitions over all symbols, read market_data_clean, write the
   versioned tables ml_features / ml_labels (replace the partition's rows in one transaction).
 * ``ml_challenger``: trains on the last ``days`` of stored features/labels, registers the challenger.
-* asset check ``promotion_gate`` on ``ml_challenger``: backtests challenger and champion on the same
-  recent holdout window and moves the ``champion`` alias only when the gate passes.
+* ``ml_promotion``: backtests challenger and champion on the same recent holdout window, moves the
+  ``champion`` alias only when the gate passes, and records the decision with its evidence (metadata).
+* asset check ``promotion_gate`` on ``ml_promotion``: only checks (re-running it moves nothing) that the
+  recorded decision follows from its evidence and that the registry's champion is the one it left.
 * job ``retrain`` (UI / ``tradeloop retrain``), job ``ml_features_job``, nightly schedules, and a sensor
   that launches ``retrain`` when the champion's live performance decays or its features drift.
 
@@ -20,12 +22,12 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
-from deploy.settings import get_settings
-from orchestration.resources import PostgresResource
+from assets.partitions import DAILY
+from assets.resources import PostgresResource
+from ml.features import FeatureParams
 
-_settings = get_settings()
 NS = 1_000_000_000
-ML_PARTITIONS = dg.DailyPartitionsDefinition(start_date=_settings.history_start, timezone="UTC")
+ML_PARTITIONS = DAILY  # by UTC day, from the settings when the code location loads (assets/partitions.py)
 
 
 class MLResource(dg.ConfigurableResource):
@@ -35,12 +37,13 @@ class MLResource(dg.ConfigurableResource):
     model_name: str = "tradeloop-signal"
     exchange: str = "sim"
     symbols: list[str] = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
-    interval: str = "1m"
+    interval: str = FeatureParams.interval
     warmup_bars: int = 1440
-    cross_window: int = 30
-    regime_window: int = 720
-    regime_min_fit: int = 240
-    regime_refit: str = "6h"
+    # the feature parameters' defaults are ml.features.FeatureParams' (their one definition)
+    cross_window: int = FeatureParams.cross_window
+    regime_window: int = FeatureParams.regime_window
+    regime_min_fit: int = FeatureParams.regime_min_fit
+    regime_refit: str = FeatureParams.regime_refit
     horizon: int = 30
     barrier_k: float = 2.0
     n_splits: int = 3
@@ -57,9 +60,14 @@ class MLResource(dg.ConfigurableResource):
     monitor_strategy: str = "ml_signal"
     """Strategy name (trades.strategy) of the champion's trades in that account."""
 
-    def feature_params(self):
-        from ml.features import FeatureParams
+    @classmethod
+    def from_settings(cls, settings) -> "MLResource":
+        """The deployment's resource: registry, model name, exchange and symbols from the settings."""
+        return cls(tracking_uri=settings.tracking_uri, model_name=settings.model_name,
+                   exchange="sim" if settings.market_source == "sim" else settings.market_source,
+                   symbols=list(settings.symbols))
 
+    def feature_params(self) -> FeatureParams:
         return FeatureParams(self.interval, self.cross_window, self.regime_window, self.regime_min_fit, self.regime_refit)
 
     def label_params(self):
@@ -247,7 +255,7 @@ def ml_challenger(context: dg.AssetExecutionContext, config: RetrainConfig, db: 
     try:
         ds = build_dataset(feats, labels)
         result = train_and_register(ds, ml.train_config(), ml.tracking_uri, ml.model_name, ml.feature_set(),
-                                    ml.label_params().label_set_hash())
+                                    ml.label_params().label_set_hash(), ml.feature_params())
     except TrainingError as exc:
         raise dg.Failure(description=f"retrain failed, nothing registered: {exc}") from exc
     metrics = {**result.metrics, "window_start_ns": start, "window_end_ns": end}
@@ -290,11 +298,11 @@ def evaluate_version(ml: MLResource, version: str, ds) -> dict[str, float]:
     return metrics
 
 
-@dg.asset_check(asset=ml_challenger, name="promotion_gate", blocking=False,
-                description="Backtest challenger and champion on the same recent unseen window; promote the "
-                            "challenger (move the champion alias) only if it beats the champion's Sharpe by the "
-                            "margin without exceeding the drawdown limit.")
-def promotion_gate(context: dg.AssetCheckExecutionContext, db: PostgresResource, ml: MLResource) -> dg.AssetCheckResult:
+@dg.asset(deps=[ml_challenger], group_name="ml", kinds={"mlflow", "postgres"},
+          description="The promotion decision: challenger and champion backtested on the challenger's unseen holdout "
+                      "window; the champion alias moves to the challenger only if it beats the champion's Sharpe by "
+                      "the margin within the drawdown limit. Metadata: the decision, its evidence and the versions.")
+def ml_promotion(context: dg.AssetExecutionContext, db: PostgresResource, ml: MLResource) -> dg.MaterializeResult:
     from ml.registry import CHALLENGER, CHAMPION, alias_version, apply_gate, gate_decision
 
     challenger = alias_version(ml.tracking_uri, ml.model_name, CHALLENGER)
@@ -302,7 +310,9 @@ def promotion_gate(context: dg.AssetCheckExecutionContext, db: PostgresResource,
         raise dg.Failure(description=f"{ml.model_name} has no challenger to gate")
     champion = alias_version(ml.tracking_uri, ml.model_name, CHAMPION)
     if champion == challenger:
-        return dg.AssetCheckResult(passed=True, metadata={"version": challenger, "reason": "already champion"})
+        decision = {"passed": True, "reason": "already champion", "challenger_version": challenger,
+                    "champion_version": champion}
+        return _promotion_result(decision, challenger, champion, champion)
     with db.begin() as conn:
         row = conn.execute(sa.text("SELECT metrics FROM ml_models WHERE model_name = :m AND version = :v"),
                            {"m": ml.model_name, "v": int(challenger)}).scalar()
@@ -316,42 +326,51 @@ def promotion_gate(context: dg.AssetCheckExecutionContext, db: PostgresResource,
                 "champion_version": champion}
     promoted = apply_gate(db.engine(), ml.tracking_uri, ml.model_name, challenger, decision)
     context.log.info(f"gate {ml.model_name} v{challenger}: {'PROMOTED' if promoted else 'rejected'}: {decision['reason']}")
-    return dg.AssetCheckResult(passed=promoted, severity=dg.AssetCheckSeverity.WARN, metadata={
-        "version": challenger, "champion_before": str(champion), "reason": decision["reason"],
-        "challenger_sharpe": ch["sharpe"], "challenger_max_drawdown": ch["max_drawdown"],
-        "champion_sharpe": cp["sharpe"] if cp else float("nan"),
+    return _promotion_result(decision, challenger, champion, challenger if promoted else champion)
+
+
+def _promotion_result(decision: dict, challenger: str, before: str | None, after: str | None) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={
+        "promoted": bool(decision["passed"]) and before != after,
+        "reason": decision["reason"],
+        "challenger_version": challenger, "champion_before": str(before), "champion_after": str(after),
+        "decision": dg.MetadataValue.json(json.loads(json.dumps(decision, default=str))),
     })
 
 
-retrain_job = dg.define_asset_job("retrain", selection=dg.AssetSelection.assets(ml_challenger),
-                                  description="Train a challenger on stored features/labels and run the promotion gate.")
-ml_features_job = dg.define_asset_job("ml_features_job", selection=dg.AssetSelection.assets(ml_features, ml_labels),
-                                      partitions_def=ML_PARTITIONS)
-ml_features_schedule = dg.build_schedule_from_partitioned_job(ml_features_job, hour_of_day=0, minute_of_hour=40)
-retrain_nightly = dg.ScheduleDefinition(name="retrain_nightly", job=retrain_job, cron_schedule="30 2 * * *",
-                                        execution_timezone="UTC")
+@dg.asset_check(asset=ml_promotion, name="promotion_gate", blocking=False,
+                description="Checks only, moves nothing: the recorded decision follows from its evidence under the "
+                            "gate config, and the registry's champion is the one the decision left.")
+def promotion_gate(context: dg.AssetCheckExecutionContext, ml: MLResource) -> dg.AssetCheckResult:
+    from ml.registry import CHAMPION, alias_version
+
+    event = context.instance.get_latest_materialization_event(ml_promotion.key)
+    if event is None or event.asset_materialization is None:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"problem": "ml_promotion has never been materialised"})
+    recorded = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    problems = promotion_problems(recorded, ml.gate_config(), alias_version(ml.tracking_uri, ml.model_name, CHAMPION))
+    return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.WARN, metadata={
+        "problems": dg.MetadataValue.json(problems), "challenger_version": recorded.get("challenger_version"),
+        "champion_after": recorded.get("champion_after"), "reason": recorded.get("reason", ""),
+    })
 
 
-@dg.sensor(job=retrain_job, minimum_interval_seconds=900, default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Launch retrain when the champion's live rolling Sharpe / hit rate falls below its threshold "
-                       "or its features drift (population stability index) past the threshold.")
-def ml_decay_sensor(context: dg.SensorEvaluationContext, db: PostgresResource, ml: MLResource):
-    from ml.monitoring import DecayThresholds, decay_reasons
+def promotion_problems(recorded: dict, gate, champion_now: str | None) -> list[str]:
+    """What is wrong with a recorded promotion decision (ml_promotion's metadata), given the gate config and
+    the registry's champion now: a pure function, so the check has no side effect."""
+    from ml.registry import gate_decision
 
-    # account/strategy come from the resource so a deployment (or a test) can watch its own trades
-    reasons = decay_reasons(db.engine(), ml, DecayThresholds(strategy=ml.monitor_strategy),
-                            account=ml.monitor_account or None)
-    if not reasons:
-        return dg.SkipReason("champion performance and feature drift within thresholds")
-    hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
-    return dg.RunRequest(run_key=f"decay-{hour}", tags={"tradeloop/retrain_reason": "; ".join(reasons)[:200]})
-
-
-ASSETS = [ml_features, ml_labels, ml_challenger]
-ASSET_CHECKS = [promotion_gate]
-JOBS = [retrain_job, ml_features_job]
-SCHEDULES = [ml_features_schedule, retrain_nightly]
-SENSORS = [ml_decay_sensor]
-RESOURCES = {"ml": MLResource(tracking_uri=_settings.tracking_uri, model_name=_settings.model_name,
-                              exchange="sim" if _settings.market_source == "sim" else _settings.market_source,
-                              symbols=list(_settings.symbols))}
+    decision = recorded["decision"]
+    problems = []
+    if decision.get("reason") != "already champion":
+        again = gate_decision(decision["challenger"], decision["champion"], gate)
+        if again["passed"] != decision["passed"]:
+            problems.append(f"the evidence gives passed={again['passed']} under the gate config, "
+                            f"the decision recorded passed={decision['passed']}")
+    expected = recorded["challenger_version"] if decision["passed"] else decision.get("champion_version")
+    if recorded["champion_after"] != str(expected):
+        problems.append(f"the decision should leave champion v{expected}, it recorded v{recorded['champion_after']}")
+    if str(champion_now) != recorded["champion_after"]:
+        problems.append(f"the registry's champion is v{champion_now}, the last decision left v{recorded['champion_after']}")
+    return problems

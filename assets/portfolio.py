@@ -14,13 +14,11 @@ from typing import Optional
 
 import dagster as dg
 
+from assets.partitions import DAILY
+from assets.resources import PostgresResource
 from deploy.settings import get_settings
-from orchestration.resources import PostgresResource
 
-_settings = get_settings()
-
-PORTFOLIO_PARTITIONS = dg.DailyPartitionsDefinition(start_date=_settings.history_start, timezone="UTC")
-EXTRA_MODELS = ("risk_parity", "black_litterman", "kelly")
+PORTFOLIO_PARTITIONS = DAILY  # by UTC day, from the settings when the code location loads (assets/partitions.py)
 TOLERANCE = 1e-6  # of the asset check: solver tolerance is ~1e-8, stored weights are exact decimals
 
 
@@ -38,7 +36,8 @@ class TargetWeightsConfig(dg.Config):
     symbols: list[str] = []
     """Empty: the settings' symbols."""
     model: str = "min_variance"
-    """min_variance, max_sharpe, mean_variance, target_return, target_risk, risk_parity, black_litterman, kelly."""
+    """One of trading.portfolio.allocation.ALL_MODELS: min_variance, max_sharpe, mean_variance, target_return,
+    target_risk, risk_parity, black_litterman, kelly."""
     estimator: str = "ledoit_wolf"
     """Covariance: sample, ewma or ledoit_wolf."""
     ewma_halflife_days: float = 30.0
@@ -97,55 +96,35 @@ def _previous_weights(conn, portfolio: str, as_of: date) -> dict[str, float]:
     return {s: float(w) for s, w in rows}
 
 
-def _constraints(cfg: TargetWeightsConfig):
-    from trading.portfolio import Constraints
+def allocation_spec(cfg: TargetWeightsConfig):
+    """The asset's config as the domain's AllocationSpec (trading/portfolio/allocation.py chooses the model)."""
+    from trading.portfolio import Constraints, View
+    from trading.portfolio.allocation import AllocationSpec
 
-    return Constraints(long_only=cfg.long_only, budget=cfg.budget, lower=cfg.min_weight, upper=cfg.max_weight,
+    cons = Constraints(long_only=cfg.long_only, budget=cfg.budget, lower=cfg.min_weight, upper=cfg.max_weight,
                        gross_leverage=cfg.gross_leverage, sector_map=dict(cfg.sector_map),
                        sector_caps=dict(cfg.sector_caps), turnover=cfg.turnover_limit, min_trade=cfg.min_trade)
+    return AllocationSpec(model=cfg.model, estimator=cfg.estimator, ewma_halflife_days=cfg.ewma_halflife_days,
+                          periods_per_year=cfg.periods_per_year, constraints=cons, risk_aversion=cfg.risk_aversion,
+                          target=cfg.target, risk_free=cfg.risk_free,
+                          views=tuple(View(v.asset, v.q, v.confidence, v.versus) for v in cfg.views), tau=cfg.tau,
+                          kelly_fraction=cfg.kelly_fraction, leverage_cap=cfg.leverage_cap)
 
 
 def solve_target_weights(cfg: TargetWeightsConfig, symbols: list[str], prices, current: dict[str, float]):
-    """Estimate and optimise (pure, given the price matrix). Returns (Solution, mu, inputs dict)."""
-    import numpy as np
+    """Optimise (pure, given the price matrix). Returns (Solution, mu, inputs dict)."""
+    from trading.portfolio.allocation import allocate
 
-    from trading.portfolio import (MODELS, Constraints, ModelError, View, black_litterman, estimate_cov, kelly,
-                                   optimize, returns_from_prices, risk_parity)
-
-    returns = returns_from_prices(prices, symbols)
-    cov = estimate_cov(returns, cfg.estimator, cfg.ewma_halflife_days) * cfg.periods_per_year
-    mu = returns.mean(axis=0) * cfg.periods_per_year
-    cons = _constraints(cfg)
-    kw = dict(constraints=cons, current=current)
-    if cfg.model in MODELS:
-        sol = optimize(cfg.model, symbols, cov, mu, risk_aversion=cfg.risk_aversion, target=cfg.target,
-                       risk_free=cfg.risk_free, **kw)
-    elif cfg.model == "black_litterman":
-        views = [View(v.asset, v.q, v.confidence, v.versus) for v in cfg.views]
-        mu, cov_bl, _ = black_litterman(symbols, cov, views, risk_aversion=cfg.risk_aversion, tau=cfg.tau)
-        sol = optimize("mean_variance", symbols, cov_bl, mu, risk_aversion=cfg.risk_aversion, **kw)
-    elif cfg.model == "kelly":
-        # Kelly sizes the net exposure itself: the budget does not apply, every other constraint does
-        free = Constraints(**{**cons.as_dict(), "budget": None})
-        sol = kelly(symbols, cov, mu, fraction=cfg.kelly_fraction, leverage_cap=cfg.leverage_cap,
-                    risk_free=cfg.risk_free, constraints=free)
-    elif cfg.model == "risk_parity":
-        ignored = [k for k in ("min_weight", "max_weight", "gross_leverage", "turnover_limit") if getattr(cfg, k) is not None]
-        ignored += [k for k in ("sector_caps",) if getattr(cfg, k)] + (["min_trade"] if cfg.min_trade else [])
-        if ignored or not cfg.long_only:
-            raise ModelError(f"risk_parity is long-only and takes no other constraints; remove {ignored or ['long_only']}")
-        sol = risk_parity(symbols, cov, budget=cfg.budget)
-        sol = type(sol)(**{**sol.__dict__, "expected_return": float(mu @ sol.weights)})
-    else:
-        raise ModelError(f"unknown model {cfg.model!r}; use one of {MODELS + EXTRA_MODELS}")
+    spec = allocation_spec(cfg)
+    sol, mu = allocate(spec, symbols, prices, current)
     inputs = {"model": cfg.model, "estimator": cfg.estimator, "lookback_days": cfg.lookback_days,
               "days_used": int(prices.shape[0]), "periods_per_year": cfg.periods_per_year,
               "risk_aversion": cfg.risk_aversion, "target": cfg.target, "risk_free": cfg.risk_free,
-              "constraints": cons.as_dict(), "current": current, "exchange": cfg.exchange,
+              "constraints": spec.constraints.as_dict(), "current": current, "exchange": cfg.exchange,
               "views": [v.model_dump() for v in cfg.views], "tau": cfg.tau,
               "kelly_fraction": cfg.kelly_fraction, "leverage_cap": cfg.leverage_cap,
               "diagnostics": sol.diagnostics, "frozen": list(sol.frozen)}
-    return sol, np.asarray(mu), inputs
+    return sol, mu, inputs
 
 
 def _store(conn, cfg: TargetWeightsConfig, as_of: date, sol, inputs: dict, run_id: str) -> None:
@@ -167,13 +146,8 @@ def _store(conn, cfg: TargetWeightsConfig, as_of: date, sol, inputs: dict, run_i
 
 
 def check_weights(weights: dict[str, float], cfg: TargetWeightsConfig) -> list[str]:
-    """Problems with stored weights against the configured budget, bounds, sector caps and leverage."""
-    from trading.portfolio import Constraints
-
-    cons = _constraints(cfg)
-    if cfg.model == "kelly":  # Kelly sizes the net exposure itself, under its leverage cap (as solved)
-        cons = Constraints(**{**cons.as_dict(), "budget": None, "gross_leverage": cfg.leverage_cap})
-    return cons.violations(weights, TOLERANCE)
+    """Problems with stored weights against the constraints the configured model was solved under."""
+    return allocation_spec(cfg).solved_constraints().violations(weights, TOLERANCE)
 
 
 @dg.asset(
@@ -235,13 +209,3 @@ def target_weights(context: dg.AssetExecutionContext, config: TargetWeightsConfi
     yield dg.AssetCheckResult(check_name="weights_valid", passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
                               metadata={"problems": dg.MetadataValue.json(problems),
                                         "sum": sum(stored.values()), "rows": len(stored)})
-
-
-target_weights_job = dg.define_asset_job("target_weights_job", selection=[target_weights])  # daily, from the asset
-# after each UTC day closes (and after the day's market data is in): that day's partition
-target_weights_schedule = dg.build_schedule_from_partitioned_job(target_weights_job, hour_of_day=0, minute_of_hour=30)
-
-ASSETS = [target_weights]
-ASSET_CHECKS: list = []  # weights_valid is declared on the asset (check_specs), so it runs with each partition
-JOBS = [target_weights_job]
-SCHEDULES = [target_weights_schedule]

@@ -2,14 +2,13 @@
 warehouse marts, under <site_dir>/reports/<date>/ (served by the `docs` service; readable offline: the
 plots are PNGs embedded as data URIs and also written next to the pages, no external resources).
 
-Metric definitions are the warehouse's (dbt_project/models/marts/mart_strategy_performance.sql), which
-follow trading/backtest/metrics.py on daily bars.
+The daily series (equity, P&L, exposure) are the warehouse's marts; Sharpe, drawdown and total return are
+trading/backtest/metrics.py's (EquityStats on daily bars, 24/7 annualisation), their one definition.
 """
 
 import base64
 import html
 import io
-import math
 import os
 import re
 import shutil
@@ -20,11 +19,11 @@ import dagster as dg
 
 from assets.warehouse import mart_key, warehouse_dbt_assets
 from deploy.settings import get_settings
-from orchestration.resources import PostgresResource
+from assets.resources import PostgresResource
 
 MARTS_SCHEMA = "analytics_marts"
 ROLLING_SHARPE_DAYS = 30
-TRADING_DAYS = 365.25  # 24/7 market, as trading/backtest/metrics.py
+DAY_NS = 86_400 * 1_000_000_000  # the marts' bar: one UTC day
 
 
 class ReportConfig(dg.Config):
@@ -70,19 +69,42 @@ def _numeric(frame):
     return frame
 
 
+def equity_metrics(equity, starting_equity: float) -> dict[str, float]:
+    """trading/backtest/metrics.py's metrics of a daily equity series (returns against the previous day's
+    equity, the first against the starting equity)."""
+    import numpy as np
+
+    from trading.backtest.metrics import EquityStats
+
+    values = np.asarray(equity, dtype=float)
+    metrics = EquityStats(starting_equity, DAY_NS)
+    metrics.update(np.arange(len(values), dtype=np.int64) * DAY_NS, values, np.ones(len(values), dtype=bool))
+    return metrics.metrics()
+
+
+def rolling_sharpe(equity, starting_equity: float, window: int):
+    """Sharpe of each trailing ``window`` days (NaN until two returns), by the same definition."""
+    import numpy as np
+
+    values = np.asarray(equity, dtype=float)
+    before = np.concatenate(([starting_equity], values[:-1]))  # equity the day before each day
+    out = np.full(len(values), np.nan)
+    for end in range(1, len(values)):
+        start = max(0, end - window + 1)
+        out[end] = equity_metrics(values[start:end + 1], before[start])["sharpe"]
+    return out
+
+
 def stats(frame, starting_equity: float) -> dict[str, float | int | None]:
     """Summary of a daily series (mart_daily_pnl or mart_account_daily_pnl rows of one book)."""
-    returns = frame["daily_return"].fillna(0.0)
-    std = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
-    equity = frame["equity"]
-    peak = equity.cummax().clip(lower=starting_equity)
+    metrics = equity_metrics(frame["equity"], starting_equity)
     closed = int(frame["round_trips_closed"].sum())
     return {
         "days": len(frame),
         "pnl": float(frame["pnl"].sum()),
-        "total_return": float(equity.iloc[-1] / starting_equity - 1.0),
-        "sharpe": float(returns.mean() / std * math.sqrt(TRADING_DAYS)) if std > 0 else 0.0,
-        "max_drawdown": float(min(0.0, (equity / peak - 1.0).min())),
+        "total_return": float(metrics["total_return"]),
+        "sharpe": float(metrics["sharpe"]),
+        "max_drawdown": float(metrics["max_drawdown"]),
         "trade_count": closed,
         "win_rate": int(frame["winning_round_trips"].sum()) / closed if closed else None,
         "fills": int(frame["fill_count"].sum()),
@@ -150,12 +172,11 @@ def plots(frame, starting_equity: float) -> dict[str, bytes]:
     out["monthly_returns"] = _png(fig)
 
     window = min(ROLLING_SHARPE_DAYS, max(len(returns), 2))
-    roll = returns.rolling(window, min_periods=2)
-    rolling_sharpe = (roll.mean() / roll.std(ddof=1) * math.sqrt(TRADING_DAYS)).replace([np.inf, -np.inf], np.nan)
+    sharpe = rolling_sharpe(series["equity"], starting_equity, window)
     fig, ax = plt.subplots(figsize=(8, 2.5))
-    ax.plot(series.index, rolling_sharpe, color="tab:purple", **_dated(ax, series.index, fig))
+    ax.plot(series.index, sharpe, color="tab:purple", **_dated(ax, series.index, fig))
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_title(f"Rolling Sharpe ({window} days, annualised)" + ("" if rolling_sharpe.notna().any()
+    ax.set_title(f"Rolling Sharpe ({window} days, annualised)" + ("" if np.isfinite(sharpe).any()
                                                                   else ": needs 2 days of returns"))
     out["rolling_sharpe"] = _png(fig)
 
@@ -291,21 +312,3 @@ def _starting_equity() -> float:
     from assets.warehouse import DBT_PROJECT_DIR
 
     return float(yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["starting_equity"])
-
-
-daily_reports = dg.define_asset_job(
-    "daily_reports", selection=dg.AssetSelection.assets(warehouse_dbt_assets, tear_sheets),
-    description="Build the warehouse (dbt build), then the day's tear sheets.",
-)
-
-# 00:30 UTC: the previous day is complete (the report's default as_of is yesterday)
-daily_reports_schedule = dg.ScheduleDefinition(
-    job=daily_reports, cron_schedule="30 0 * * *", execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-ASSETS = [tear_sheets]
-ASSET_CHECKS: list = []
-JOBS = [daily_reports]
-SCHEDULES = [daily_reports_schedule]
-RESOURCES: dict = {}  # needs `db` (PostgresResource), which orchestration/definitions.py already provides

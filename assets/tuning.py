@@ -16,7 +16,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from assets.ml import NS, MLResource, load_clean_bars
-from orchestration.resources import PostgresResource
+from assets.resources import PostgresResource
 
 
 class TuningConfig(dg.Config):
@@ -103,10 +103,3 @@ def strategy_tuning(context: dg.AssetExecutionContext, config: TuningConfig, db:
     if result.pareto:
         meta["pareto_front"] = dg.MetadataValue.json(result.pareto)
     return dg.MaterializeResult(metadata=meta)
-
-
-tune_job = dg.define_asset_job("tune", selection=dg.AssetSelection.assets(strategy_tuning),
-                               description="Run (or resume) an Optuna study of a strategy's parameters.")
-
-ASSETS = [strategy_tuning]
-JOBS = [tune_job]

@@ -16,7 +16,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from deploy.settings import REPO_ROOT
-from orchestration.resources import PostgresResource
+from assets.resources import PostgresResource
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 # dagster-dbt runs `dbt` by name unless told; the venv's dbt sits next to this interpreter
@@ -123,13 +123,7 @@ def mart_key(model: str) -> dg.AssetKey:
     return get_asset_key_for_model([warehouse_dbt_assets], model)
 
 
-warehouse_build = dg.define_asset_job(
-    "warehouse_build", selection=dg.AssetSelection.assets(warehouse_dbt_assets),
-    description="dbt build: every warehouse model and its tests (asset checks).",
-)
+def dbt_resource() -> DbtCliResource:
+    """The `dbt` resource warehouse_dbt_assets runs with."""
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
 
-ASSETS = [warehouse_dbt_assets]
-ASSET_CHECKS: list = []  # dbt tests come with the dbt assets as their asset checks
-JOBS = [warehouse_build]
-SCHEDULES: list = []  # the daily report schedule (assets/reports.py) builds the warehouse first
-RESOURCES = {"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)}

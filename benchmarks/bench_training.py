@@ -33,7 +33,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         r = train_and_register(ds, TrainConfig(ag_time_limit=ag), f"sqlite:///{tmp}/mlflow.db", "bench",
-                               feature_set_hash(params, venue.symbols), LabelParams().label_set_hash())
+                               feature_set_hash(params, venue.symbols), LabelParams().label_set_hash(), params)
         t_train = time.perf_counter() - t
     print(f"bars: {bars.height} ({days} days x 3 symbols), training rows: {len(ds.y)}")
     print(f"generate {t_gen:.1f} s | features {t_feat:.1f} s | labels {t_lab:.1f} s | "

@@ -42,6 +42,9 @@ class FeatureError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureParams:
+    """The one definition of the feature parameters (and their defaults). A model is trained with one set and
+    logged with it (ml/training.py); the stream builds its features from the served model's set."""
+
     interval: str = "1m"
     cross_window: int = 30
     regime_window: int = 720
@@ -50,6 +53,14 @@ class FeatureParams:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "FeatureParams":
+        """Parameters logged with a model (``as_dict``); unknown or missing names are an error, not a guess."""
+        names = set(cls.__dataclass_fields__)
+        if set(values) != names:
+            raise FeatureError(f"feature parameters {sorted(values)} are not exactly {sorted(names)}")
+        return cls(**values)
 
 
 OWN_FEATURES = [

@@ -64,6 +64,7 @@ class ChampionModel:
         self._clock = clock
         self._loaded: tuple[Any, str] | None = None  # (pyfunc model, version): swapped as one object
         self._feature_names: list[str] = []
+        self._params_of: tuple[Any, Any] = (None, None)  # (loaded pair, its FeatureParams)
         self._last_poll: float | None = None
         self._loaded_at: str | None = None
         self._warning: str | None = None
@@ -93,6 +94,7 @@ class ChampionModel:
                 self._warning, self._logged_outage = None, False
                 return False
             model = load_version(self.model_name, version, self.tracking_uri)
+            logged_feature_params(model)  # malformed parameters: a model that fails to load, not a guess
         except Exception as exc:  # registry down, artefact store gone, model that fails to load
             self._warning = f"registry/model unavailable at {self.tracking_uri}: {type(exc).__name__}: {exc}"[:500]
             if not self._logged_outage:
@@ -121,6 +123,17 @@ class ChampionModel:
     @property
     def feature_names(self) -> list[str]:
         return list(self._feature_names)
+
+    @property
+    def feature_params(self):
+        """The ml.features.FeatureParams the loaded model was trained with (logged with it), or None when no
+        model is loaded or it logged none (a model registered before they were logged)."""
+        loaded = self._loaded
+        if loaded is None:
+            return None
+        if self._params_of[0] is not loaded:  # read per bar by the stream: parsed once per loaded model
+            self._params_of = (loaded, logged_feature_params(loaded[0]))
+        return self._params_of[1]
 
     def predict(self, features: dict[str, float]) -> float | None:
         """Score of one feature row (dict by feature name); None when no model is loaded."""
@@ -156,6 +169,14 @@ class ChampionModel:
             "warning": self._warning,
             "reason": self._reason,
         }
+
+
+def logged_feature_params(model: Any):
+    """FeatureParams from a pyfunc model's metadata (ml/training.py logs them), or None."""
+    from ml.features import FeatureParams
+
+    meta = getattr(getattr(model, "metadata", None), "metadata", None) or {}
+    return FeatureParams.from_dict(meta["feature_params"]) if "feature_params" in meta else None
 
 
 def _signature_inputs(model: Any) -> list[str]:

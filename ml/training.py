@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from ml.features import FEATURE_NAMES
+from ml.features import FEATURE_NAMES, FeatureParams
 from ml.splits import SplitError, holdout_split, purged_walk_forward
 from trading.backtest.metrics import EquityStats
 from trading.marketdata.timeframes import interval_ns
@@ -174,9 +174,12 @@ class TrainResult:
 
 
 def train_and_register(ds: Dataset, cfg: TrainConfig, tracking_uri: str, model_name: str, feature_set: str,
-                       label_set: str, experiment: str = "tradeloop-retrain") -> TrainResult:
+                       label_set: str, feature_params: FeatureParams,
+                       experiment: str = "tradeloop-retrain") -> TrainResult:
     """Walk-forward CV of both models, final fit before the holdout, log to MLflow, register the better
-    model and give it the ``challenger`` alias. Raises TrainingError with nothing registered on bad input."""
+    model and give it the ``challenger`` alias. Raises TrainingError with nothing registered on bad input.
+    ``feature_params`` (those ``ds`` was computed with) are logged with the model: whoever serves it builds
+    the same features (model metadata ``feature_params``)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -240,6 +243,7 @@ def train_and_register(ds: Dataset, cfg: TrainConfig, tracking_uri: str, model_n
         info = mlflow.pyfunc.log_model(
             name="model", python_model=SignalModel(chosen, list(ds.X.columns)), artifacts={"model": str(artifact)},
             signature=signature, input_example=example, pip_requirements=["mlflow", "pandas", "numpy"],
+            metadata={"feature_params": feature_params.as_dict()},
         )
         metrics = {"cv_mean_sharpe": mean_cv, "holdout": hold_m, "chosen": chosen, "rows": int(len(ds.y)),
                    "dropped_rows": int(ds.dropped_rows), "holdout_start_ns": hold_start, "feature_set": feature_set}

@@ -1,26 +1,44 @@
-"""The `orchestration` code location: every asset, check, job, schedule, sensor and resource."""
+"""The `orchestration` code location: the assets and asset checks Dagster finds in the `assets` package (no
+hand-kept lists), the jobs, schedules and sensors of orchestration/automation.py, and the resources built
+from the settings.
+
+`@dg.definitions` makes the location lazy: the settings are read when Dagster loads the location, not when
+this module is imported.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets import market_data, ml, portfolio, reports, tuning, warehouse
-from deploy.settings import get_settings
-from orchestration.resources import MarketDataSource, PostgresResource
+import assets
+from assets import partitions
+from assets.ml import MLResource
+from assets.resources import MarketDataSource, PostgresResource
+from assets.warehouse import dbt_resource
+from deploy.settings import Settings, get_settings
+from orchestration import automation
 
-_settings = get_settings()
 
-defs = dg.Definitions(
-    assets=[*market_data.ASSETS, *portfolio.ASSETS, *ml.ASSETS, *tuning.ASSETS, *warehouse.ASSETS, *reports.ASSETS],
-    asset_checks=[*portfolio.ASSET_CHECKS, *ml.ASSET_CHECKS],
-    jobs=[*market_data.JOBS, *portfolio.JOBS, *ml.JOBS, *tuning.JOBS, *warehouse.JOBS, *reports.JOBS],
-    schedules=[*market_data.SCHEDULES, *portfolio.SCHEDULES, *ml.SCHEDULES, *reports.SCHEDULES],
-    sensors=[*ml.SENSORS],
-    resources={
+def resources(settings: Settings) -> dict:
+    """The resources every asset, check and sensor of the location asks for, by key."""
+    return {
         "db": PostgresResource(url=dg.EnvVar("DATABASE_URL")),
-        "market_source": MarketDataSource(kind=_settings.market_source, seed=_settings.sim_seed,
-                                          history_start=_settings.history_start),
-        **warehouse.RESOURCES,
-        **ml.RESOURCES,
-    },
-)
+        "market_source": MarketDataSource(kind=settings.market_source, seed=settings.sim_seed,
+                                          history_start=settings.history_start),
+        "dbt": dbt_resource(),
+        "ml": MLResource.from_settings(settings),
+    }
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    settings = get_settings()
+    return dg.Definitions(
+        # partitioned by the deployment's history start and symbols (assets/partitions.py)
+        assets=partitions.for_settings(dg.load_assets_from_package_module(assets), settings),
+        asset_checks=dg.load_asset_checks_from_package_module(assets),
+        jobs=automation.JOBS,
+        schedules=automation.SCHEDULES,
+        sensors=automation.SENSORS,
+        resources=resources(settings),
+    )

@@ -38,11 +38,13 @@ class RegistrySignal(MLSignal):
     version = "registry"  # the model version is per signal (model_version), not a code version
     params = {
         **{k: v for k, v in MLSignal.params.items() if k != "lookback"},  # features keep their own windows
-        # must equal the feature parameters the served model was trained with (assets/ml.py MLResource)
-        "cross_window": Param(int, 30, 2, 100_000, doc="cross-asset window of the features (bars)"),
-        "regime_window": Param(int, 720, 10, 1_000_000, doc="rows the regime mixture is fitted on"),
-        "regime_min_fit": Param(int, 240, 10, 1_000_000, doc="fewest rows for a regime fit"),
-        "regime_refit": Param("categorical", "6h", choices=REFIT_CHOICES, doc="regime refit block"),
+        # Features are built with the parameters the served model was logged with (ml/training.py); these
+        # (defaults: ml.features.FeatureParams) only serve the warm-up before a model is loaded and models
+        # registered before parameters were logged.
+        "cross_window": Param(int, FeatureParams.cross_window, 2, 100_000, doc="cross-asset window of the features (bars)"),
+        "regime_window": Param(int, FeatureParams.regime_window, 10, 1_000_000, doc="rows the regime mixture is fitted on"),
+        "regime_min_fit": Param(int, FeatureParams.regime_min_fit, 10, 1_000_000, doc="fewest rows for a regime fit"),
+        "regime_refit": Param("categorical", FeatureParams.regime_refit, choices=REFIT_CHOICES, doc="regime refit block"),
         "shadow": Param("categorical", False, choices=(False, True),
                         doc="also score the 'challenger' alias on the same bars (recorded, never traded)"),
     }
@@ -68,7 +70,10 @@ class RegistrySignal(MLSignal):
         p = self.p
         self.feature_params = FeatureParams(self.interval, p["cross_window"], p["regime_window"], p["regime_min_fit"],
                                             p["regime_refit"])
-        self._features = OnlineFeatures(self.symbols, self.feature_params)
+        # one feature state per parameter set in use: the strategy's own, and each served model's
+        self._online: dict[FeatureParams, OnlineFeatures] = {
+            self.feature_params: OnlineFeatures(self.symbols, self.feature_params)}
+        self._in_use = (self.feature_params, self.feature_params)  # (champion's, challenger's) parameters
         # symbol -> last target given to the engine; absent until the first live score, so that the first
         # decision after a (re)start is always sent and a position restored from fills follows the model
         self._target: dict[str, float] = {}
@@ -137,12 +142,17 @@ class RegistrySignal(MLSignal):
         if self.inline_refresh and not self.replaying:
             for m in self.models():
                 m.maybe_refresh()
+        champion_params = self.params_of(self.champion)
+        challenger_params = self.params_of(self.challenger) if self.challenger is not None else champion_params
+        if (champion_params, challenger_params) != self._in_use:
+            self._follow_models(champion_params, challenger_params)
         try:
-            feats = self._features.update(bar)
+            rows = {params: online.update(bar) for params, online in self._online.items()}
         except FeatureError as exc:  # a bar out of order or outside the universe: skipped, counted
             self.counters["feature_errors"] += 1
             log.warning("%s: bar skipped by the features: %s", self._slot, exc)
             return []
+        feats = rows[champion_params]
         if feats is None:
             self.counters["warming_up"] += 1
             if bar.symbol not in self._target:
@@ -151,8 +161,9 @@ class RegistrySignal(MLSignal):
         if self.replaying:
             return []  # warm-up: the first live bar scores and gives the target
         sym, ts = bar.symbol, ctx.ts
-        if self.challenger is not None:
-            shadow = self._score(self.challenger, feats, "challenger")
+        shadow_feats = rows[challenger_params]
+        if self.challenger is not None and shadow_feats is not None:
+            shadow = self._score(self.challenger, shadow_feats, "challenger")
             if shadow is not None:
                 self.counters["shadow_signals"] += 1
                 self._record(sym, ts, shadow[0], self._direction(shadow[0]), self.challenger, shadow[1], True)
@@ -176,9 +187,26 @@ class RegistrySignal(MLSignal):
         self._target[sym] = target
         return [TargetPosition(sym, target)]
 
+    def params_of(self, model: Any) -> FeatureParams:
+        """The feature parameters ``model`` was trained with (logged with it), else the strategy's."""
+        return getattr(model, "feature_params", None) or self.feature_params
+
+    def _follow_models(self, *in_use: FeatureParams) -> None:
+        """A served model with new parameters gets its own feature state (warming up from its first bar);
+        states no model uses any more go, except the strategy's own."""
+        for params in in_use:
+            if params not in self._online:
+                log.warning("%s: the served model's feature parameters %s differ from the warmed-up ones: "
+                            "its features warm up from now", self._slot, params.as_dict())
+                self._online[params] = OnlineFeatures(self.symbols, params)
+        for params in [p for p in self._online if p not in in_use and p != self.feature_params]:
+            del self._online[params]
+        self._in_use = in_use
+
     def view(self) -> dict:
         """JSON-ready state for GET /model."""
-        return {"strategy": self.name, "params": dict(self.p), "feature_params": self.feature_params.as_dict(),
+        return {"strategy": self.name, "params": dict(self.p),
+                "feature_params": self.params_of(self.champion).as_dict(),
                 "champion": self.champion.status, "challenger": self.challenger.status if self.challenger else None,
                 "serving_version": (self.champion.current() or (None, None))[1], "flat_reason": self.flat_reason,
                 "last": self.last, "counters": dict(self.counters)}

@@ -1,6 +1,6 @@
 """`tradeloop retrain` and `tradeloop model rollback|status|shadow`.
 
-`retrain` runs the retrain job (ml_challenger + the promotion_gate check) in this process against the
+`retrain` runs the retrain job (ml_challenger, ml_promotion and its promotion_gate check) in this process against the
 configured DATABASE_URL and MLflow, with a Dagster instance from DAGSTER_HOME when set (so the run shows
 in the UI's run list) or an ephemeral one. Launch from the UI (job `retrain`) to run it on the daemon.
 """
@@ -36,25 +36,26 @@ def _db_url() -> str:
 @click.option("--days", default=7, show_default=True, help="Days of stored features/labels to train on.")
 @click.option("--end-date", default="", help="Exclusive end day YYYY-MM-DD (default: after the last stored features).")
 def retrain(days: int, end_date: str) -> None:
-    """Train a challenger and run the promotion gate (in process)."""
+    """Train a challenger, then the promotion gate decides whether it becomes champion (in process)."""
     import dagster as dg
 
-    from assets.ml import ASSET_CHECKS, RESOURCES, ml_challenger
-    from orchestration.resources import PostgresResource
+    from assets.ml import MLResource, ml_challenger, ml_promotion, promotion_gate
+    from assets.resources import PostgresResource
+    from deploy.settings import get_settings
 
     instance = dg.DagsterInstance.get() if __import__("os").environ.get("DAGSTER_HOME") else None
     try:
-        result = dg.materialize([ml_challenger, *ASSET_CHECKS], instance=instance,
-                                resources={**RESOURCES, "db": PostgresResource(url=_db_url())},
+        result = dg.materialize([ml_challenger, ml_promotion, promotion_gate], instance=instance,
+                                resources={"ml": MLResource.from_settings(get_settings()),
+                                           "db": PostgresResource(url=_db_url())},
                                 run_config={"ops": {"ml_challenger": {"config": {"days": days, "end_date": end_date}}}})
     except dg.Failure as exc:
         raise click.ClickException(exc.description or str(exc)) from None
     meta = result.asset_materializations_for_node("ml_challenger")[0].metadata
-    checks = result.get_asset_check_evaluations()
-    gate = checks[0] if checks else None
+    decision = result.asset_materializations_for_node("ml_promotion")[0].metadata
     click.echo(f"challenger v{meta['version'].value} ({meta['model_kind'].value}); gate "
-               f"{'PASSED: promoted to champion' if gate and gate.passed else 'failed: champion unchanged'}"
-               + (f" ({gate.metadata['reason'].value})" if gate else ""))
+               f"{'PASSED: promoted to champion' if decision['promoted'].value else 'failed: champion unchanged'}"
+               f" ({decision['reason'].value})")
 
 
 @click.group("model")

@@ -6,9 +6,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets.portfolio import ASSET_CHECKS, ASSETS, JOBS, SCHEDULES, target_weights
+from assets import partitions, portfolio as portfolio_assets
+from assets.portfolio import target_weights
+from assets.resources import PostgresResource
 from deploy.settings import get_settings
-from orchestration.resources import PostgresResource
 
 from .conftest import SYMBOLS
 
@@ -39,14 +40,35 @@ def failure_message(result) -> str:
     return " ".join(out)
 
 
-def test_exports_for_the_lead(pg_url):
-    assert ASSETS == [target_weights] and ASSET_CHECKS == [] and len(JOBS) == 1
-    defs = dg.Definitions(assets=ASSETS, asset_checks=ASSET_CHECKS, jobs=JOBS, schedules=SCHEDULES,
-                          resources={"db": PostgresResource(url=pg_url)})
-    job = defs.resolve_job_def(JOBS[0].name)
+def test_definitions_found_in_the_package():
+    from orchestration import automation
+
+    assert [a.key for a in dg.load_assets_from_modules([portfolio_assets])] == [target_weights.key]
+    assert not dg.load_asset_checks_from_modules([portfolio_assets])  # weights_valid is declared on the asset
+    defs = dg.Definitions(assets=partitions.for_settings([target_weights], get_settings()),
+                          jobs=[automation.target_weights_job], schedules=[automation.target_weights_schedule],
+                          resources={"db": PostgresResource(url="x")})
+    job = defs.resolve_job_def("target_weights_job")
     assert job.partitions_def.get_partition_keys()[0] == get_settings().history_start
-    schedule = defs.resolve_schedule_def(f"{JOBS[0].name}_schedule")
-    assert schedule.cron_schedule == "30 0 * * *" and schedule.job_name == JOBS[0].name
+    schedule = defs.resolve_schedule_def("target_weights_job_schedule")
+    assert schedule.cron_schedule == "30 0 * * *" and schedule.job_name == job.name
+
+
+def test_partitions_come_from_the_settings_when_the_location_loads():
+    """No settings at import: the modules declare the default partitioning, the location applies the
+    deployment's history start and symbols to every partitioned asset (and nothing else)."""
+    from assets.market_data import ohlcv
+    from assets.ml import ml_challenger, ml_features
+    from deploy.settings import Settings
+
+    settings = Settings(history_start="2026-11-10", symbols=["BTC/USDT", "ETH/USDT"])
+    daily, by_symbol, ml_daily, unpartitioned = partitions.for_settings(
+        [target_weights, ohlcv, ml_features, ml_challenger], settings)
+    assert daily.partitions_def.get_first_partition_key() == "2026-11-10" == ml_daily.partitions_def.get_first_partition_key()
+    assert by_symbol.partitions_def.get_partitions_def_for_dimension("symbol").get_partition_keys() == [
+        "BTC-USDT", "ETH-USDT"]
+    assert by_symbol.check_specs and list(by_symbol.check_specs) == list(ohlcv.check_specs)  # checks kept
+    assert unpartitioned is ml_challenger and target_weights.partitions_def == partitions.DAILY  # module untouched
 
 
 def test_materialise_writes_weights_idempotently_with_inputs(pg_url, engine, pf_data):
@@ -117,7 +139,7 @@ def test_missing_day_and_short_history_fail_clearly(pg_url, engine, pf_data):
     result = run(pg_url, "2026-11-20", portfolio="pf-short", lookback_days=5)
     assert not result.success and "need at least min_days=10" in failure_message(result)
     result = run(pg_url, "2026-11-20", portfolio="pf-rp", model="risk_parity", max_weight=0.5)
-    assert not result.success and "risk_parity is long-only and takes no other constraints; remove ['max_weight']" \
+    assert not result.success and "risk_parity is long-only and takes no other constraints; remove ['upper']" \
         in failure_message(result)
     result = run(pg_url, "2026-11-20", portfolio="pf-none", symbols=["NOPE/USD"])
     assert not result.success and "no clean 1m bars on test-pf for ['NOPE/USD']" in failure_message(result)

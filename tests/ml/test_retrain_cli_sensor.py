@@ -13,8 +13,9 @@ import dagster as dg
 import numpy as np
 import sqlalchemy as sa
 
-from assets.ml import MLResource, ml_decay_sensor, ml_features, ml_labels
-from orchestration.resources import PostgresResource
+from assets.ml import MLResource, ml_features, ml_labels
+from assets.resources import PostgresResource
+from orchestration.automation import ml_decay_sensor
 
 from .conftest import ORIGIN, sim_bars, write_clean_bars
 

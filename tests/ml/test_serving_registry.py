@@ -22,7 +22,7 @@ def dataset():
 
 
 def _train(ds, uri, name):
-    return train_and_register(ds, CFG, uri, name, "fs-test", "ls-test")
+    return train_and_register(ds, CFG, uri, name, "fs-test", "ls-test", FeatureParams(**SMALL_FEATURES))
 
 
 def test_champion_model_refresh_swap_and_outages(dataset, tracking_uri, tmp_path):
@@ -115,8 +115,8 @@ def test_bad_training_input_fails_clearly(dataset, tracking_uri):
     one = dataset.subset(np.arange(len(dataset.y)))
     one.y = np.ones_like(one.y)
     with pytest.raises(TrainingError, match="one class"):
-        train_and_register(one, CFG, tracking_uri, "bad-m", "fs", "ls")
+        train_and_register(one, CFG, tracking_uri, "bad-m", "fs", "ls", FeatureParams())
     tiny = dataset.subset(np.arange(300))
     with pytest.raises(TrainingError, match="too little data"):
-        train_and_register(tiny, CFG, tracking_uri, "bad-m", "fs", "ls")
+        train_and_register(tiny, CFG, tracking_uri, "bad-m", "fs", "ls", FeatureParams())
     assert alias_version(tracking_uri, "bad-m", "challenger") is None  # nothing registered

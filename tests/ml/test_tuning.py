@@ -171,16 +171,18 @@ def test_tune_model_on_purged_folds(pg_url, tracking_uri):
 def test_strategy_tuning_asset_on_clean_bars(engine, pg_url, tracking_uri):
     import dagster as dg
 
-    from assets.ml import ASSETS as ML_ASSETS, JOBS as ML_JOBS, RESOURCES, MLResource
-    from assets.tuning import ASSETS, JOBS, strategy_tuning
-    from orchestration.resources import PostgresResource
+    from assets import ml as ml_assets, tuning as tuning_assets
+    from assets.ml import MLResource
+    from assets.resources import PostgresResource
+    from assets.tuning import strategy_tuning
+    from orchestration.automation import tune_job
 
     from .conftest import write_clean_bars
 
     write_clean_bars(engine, sim_bars(1440, seed=31, exchange="tunetest").filter(
         sim_bars(1440, seed=31, exchange="tunetest")["symbol"] == "ETH/USDT"))
-    defs = dg.Definitions(assets=[*ML_ASSETS, *ASSETS], jobs=[*ML_JOBS, *JOBS],
-                          resources={**RESOURCES, "db": PostgresResource(url=pg_url)})
+    defs = dg.Definitions(assets=dg.load_assets_from_modules([ml_assets, tuning_assets]), jobs=[tune_job],
+                          resources={"ml": MLResource(tracking_uri=tracking_uri), "db": PostgresResource(url=pg_url)})
     assert defs.resolve_job_def("tune") is not None
     res = {"db": PostgresResource(url=pg_url), "ml": MLResource(tracking_uri=tracking_uri, exchange="tunetest")}
     cfg = {"strategy": "sma_cross", "n_trials": 5, "symbol": "ETH/USDT", "days": 1, "space_json": '{"fast": [2, 30], "slow": [40, 200]}',

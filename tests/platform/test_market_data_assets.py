@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from assets.market_data import OHLCV_PARTITIONS, ohlcv, ohlcv_clean
-from orchestration.resources import MarketDataSource, PostgresResource
+from assets.resources import MarketDataSource, PostgresResource
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_daily_schedule_requests_yesterday_for_every_symbol():
 
     from orchestration.definitions import defs
 
-    schedule = defs.get_schedule_def("market_data_daily_schedule")
+    schedule = defs().get_schedule_def("market_data_daily_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING  # 24/7: on without a click
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 24, 0, 10, tzinfo=timezone.utc),

@@ -74,7 +74,7 @@ def materialise(pg_url: str, partition: str, **config) -> None:
     import dagster as dg
 
     from assets.portfolio import target_weights
-    from orchestration.resources import PostgresResource
+    from assets.resources import PostgresResource
 
     cfg = {"exchange": EXCHANGE, "symbols": SYMBOLS, "lookback_days": 30, **config}
     result = dg.materialize([target_weights], partition_key=partition, resources={"db": PostgresResource(url=pg_url)},

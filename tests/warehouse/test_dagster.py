@@ -49,12 +49,12 @@ def test_dbt_parse_needs_no_database(tmp_path):
 
 @pytest.fixture(scope="module")
 def materialized(pg_url, warehouse_book):
-    from assets.warehouse import RESOURCES, warehouse_dbt_assets
-    from orchestration.resources import PostgresResource
+    from assets.resources import PostgresResource
+    from assets.warehouse import dbt_resource, warehouse_dbt_assets
 
     return dg.materialize(
         [warehouse_dbt_assets],
-        resources={**RESOURCES, "db": PostgresResource(url=pg_url)},
+        resources={"dbt": dbt_resource(), "db": PostgresResource(url=pg_url)},
         run_config={"ops": {"warehouse_dbt_assets": {"config": {"accounts": [ACCOUNT]}}}},
     )
 
@@ -74,7 +74,7 @@ def test_dbt_assets_materialize_with_passing_checks(materialized):
 
 def _report(pg_url, **config):
     from assets.reports import tear_sheets
-    from orchestration.resources import PostgresResource
+    from assets.resources import PostgresResource
 
     result = dg.materialize([tear_sheets], resources={"db": PostgresResource(url=pg_url)},
                             run_config={"ops": {"tear_sheets": {"config": config}}})
@@ -118,7 +118,7 @@ def test_tear_sheets_without_trades_say_so(pg_url, materialized):
 
 def test_report_rejects_a_bad_date(pg_url):
     from assets.reports import tear_sheets
-    from orchestration.resources import PostgresResource
+    from assets.resources import PostgresResource
 
     with pytest.raises(dg.Failure, match="as_of must be a date"):
         dg.materialize([tear_sheets], resources={"db": PostgresResource(url=pg_url)},

@@ -73,13 +73,30 @@ def test_round_trips_and_strategy_performance_by_hand(engine, warehouse_book):
     alpha = perf[("wh-alpha",)]
     assert (alpha["trade_count"], alpha["fill_count"], alpha["win_rate"]) == (2, 5, Decimal("0.5"))
     assert alpha["pnl"] == 17 and str(alpha["as_of"]) == D3
-    returns = [16 / START, -22 / (START + 16), 23 / (START - 6)]
-    mean, std = sum(returns) / 3, math.sqrt(sum((r - sum(returns) / 3) ** 2 for r in returns) / 2)
-    assert float(alpha["sharpe"]) == pytest.approx(mean / std * math.sqrt(365.25), rel=1e-9)
+    assert "sharpe" not in alpha  # one definition, in trading/backtest/metrics.py (the tear sheets use it)
     assert float(alpha["max_drawdown"]) == pytest.approx((START - 6) / (START + 16) - 1, rel=1e-9)
     assert float(alpha["total_return"]) == pytest.approx(17 / START, rel=1e-12)
     beta = perf[("wh-beta",)]
-    assert (beta["trade_count"], beta["win_rate"], beta["sharpe"]) == (0, None, 0)  # one day: Sharpe undefined -> 0
+    assert (beta["trade_count"], beta["win_rate"]) == (0, None)
+
+
+def test_tear_sheet_metrics_are_the_backtest_definition_on_the_marts_days():
+    """Sharpe exists once (trading/backtest/metrics.py): the tear sheet applies it to the daily equity of
+    wh-alpha above, and gets the hand-computed figure (sample stddev, sqrt(365.25) days a year)."""
+    import pandas as pd
+
+    from assets.reports import stats
+
+    frame = pd.DataFrame({"equity": [START + 16, START - 6, START + 17], "pnl": [16.0, -22.0, 23.0],
+                          "round_trips_closed": [0, 0, 2], "winning_round_trips": [0, 0, 1],
+                          "fill_count": [2, 2, 1], "fees": [2.0, 1.0, 0.0]})
+    returns = [16 / START, -22 / (START + 16), 23 / (START - 6)]
+    mean, std = sum(returns) / 3, math.sqrt(sum((r - sum(returns) / 3) ** 2 for r in returns) / 2)
+    got = stats(frame, START)
+    assert got["sharpe"] == pytest.approx(mean / std * math.sqrt(365.25), rel=1e-9)
+    assert got["max_drawdown"] == pytest.approx((START - 6) / (START + 16) - 1, rel=1e-9)
+    assert got["total_return"] == pytest.approx(17 / START, rel=1e-12) and got["win_rate"] == 0.5
+    assert stats(frame.head(1), START)["sharpe"] == 0.0  # one day: Sharpe undefined -> 0
 
 
 def test_exposure_and_risk_history_by_hand(engine, warehouse_book):

@@ -1,9 +1,9 @@
 -- Performance per account and strategy over its whole daily history (as_of = its last day).
--- Definitions follow trading/backtest/metrics.py on daily bars: Sharpe = mean / sample stddev of
--- daily returns x sqrt(365.25) (24/7 market, risk-free 0; 0 when undefined), max_drawdown = lowest
--- equity / running peak - 1 (peak starting at the starting equity), total_return = last equity /
--- starting equity - 1. trade_count and win_rate are over closed round trips (mart_round_trips);
--- win_rate is null before the first closed round trip.
+-- No Sharpe here: its one definition is trading/backtest/metrics.py, which the tear sheets apply to
+-- mart_daily_pnl. max_drawdown = lowest equity / running peak - 1 (peak starting at the starting
+-- equity), total_return = last equity / starting equity - 1, as that module defines them.
+-- trade_count and win_rate are over closed round trips (mart_round_trips); win_rate is null before
+-- the first closed round trip.
 with daily as (
     select *,
            max(equity) over (partition by account, strategy order by day
@@ -20,8 +20,6 @@ stats as (
         sum(fill_count) as fill_count,
         sum(fees) as fees,
         sum(pnl) as pnl,
-        avg(daily_return) as mean_daily_return,
-        stddev_samp(daily_return) as stddev_daily_return,
         least(0, min(equity / greatest(running_peak, {{ var('starting_equity') }}::numeric) - 1)) as max_drawdown,
         (array_agg(equity order by day desc))[1] / {{ var('starting_equity') }}::numeric - 1 as total_return
     from daily
@@ -39,8 +37,6 @@ select
     coalesce(t.trade_count, 0) as trade_count,
     s.fill_count,
     case when t.trade_count > 0 then t.wins::numeric / t.trade_count end as win_rate,
-    case when s.stddev_daily_return > 0
-         then s.mean_daily_return / s.stddev_daily_return * sqrt(365.25) else 0 end as sharpe,
     s.max_drawdown,
     s.total_return,
     s.pnl,
