@@ -288,7 +288,7 @@ def write_reports(site_dir: Path, as_of: date, strategies, portfolios, starting_
 )
 def tear_sheets(context: dg.AssetExecutionContext, db: PostgresResource, config: ReportConfig) -> dg.MaterializeResult:
     as_of = _as_of(config.as_of)
-    starting_equity = float(_starting_equity())
+    starting_equity = float(get_settings().starting_cash)
     strategies, portfolios = _load(db, as_of, config.accounts)
     strategies, portfolios = _numeric(strategies), _numeric(portfolios)
     settings = get_settings()
@@ -303,12 +303,3 @@ def tear_sheets(context: dg.AssetExecutionContext, db: PostgresResource, config:
         "strategies": int(strategies[["account", "strategy"]].drop_duplicates().shape[0]) if not strategies.empty else 0,
         "no_trades_yet": bool(strategies.empty),
     })
-
-
-def _starting_equity() -> float:
-    """The capital base the marts used (dbt var starting_equity), so report and warehouse agree."""
-    import yaml
-
-    from assets.warehouse import DBT_PROJECT_DIR
-
-    return float(yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["starting_equity"])

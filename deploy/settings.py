@@ -7,6 +7,7 @@ start none).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRADELOOP_", env_file=".env", extra="ignore")
+
+    @property
+    def starting_cash(self) -> Decimal:
+        """Capital of every account and strategy sleeve: the warehouse's dbt var ``starting_equity``
+        (dbt_project/dbt_project.yml) is the one source, so the stream trades on the capital the marts
+        and tear sheets measure against."""
+        import yaml
+
+        project = yaml.safe_load((REPO_ROOT / "dbt_project" / "dbt_project.yml").read_text())
+        return Decimal(str(project["vars"]["starting_equity"]))
 
     home: Path = Field(REPO_ROOT / ".tradeloop", description="Where the embedded stack keeps its state.")
     host: str = Field("127.0.0.1", description="Interface the embedded services listen on.")

@@ -1,4 +1,5 @@
-"""How the stream trades, in one place: the default strategy set, sizing, starting cash and limits.  Which
+"""How the stream trades, in one place: the default strategy set, sizing and limits (the starting
+cash is the warehouse's, Settings.starting_cash).  Which
 symbols is a setting (TRADELOOP_SYMBOLS): every strategy slot trades each of them (streaming/wiring.py).
 
 Small on purpose: a fast SMA cross on 1-minute bars trades the simulated venue around the clock within
@@ -14,19 +15,15 @@ model and the ML slot starts trading as soon as a model is promoted -- no restar
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 BAR_INTERVAL = "1m"
-CASH = Decimal("100000")
 FRACTION_PER_SYMBOL = 0.05
 
 # slot name -> (registered strategy name, params).  The slot is the `strategy` of orders and fills.
 STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
     "sma_cross_1m": ("sma_cross", {"fast": 5, "slow": 20, "ma": "sma"}),
-    # feature parameters as assets/ml.py trains with (MLResource defaults): they must match the model's
-    "ml_champion": ("ml_signal", {"cross_window": 30, "regime_window": 720, "regime_min_fit": 240,
-                                  "regime_refit": "6h"}),
+    "ml_champion": ("ml_signal", {}),  # features use the served model's logged parameters (ml/training.py)
     # the optimiser's daily target_weights of portfolio "main" (assets/portfolio.py), traded at once when
     # they change and re-trading the drift daily; no rows: flat and says why (GET /model), like ml_champion.
     # Sized by its own allocation: the weights apply to 25% of equity (gross stays inside the account limit).

@@ -64,7 +64,7 @@ def build_trader(settings: Settings) -> Trader:
     factory = strategy_factory(settings, sorted(traded))
     chosen = settings.stream_strategies or config.STRATEGIES
     strategies = {slot: factory(name, params) for slot, (name, params) in chosen.items()}
-    return Trader(settings.account, strategies, cash=config.CASH, limits=limits, instruments=traded,
+    return Trader(settings.account, strategies, cash=settings.starting_cash, limits=limits, instruments=traded,
                   sizer=FixedFraction(config.FRACTION_PER_SYMBOL), interval=config.BAR_INTERVAL,
                   exchange=settings.stream_exchange, mode=settings.mode, factory=factory)
 

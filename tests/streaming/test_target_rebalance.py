@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from deploy.settings import get_settings
 from tests.streaming.conftest import produce_ticks, sim_ticks, wait_until
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]  # the sim venue's
@@ -333,7 +334,7 @@ def test_worker_trades_the_stored_weights(worker_factory, stream_env, engine, ka
     last = {t.symbol: t.price for t in ticks}
     notional = {s: float(q * last[s]) for s, q in pos.items()}
     for s, wt in weights.items():  # equity stays ~ the starting cash over 20 minutes at these sizes
-        assert notional[s] == pytest.approx(wt * allocation * float(config.CASH), rel=0.05), notional
+        assert notional[s] == pytest.approx(wt * allocation * float(get_settings().starting_cash), rel=0.05), notional
     view = w.get("/model")["slots"]["rebal"]
     assert view["flat_reason"] is None and view["traded_as_of"] == "2024-01-01"
     assert 'tradeloop_model_flat{slot="rebal"} 0.0' in w.text("/metrics")
