@@ -82,7 +82,7 @@ class RegistrySignal(MLSignal):
     def warmup_bars(self) -> int:
         """Bars to replay at start so the regime fit (and every window) is warm: a full fit window,
         plus one refit block for a block boundary to fall inside, plus the longest indicator window."""
-        from trading.strategies.engine import interval_ns
+        from trading.marketdata.timeframes import interval_ns
 
         block = interval_ns(self.p["regime_refit"]) // interval_ns(self.interval)
         return self.p["regime_window"] + block + max(61, self.p["cross_window"] + 1)

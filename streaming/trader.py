@@ -20,14 +20,15 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 from trading.accounts import Portfolio
-from trading.backtest.risk import BarClock
+from trading.clock import BarClock
+from trading.marketdata.bars import BarAggregator
 from trading.records import (
     Bar, Fill, Instrument, OrderEvent, OrderRequest, OrderStatus, Position, Tick, stable_id,
 )
 from trading.risk import FlattenRequest, RiskEngine, RiskLimits, StateTransition, TradingState
 from trading.sizing import FixedFraction, Sizer
 from trading.strategies import Strategy, TargetPosition, create_strategy
-from trading.strategies.engine import StrategyEngine, interval_ns
+from trading.strategies.engine import StrategyEngine
 from trading.venue import PaperVenue
 
 REJECT_KNOWN_ORDER = "known_client_order_id"  # id already in Postgres: a replayed decision
@@ -146,31 +147,6 @@ class TickFillVenue:
         return self.venue.open_orders(symbol)
 
 
-class _BarBuilder:
-    """Ticks -> OHLCV bars of one interval per symbol; a bar is emitted by the first tick after it."""
-
-    def __init__(self, interval: str) -> None:
-        self.interval, self.step = interval, interval_ns(interval)
-        self.cur: dict[str, list] = {}  # symbol -> [open_ts, o, h, l, c, v, exchange]
-
-    def update(self, t: Tick) -> Bar | None:
-        start = t.exchange_ts - t.exchange_ts % self.step
-        cur = self.cur.get(t.symbol)
-        if cur is not None and start == cur[0]:
-            p = t.price
-            if p > cur[2]:
-                cur[2] = p
-            if p < cur[3]:
-                cur[3] = p
-            cur[4] = p
-            cur[5] += t.amount
-            return None
-        self.cur[t.symbol] = [start, t.price, t.price, t.price, t.price, t.amount, t.exchange]
-        if cur is None:
-            return None
-        return Bar(cur[6], t.symbol, self.interval, cur[0], t.receive_ts, cur[1], cur[2], cur[3], cur[4], cur[5])
-
-
 class Trader:
     """One account's live trading state and loop.  Not thread-safe: drive it from one event loop."""
 
@@ -204,7 +180,7 @@ class Trader:
         self.engine = StrategyEngine(self.venue, self.portfolio, slots, account=account, exchange=exchange,
                                      instruments=self.instruments, sizer=sizer or FixedFraction(0.05),
                                      risk=self.risk, history=200, clock=self.clock)
-        self.bars = _BarBuilder(interval)
+        self.bars = BarAggregator(interval)
         self.watermark: dict[str, int] = {}
         self.counters: Counter[str] = Counter()
         self.last_tick_ns: int | None = None
@@ -256,8 +232,8 @@ class Trader:
         if wm is not None and tick.exchange_ts < wm + self.bars.step:
             self.counters["ticks_replayed"] += 1  # its bar is in Postgres already (a redelivered tick)
             return
-        cur = self.bars.cur.get(tick.symbol)
-        if cur is not None and tick.exchange_ts < cur[0]:
+        open_ts = self.bars.open_ts(tick.symbol)
+        if open_ts is not None and tick.exchange_ts < open_ts:
             self.counters["ticks_late"] += 1  # its bar is closed; counted, not re-opened
             return
         self.counters["ticks"] += 1

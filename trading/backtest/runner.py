@@ -28,7 +28,8 @@ from trading.backtest.trades import Trade, round_trips
 from trading.records import Fill, Instrument
 from trading.sizing import Sizer
 from trading.strategies.base import Strategy
-from trading.strategies.engine import StrategyEngine, interval_ns, make_bar
+from trading.marketdata.timeframes import interval_ns
+from trading.strategies.engine import StrategyEngine, make_bar
 from trading.venue import FeeSchedule, ImpactModel, PaperVenue
 
 
@@ -44,7 +45,7 @@ class BacktestConfig:
     sizer: Sizer | None = None  # default: fraction of equity 1.0 per unit of target
     instruments: Mapping[str, Instrument] | None = None
     risk: Any = None  # a trading.risk.RiskEngine; forces the event path
-    clock: Any = None  # the risk engine's clock (backtest.risk.BarClock), advanced bar by bar
+    clock: Any = None  # the risk engine's clock (trading.clock.BarClock), advanced bar by bar
     chunk_size: int = 131_072
     keep_equity: bool = True
     fast: bool = True  # use the fast path when the strategy allows it

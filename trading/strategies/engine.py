@@ -13,7 +13,6 @@ stamped at the bar's close time.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, deque
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,33 +22,10 @@ import numpy as np
 import polars as pl
 
 from trading.indicators import RollingVolatility
+from trading.marketdata.timeframes import interval_ns
 from trading.records import Bar, Fill, Instrument, OrderEvent, OrderRequest, OrderStatus, OrderType, Side, Tick, stable_id
 from trading.sizing import FixedFraction, Sizer, round_to_lot, to_decimal
 from trading.strategies.base import Strategy, StrategyError, TargetPosition
-
-_UNITS = {"s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000, "w": 604_800_000_000_000}
-
-
-_INTERVAL_NS: dict[str, int] = {}  # parsed intervals: on_bars asks twice per bar, a regex each time showed in profiles
-
-
-def interval_ns(interval: str) -> int:
-    """'1m' -> 60e9 ns; accepts s, m, h, d, w."""
-    ns = _INTERVAL_NS.get(interval)
-    if ns is not None:
-        return ns
-    m = re.fullmatch(r"(\d+)([smhdw])", interval)
-    if not m or int(m.group(1)) == 0:
-        raise StrategyError(f"bad bar interval {interval!r} (expected e.g. 1m, 5m, 1h, 1d)")
-    ns = _INTERVAL_NS[interval] = int(m.group(1)) * _UNITS[m.group(2)]
-    return ns
-
-
-def interval_label(ns: int) -> str:
-    for unit in ("w", "d", "h", "m", "s"):
-        if ns % _UNITS[unit] == 0:
-            return f"{ns // _UNITS[unit]}{unit}"
-    raise StrategyError(f"bar interval of {ns} ns is not a whole number of seconds")
 
 
 def make_bar(exchange: str, symbol: str, interval: str, ts: int, o: float, h: float, lo: float, c: float, v: float) -> Bar:
