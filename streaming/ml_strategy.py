@@ -25,6 +25,7 @@ from ml.features import FeatureError, FeatureParams, OnlineFeatures
 from trading.records import Bar, stable_id
 from trading.strategies import create_strategy
 from trading.strategies.base import Context, Param, ParameterValueError, Strategy, TargetPosition
+from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable
 from trading.strategies.ml_signal import MLSignal
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ STREAM_ML_NAME = "ml_signal"
 REFIT_CHOICES = ("15m", "30m", "1h", "2h", "3h", "4h", "6h", "12h", "1d")
 
 
-class RegistrySignal(MLSignal):
+class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
     name = STREAM_ML_NAME
     version = "registry"  # the model version is per signal (model_version), not a code version
     params = {

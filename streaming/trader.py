@@ -28,6 +28,7 @@ from trading.records import (
 from trading.risk import FlattenRequest, RiskEngine, RiskLimits, StateTransition, TradingState
 from trading.sizing import FixedFraction, Sizer
 from trading.strategies import Strategy, TargetPosition, create_strategy
+from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable, WeightsBacked
 from trading.strategies.engine import StrategyEngine
 from trading.venue import PaperVenue
 
@@ -76,18 +77,22 @@ class Restored:
 
 
 class _Tap:
-    """Wraps a strategy to record its targets as signals (the engine only sees targets as orders)."""
+    """Wraps a strategy to record its targets as signals (the engine only sees targets as orders).
+
+    The strategy's capabilities (trading.strategies.capabilities) are resolved here, once per slot."""
 
     def __init__(self, slot: str, strategy: Strategy, sink: list[SignalOut], account: str) -> None:
         self.slot, self.inner, self._sink, self._account = slot, strategy, sink, account
         self.name = strategy.name
-        self.sizer = getattr(strategy, "sizer", None)  # the engine sizes a slot with its strategy's own sizer
+        self.sizer = strategy.sizer  # the engine sizes a slot with its strategy's own sizer, if any
+        self.model_backed = isinstance(strategy, ModelBacked)
+        self.weights_backed = isinstance(strategy, WeightsBacked)
+        self.replayable = isinstance(strategy, Replayable)
         # ML strategies record a signal per scored bar (score, version, shadow rows) themselves; the tap
         # would only see target changes, so it records nothing for them
-        bind = getattr(strategy, "bind_signals", None)
-        self._own = bind is not None
-        if bind is not None:
-            bind(slot, account, sink)
+        self._own = isinstance(strategy, OwnSignals)
+        if self._own:
+            strategy.bind_signals(slot, account, sink)
 
     def _tap(self, targets: list[TargetPosition], ts: int) -> list[TargetPosition]:
         if self._own:
@@ -112,6 +117,7 @@ class _Tap:
 
 class TickFillVenue:
     """PaperVenue (bar mode) driven by trade prints, refusing client ids it has seen before a restart.
+    Implements trading.ports.ExecutionVenue.
 
     The engine's 1m bars are not used for fills (``on_bar`` returns nothing): every tick already reached
     the venue as a one-print bar, so orders are filled by the first print after they were sent.
@@ -132,6 +138,10 @@ class TickFillVenue:
 
     def cancel(self, client_order_id: str, ts: int) -> list[OrderEvent]:
         return self.venue.cancel(client_order_id, ts)
+
+    def replace(self, client_order_id: str, new_quantity: Decimal | None, new_price: Decimal | None,
+                ts: int) -> list[OrderEvent | Fill]:
+        return self.venue.replace(client_order_id, new_quantity, new_price, ts)
 
     def on_bar(self, bar: Bar) -> list[OrderEvent | Fill]:
         return []
@@ -179,7 +189,7 @@ class Trader:
         slots = {slot: _Tap(slot, s, self.out.signals, account) for slot, s in strategies.items()}
         self.engine = StrategyEngine(self.venue, self.portfolio, slots, account=account, exchange=exchange,
                                      instruments=self.instruments, sizer=sizer or FixedFraction(0.05),
-                                     risk=self.risk, history=200, clock=self.clock)
+                                     risk=self.risk, history=200, clock=self.clock, keep_fills=False)
         self.bars = BarAggregator(interval)
         self.watermark: dict[str, int] = {}
         self.counters: Counter[str] = Counter()
@@ -205,7 +215,7 @@ class Trader:
             by_ts: dict[int, list[Bar]] = {}
             for b in state.bars:
                 by_ts.setdefault(b.exchange_ts, []).append(b)
-            replaying = [t.inner for t in self.engine.slots.values() if hasattr(t.inner, "replaying")]
+            replaying = [t.inner for t in self.engine.slots.values() if t.replayable]
             for s in replaying:
                 s.replaying = True  # warm-up bars build ML features without scoring them
             try:
@@ -277,8 +287,6 @@ class Trader:
                       list(out.bars), list(out.transitions), self.account)
         for lst in (out.signals, out.orders, out.events, out.fills, out.bars, out.transitions):
             lst.clear()
-        # the engine keeps every fill for a backtest's result; a 24/7 worker's fills live in Postgres
-        self.engine.fills.clear()
         self._touched.clear()
         return batch
 
@@ -302,9 +310,17 @@ class Trader:
             self.risk.set_scenarios(symbols, returns)  # validates; raises RiskDataError before any change
         self.scenarios = dict(info)
 
-    def ml_strategies(self) -> dict[str, Any]:
+    def ml_strategies(self) -> dict[str, ModelBacked]:
         """Slot -> the registry-backed strategies (those with models to poll)."""
-        return {slot: t.inner for slot, t in self.engine.slots.items() if hasattr(t.inner, "models")}
+        return {slot: t.inner for slot, t in self.engine.slots.items() if t.model_backed}
+
+    def weights_strategies(self) -> dict[str, WeightsBacked]:
+        """Slot -> the strategies trading target weights (refreshed by the worker's weights timer)."""
+        return {slot: t.inner for slot, t in self.engine.slots.items() if t.weights_backed}
+
+    def model_driven_strategies(self) -> dict[str, ModelBacked | WeightsBacked]:
+        """Slot -> model- or weights-backed strategies: what GET /model and the flat gauge show."""
+        return {slot: t.inner for slot, t in self.engine.slots.items() if t.model_backed or t.weights_backed}
 
     def set_limits(self, overrides: dict[str, Any]) -> None:
         self.risk.update_limits(self.risk.limits.with_overrides(overrides))
@@ -312,13 +328,13 @@ class Trader:
     def _flatten(self, req: FlattenRequest) -> None:
         """Cancel the open orders and send the risk engine's (pre-approved) closing orders."""
         for cid in req.cancel_order_ids:
-            self._record(self.engine._handle(self.venue.cancel(cid, req.ts)))
+            self._record(self.engine.cancel(cid, req.ts))
         for order in req.orders:
             decision = self.risk.check(order)
             if not decision.approved:
                 self.counters[f"flatten_rejected_{decision.reason}"] += 1
                 continue
-            self._record(self.engine._handle(self.venue.submit(order)))
+            self._record(self.engine.submit_approved(order))
 
     # -- read-only views ---------------------------------------------------------------------------
     @property
