@@ -3,7 +3,7 @@
 No Faust, no SQL here: the agent in streaming/app.py feeds ticks in and drains the resulting events
 (signals, orders, order events, fills, positions, bars, risk transitions) to Kafka and Postgres.  The
 trading itself is trading.strategies.engine.StrategyEngine with trading.venue.PaperVenue,
-trading.accounts.Portfolio and trading.risk.RiskEngine -- the backtester's code.
+trading.ledger.Portfolio and trading.risk.RiskEngine -- the backtester's code.
 
 Fills: the venue runs in bar mode and every tick reaches it as a one-print bar, so a market order
 decided at a bar close fills at the next trade print (plus the venue's impact model), not a minute
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-from trading.accounts import Portfolio
+from trading.ledger import Portfolio
 from trading.clock import BarClock
 from trading.marketdata.bars import BarAggregator
 from trading.records import (

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import polars as pl
 
-from trading.accounts import Portfolio
+from trading.ledger import Portfolio
 from trading.backtest.data import DataError, infer_interval
 from trading.backtest.metrics import EquityStats, trade_metrics
 from trading.backtest.trades import Trade, round_trips

@@ -16,14 +16,16 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import numpy as np
 
 from trading.records import (
     NS_PER_S, Fill, Instrument, OrderEvent, OrderRequest, OrderType, Position, Side, TimeInForce, stable_id,
 )
-from trading.risk.book import ZERO, Leg, Totals, apply_fill
+from trading.ledger import PREC as LEDGER_PREC
+from trading.ledger import Holding, InvalidFillError, fee_terms
+from trading.risk.book import ZERO, Leg, Totals
 from trading.risk.breakers import VolatilityMonitor, trips
 from trading.risk.errors import RiskDataError, RiskInputError
 from trading.risk.limits import ExposureLimits, RiskLimits, StrategyLimits
@@ -159,7 +161,7 @@ class RiskEngine:
         self._s_realized: dict[str, Decimal] = {}
         self._s_fees: dict[str, Decimal] = {}
         self._s_cost: dict[str, Decimal] = {}
-        self._positions: dict[tuple[str, str], Position] = {}
+        self._positions: dict[tuple[str, str], Holding] = {}  # (strategy, symbol), booked by the ledger's code
         # marks
         self._mark: dict[str, float] = {}
         self._mark_ts: dict[str, int] = {}
@@ -571,28 +573,33 @@ class RiskEngine:
         if fill.fill_id in self._fill_ids:
             self.counters["fill_duplicate"] += 1
             return
+        with localcontext() as ctx:
+            ctx.prec = LEDGER_PREC
+            try:  # the ledger's fee rule (trading.ledger): quote as is, base at the fill price, else refused
+                fee, fee_base = fee_terms(fill)
+            except InvalidFillError as exc:
+                raise RiskInputError(str(exc)) from None
         _bounded_add(self._fill_ids, fill.fill_id)
         now = self._clock()
         if now >= self._next_day_ns:
             self._roll_day(now)
         sym, strat = fill.symbol, fill.strategy
         signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
-        # fees are taken in the quote currency; a fee in the base asset is valued at the fill price
-        fee = fill.fee * fill.price if fill.fee_currency == sym.split("/")[0] else fill.fee
-        pos = self._positions.get((strat, sym))
-        if pos is None:
-            pos = self._positions[(strat, sym)] = Position(self.account, sym, strat)
-        old_cost = pos.quantity * pos.avg_price
-        realized = apply_fill(pos, signed, fill.price)
-        pos.fees += fee
-        cost_delta = pos.quantity * pos.avg_price - old_cost
+        h = self._positions.get((strat, sym))
+        if h is None:
+            h = self._positions[(strat, sym)] = Holding()
+        q0, c0, r0 = h.qty, h.cost, h.realized
+        with localcontext() as ctx:
+            ctx.prec = LEDGER_PREC
+            h.trade(signed, fill.price, fee, fee_base)
+            realized, cost_delta, dq = h.realized - r0, h.cost - c0, h.qty - q0
+            self._cash -= signed * fill.price + fee - fee_base * fill.price
         self._realized += realized
         self._fees += fee
         self._cost += cost_delta
         self._s_realized[strat] = self._s_realized.get(strat, ZERO) + realized
         self._s_fees[strat] = self._s_fees.get(strat, ZERO) + fee
         self._s_cost[strat] = self._s_cost.get(strat, ZERO) + cost_delta
-        self._cash -= signed * fill.price + fee
         self._cash_f = float(self._cash)
         if fill.exchange:
             self._exchange.setdefault(sym, fill.exchange)
@@ -601,8 +608,8 @@ class RiskEngine:
             self._mark_ts[sym] = fill.ts
         mark = self._mark[sym]
         leg, sleg = self._leg(sym), self._sleg(strat, sym)
-        leg.add(dq=signed)
-        sleg.add(dq=signed)
+        leg.add(dq=dq)
+        sleg.add(dq=dq)
         rec = self._orders.get(fill.client_order_id)
         if rec is None:
             self.counters["fill_without_open_order"] += 1
@@ -842,12 +849,12 @@ class RiskEngine:
             request_id = stable_id("flatten", scope_, reason, now)
             liq = self._limits.liquidation
             for (strat, sym), pos in sorted(self._positions.items()):
-                if pos.quantity == 0 or (strategy is not None and strat != strategy):
+                if pos.qty == 0 or (strategy is not None and strat != strategy):
                     continue
                 r = self._rules_for(sym)
                 lot = r.lot or DEFAULT_LOT
                 cap = child_cap(liq, self._mark.get(sym), self.recent_volume(sym), lot)
-                orders += liquidation_orders(self.account, strat, self._exchange.get(sym, ""), sym, pos.quantity,
+                orders += liquidation_orders(self.account, strat, self._exchange.get(sym, ""), sym, pos.qty,
                                              cap, lot, now, liq.interval_s, request_id)
             for o in orders:
                 if o.client_order_id not in self._seen_ids:  # a replayed request must not re-approve
@@ -868,8 +875,8 @@ class RiskEngine:
 
     def positions(self) -> list[Position]:
         """Copies of the non-flat positions per (strategy, symbol)."""
-        return [Position(p.account, p.symbol, p.strategy, p.quantity, p.avg_price, p.realized_pnl, p.fees)
-                for p in self._positions.values() if p.quantity != 0]
+        return [Position(self.account, sym, strat, h.qty, h.avg_price, h.realized, h.fees)
+                for (strat, sym), h in self._positions.items() if h.qty != 0]
 
     def open_order_ids(self, strategy: str | None = None) -> list[str]:
         return [cid for cid, rec in self._orders.items()
@@ -928,11 +935,11 @@ class RiskEngine:
             }
         out["strategies"] = strategies
         out["positions"] = [
-            {"strategy": p.strategy, "symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price,
-             "realized_pnl": float(p.realized_pnl), "mark": self._mark.get(p.symbol),
-             "unrealized_pnl": float(p.quantity) * self._mark[p.symbol] - float(p.quantity * p.avg_price),
-             "stale": p.symbol in stale}
-            for p in self._positions.values() if p.quantity != 0
+            {"strategy": strat, "symbol": sym, "quantity": h.qty, "avg_price": h.avg_price,
+             "realized_pnl": float(h.realized), "mark": self._mark.get(sym),
+             "unrealized_pnl": float(h.qty) * self._mark[sym] - float(h.cost),
+             "stale": sym in stale}
+            for (strat, sym), h in self._positions.items() if h.qty != 0
         ]
         if self._scen_returns is not None:
             try:
@@ -968,18 +975,18 @@ class RiskEngine:
         conf = vs.confidence if confidence is None else confidence
         horizon = vs.horizon_days if horizon_days is None else horizon_days
         now = self._clock()
-        strategies = sorted({s for (s, _), p in self._positions.items() if p.quantity != 0})
+        strategies = sorted({s for (s, _), h in self._positions.items() if h.qty != 0})
         col = {s: j + 1 for j, s in enumerate(strategies)}
         exposures = np.zeros((len(self._scen_symbols), 1 + len(strategies)))
-        for (strat, sym), p in self._positions.items():
-            if p.quantity == 0:
+        for (strat, sym), h in self._positions.items():
+            if h.qty == 0:
                 continue
             i = self._scen_symbols.get(sym)
             if i is None:
                 raise RiskDataError(f"no return scenarios for {sym}")
             if sym not in self._mark_ts or now - self._mark_ts[sym] > self._stale_ns:
                 raise RiskDataError(f"no fresh valid price for {sym}")
-            value = float(p.quantity) * self._mark[sym]
+            value = float(h.qty) * self._mark[sym]
             exposures[i, 0] += value
             exposures[i, col[strat]] += value
         v, c = var_cvar(self._scen_returns, exposures, method, conf, horizon, vs.simulations, vs.seed)

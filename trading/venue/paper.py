@@ -1,7 +1,7 @@
 """PaperVenue: a simulated exchange that fills orders against bars or against an L2 book and trade prints.
 
 The venue returns ``OrderEvent`` and ``Fill`` records in the order they happened; it keeps no money.  The
-caller applies each ``Fill`` to its ``trading.accounts.Portfolio`` (that is how fills become positions).
+caller applies each ``Fill`` to its ``trading.ledger.Portfolio`` (that is how fills become positions).
 
 Common rules (both modes)
   * Invalid orders come back as one ``OrderEvent`` with status REJECTED and a reason code (see REJECT_*).

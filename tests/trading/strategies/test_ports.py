@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from trading.accounts import Portfolio
+from trading.ledger import Portfolio
 from trading.clock import BarClock
 from trading.marketdata import Replayer, SimVenue
 from trading.ports import Clock, ExecutionVenue, Ledger, MarketDataSource, RiskGate
