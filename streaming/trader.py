@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 from trading.ledger import Portfolio
 from trading.clock import BarClock
 from trading.marketdata.bars import BarAggregator
+from trading.ports import ExecutionVenue
 from trading.records import (
     Bar, Fill, Instrument, OrderEvent, OrderRequest, OrderStatus, Position, Tick, stable_id,
 )
@@ -115,16 +116,18 @@ class _Tap:
         return self._tap(self.inner.on_fill(fill, ctx), ctx.ts)
 
 
-class TickFillVenue:
-    """PaperVenue (bar mode) driven by trade prints, refusing client ids it has seen before a restart.
-    Implements trading.ports.ExecutionVenue.
+class RecordingVenue:
+    """Wraps the account's venue (any trading.ports.ExecutionVenue: the paper TickFillVenue, or a live
+    adapter) to refuse client ids known from before a restart and to record every order sent.
 
-    The engine's 1m bars are not used for fills (``on_bar`` returns nothing): every tick already reached
-    the venue as a one-print bar, so orders are filled by the first print after they were sent.
+    Only ``submit`` is wrapped; the other port methods are the inner venue's own bound methods (no extra
+    call per tick on the hot path).
     """
 
-    def __init__(self, venue: PaperVenue, known_ids: set[str], out: Batch) -> None:
+    def __init__(self, venue: ExecutionVenue, known_ids: set[str], out: Batch) -> None:
         self.venue, self.known, self.out = venue, known_ids, out
+        self.cancel, self.replace, self.open_orders = venue.cancel, venue.replace, venue.open_orders
+        self.on_bar, self.on_tick = venue.on_bar, venue.on_tick
 
     def submit(self, order: OrderRequest) -> list[OrderEvent | Fill]:
         if order.client_order_id in self.known:
@@ -134,6 +137,21 @@ class TickFillVenue:
                                OrderStatus.REJECTED, Decimal(0), order.quantity, order.ts, REJECT_KNOWN_ORDER)]
         self.known.add(order.client_order_id)
         self.out.orders.append(order)
+        return self.venue.submit(order)
+
+
+class TickFillVenue:
+    """The stream's paper venue: PaperVenue (bar mode) driven by trade prints.  Implements
+    trading.ports.ExecutionVenue.
+
+    The engine's 1m bars are not used for fills (``on_bar`` returns nothing): every tick already reached
+    the venue as a one-print bar, so orders are filled by the first print after they were sent.
+    """
+
+    def __init__(self, venue: PaperVenue) -> None:
+        self.venue = venue
+
+    def submit(self, order: OrderRequest) -> list[OrderEvent | Fill]:
         return self.venue.submit(order)
 
     def cancel(self, client_order_id: str, ts: int) -> list[OrderEvent]:
@@ -173,7 +191,9 @@ class Trader:
         exchange: str = "sim",
         mode: str = "paper",
         factory: Any = None,
+        venue: ExecutionVenue | None = None,
     ) -> None:
+        """``venue``: where orders go (trading.ports.ExecutionVenue); default the paper TickFillVenue."""
         self.account, self.mode, self.exchange = account, mode, exchange
         # builds strategies for swap_strategy: the stream's factory knows `ml_signal` needs the registry
         self.factory = factory or create_strategy
@@ -185,7 +205,7 @@ class Trader:
         self.risk = RiskEngine(limits, account, cash, self.clock, instruments=self.instruments,
                                on_transition=self.out.transitions.append, on_flatten=self._flatten)
         self.portfolio = Portfolio(account, cash)
-        self.venue = TickFillVenue(PaperVenue(exchange, self.instruments), self.known_ids, self.out)
+        self.venue = RecordingVenue(venue or TickFillVenue(PaperVenue(exchange, self.instruments)), self.known_ids, self.out)
         slots = {slot: _Tap(slot, s, self.out.signals, account) for slot, s in strategies.items()}
         self.engine = StrategyEngine(self.venue, self.portfolio, slots, account=account, exchange=exchange,
                                      instruments=self.instruments, sizer=sizer or FixedFraction(0.05),

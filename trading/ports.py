@@ -6,7 +6,7 @@ plugs in by implementing one port:
   ExecutionVenue    where orders go and where order events and fills come from.  Implemented by
                     ``trading.venue.PaperVenue`` (backtests: bar or book fill model) and by the stream's
                     ``streaming.trader.TickFillVenue``; a live exchange adapter (ccxt, #11) implements
-                    this port and nothing else.
+                    this port and nothing else, and is handed to ``streaming.trader.Trader(venue=...)``.
   Ledger            cash, positions at average cost, P&L: ``trading.ledger.Portfolio``.
   RiskGate          pre-trade check and post-trade state: ``trading.risk.RiskEngine``.
   Clock             the time the risk gate sees: ``trading.clock.BarClock`` (simulated time, advanced

@@ -1,5 +1,4 @@
-"""The kernel's ports: every adapter in the repo satisfies its Protocol; the engine's public API;
-stream slot capabilities resolved from declarations."""
+"""The kernel's ports: every adapter in trading/ satisfies its Protocol; the engine's public API."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from trading.ports import Clock, ExecutionVenue, Ledger, MarketDataSource, RiskG
 from trading.records import Instrument, OrderRequest, OrderStatus, OrderType, Side
 from trading.risk import RiskEngine, RiskLimits
 from trading.strategies import create_strategy
-from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable, WeightsBacked
 from trading.strategies.engine import StrategyEngine, make_bar
 from trading.venue import PaperVenue
 
@@ -65,14 +63,3 @@ def test_engine_public_submit_and_cancel_apply_the_venue_events():
     eng.on_bar(bars[1])  # bar mode: the market order fills on the next bar
     assert pf.position(SYM, "ops").quantity == Decimal("0.01") and eng.fills[-1].client_order_id == "mkt-1"
 
-
-def test_capabilities_are_declared_not_sniffed():
-    from streaming.ml_strategy import RegistrySignal
-    from streaming.portfolio_strategy import TargetRebalance
-
-    assert ModelBacked in RegistrySignal.__mro__
-    assert OwnSignals in RegistrySignal.__mro__ and Replayable in RegistrySignal.__mro__
-    assert WeightsBacked in TargetRebalance.__mro__ and not hasattr(TargetRebalance, "models")
-    plain = create_strategy("sma_cross", {})
-    assert not any(isinstance(plain, c) for c in (ModelBacked, WeightsBacked, OwnSignals, Replayable))
-    assert plain.sizer is None
