@@ -262,7 +262,7 @@ class Trader:
         if wm is not None and tick.exchange_ts < wm + self.bars.step:
             self.counters["ticks_replayed"] += 1  # its bar is in Postgres already (a redelivered tick)
             return
-        open_ts = self.bars.open_ts(tick.symbol)
+        open_ts = self.bars.open_ts.get(tick.symbol)
         if open_ts is not None and tick.exchange_ts < open_ts:
             self.counters["ticks_late"] += 1  # its bar is closed; counted, not re-opened
             return
