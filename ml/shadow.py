@@ -133,7 +133,7 @@ def load_and_compare(engine: Any, account: str, strategy: str, exchange: str, *,
     the stream stored in ``market_data``).  Returns the result with the model versions involved."""
     import sqlalchemy as sa
 
-    from trading.strategies.engine import interval_ns
+    from trading.marketdata.timeframes import interval_ns
 
     step = interval_ns(interval)
     with engine.connect() as conn:

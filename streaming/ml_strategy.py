@@ -25,6 +25,7 @@ from ml.features import FeatureError, FeatureParams, OnlineFeatures
 from trading.records import Bar, stable_id
 from trading.strategies import create_strategy
 from trading.strategies.base import Context, Param, ParameterValueError, Strategy, TargetPosition
+from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable
 from trading.strategies.ml_signal import MLSignal
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ STREAM_ML_NAME = "ml_signal"
 REFIT_CHOICES = ("15m", "30m", "1h", "2h", "3h", "4h", "6h", "12h", "1d")
 
 
-class RegistrySignal(MLSignal):
+class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
     name = STREAM_ML_NAME
     version = "registry"  # the model version is per signal (model_version), not a code version
     params = {
@@ -87,7 +88,7 @@ class RegistrySignal(MLSignal):
     def warmup_bars(self) -> int:
         """Bars to replay at start so the regime fit (and every window) is warm: a full fit window,
         plus one refit block for a block boundary to fall inside, plus the longest indicator window."""
-        from trading.strategies.engine import interval_ns
+        from trading.marketdata.timeframes import interval_ns
 
         block = interval_ns(self.p["regime_refit"]) // interval_ns(self.interval)
         return self.p["regime_window"] + block + max(61, self.p["cross_window"] + 1)

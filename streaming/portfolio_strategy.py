@@ -39,6 +39,7 @@ from trading.records import Bar
 from trading.sizing import FixedFraction
 from trading.strategies.base import Context, Param, ParameterValueError, StrategyError, TargetPosition, UnknownParameterError
 from trading.strategies.rebalance import Rebalance
+from trading.strategies.capabilities import WeightsBacked
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class TargetWeightsSource:
                 "poll_interval_s": self.poll_interval_s, "queries": self.queries}
 
 
-class TargetRebalance(Rebalance):
+class TargetRebalance(Rebalance, WeightsBacked):
     name = STREAM_PORTFOLIO_NAME
     version = "1"
     params = {  # and ``portfolio`` (a string), checked in validate_params
@@ -223,12 +224,6 @@ class TargetRebalance(Rebalance):
         self._logged_reason: str | None = None
 
     # -- what the stream's machinery reads ---------------------------------------------------------
-    def models(self) -> list[Any]:
-        """No registry models.  Having this method lists the slot in Trader.ml_strategies(), which is what
-        puts view() in GET /model and flat_reason in the tradeloop_model_flat gauge; the weights themselves
-        are refreshed by the weights_poller timer (refresh_weights), not the model poller."""
-        return []
-
     @property
     def model_name(self) -> str:  # the Trader's tap records it on each signal: which weights gave the target
         return f"target_weights:{self.p['portfolio']}"

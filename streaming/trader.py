@@ -3,7 +3,7 @@
 No Faust, no SQL here: the agent in streaming/agents.py feeds ticks in and drains the resulting events
 (signals, orders, order events, fills, positions, bars, risk transitions) to Kafka and Postgres.  The
 trading itself is trading.strategies.engine.StrategyEngine with trading.venue.PaperVenue,
-trading.accounts.Portfolio and trading.risk.RiskEngine -- the backtester's code.
+trading.ledger.Portfolio and trading.risk.RiskEngine -- the backtester's code.
 
 Fills: the venue runs in bar mode and every tick reaches it as a one-print bar, so a market order
 decided at a bar close fills at the next trade print (plus the venue's impact model), not a minute
@@ -19,15 +19,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-from trading.accounts import Portfolio
-from trading.backtest.risk import BarClock
+from trading.ledger import Portfolio
+from trading.clock import BarClock
+from trading.marketdata.bars import BarAggregator
+from trading.ports import ExecutionVenue
 from trading.records import (
     Bar, Fill, Instrument, OrderEvent, OrderRequest, OrderStatus, Position, Tick, stable_id,
 )
 from trading.risk import FlattenRequest, RiskEngine, RiskLimits, StateTransition, TradingState
 from trading.sizing import FixedFraction, Sizer
 from trading.strategies import Strategy, TargetPosition, create_strategy
-from trading.strategies.engine import StrategyEngine, interval_ns
+from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable, WeightsBacked
+from trading.strategies.engine import StrategyEngine
 from trading.venue import PaperVenue
 
 REJECT_KNOWN_ORDER = "known_client_order_id"  # id already in Postgres: a replayed decision
@@ -75,18 +78,22 @@ class Restored:
 
 
 class _Tap:
-    """Wraps a strategy to record its targets as signals (the engine only sees targets as orders)."""
+    """Wraps a strategy to record its targets as signals (the engine only sees targets as orders).
+
+    The strategy's capabilities (trading.strategies.capabilities) are resolved here, once per slot."""
 
     def __init__(self, slot: str, strategy: Strategy, sink: list[SignalOut], account: str) -> None:
         self.slot, self.inner, self._sink, self._account = slot, strategy, sink, account
         self.name = strategy.name
-        self.sizer = getattr(strategy, "sizer", None)  # the engine sizes a slot with its strategy's own sizer
+        self.sizer = strategy.sizer  # the engine sizes a slot with its strategy's own sizer, if any
+        self.model_backed = isinstance(strategy, ModelBacked)
+        self.weights_backed = isinstance(strategy, WeightsBacked)
+        self.replayable = isinstance(strategy, Replayable)
         # ML strategies record a signal per scored bar (score, version, shadow rows) themselves; the tap
         # would only see target changes, so it records nothing for them
-        bind = getattr(strategy, "bind_signals", None)
-        self._own = bind is not None
-        if bind is not None:
-            bind(slot, account, sink)
+        self._own = isinstance(strategy, OwnSignals)
+        if self._own:
+            strategy.bind_signals(slot, account, sink)
 
     def _tap(self, targets: list[TargetPosition], ts: int) -> list[TargetPosition]:
         if self._own:
@@ -109,15 +116,18 @@ class _Tap:
         return self._tap(self.inner.on_fill(fill, ctx), ctx.ts)
 
 
-class TickFillVenue:
-    """PaperVenue (bar mode) driven by trade prints, refusing client ids it has seen before a restart.
+class RecordingVenue:
+    """Wraps the account's venue (any trading.ports.ExecutionVenue: the paper TickFillVenue, or a live
+    adapter) to refuse client ids known from before a restart and to record every order sent.
 
-    The engine's 1m bars are not used for fills (``on_bar`` returns nothing): every tick already reached
-    the venue as a one-print bar, so orders are filled by the first print after they were sent.
+    Only ``submit`` is wrapped; the other port methods are the inner venue's own bound methods (no extra
+    call per tick on the hot path).
     """
 
-    def __init__(self, venue: PaperVenue, known_ids: set[str], out: Batch) -> None:
+    def __init__(self, venue: ExecutionVenue, known_ids: set[str], out: Batch) -> None:
         self.venue, self.known, self.out = venue, known_ids, out
+        self.cancel, self.replace, self.open_orders = venue.cancel, venue.replace, venue.open_orders
+        self.on_bar, self.on_tick = venue.on_bar, venue.on_tick
 
     def submit(self, order: OrderRequest) -> list[OrderEvent | Fill]:
         if order.client_order_id in self.known:
@@ -129,8 +139,27 @@ class TickFillVenue:
         self.out.orders.append(order)
         return self.venue.submit(order)
 
+
+class TickFillVenue:
+    """The stream's paper venue: PaperVenue (bar mode) driven by trade prints.  Implements
+    trading.ports.ExecutionVenue.
+
+    The engine's 1m bars are not used for fills (``on_bar`` returns nothing): every tick already reached
+    the venue as a one-print bar, so orders are filled by the first print after they were sent.
+    """
+
+    def __init__(self, venue: PaperVenue) -> None:
+        self.venue = venue
+
+    def submit(self, order: OrderRequest) -> list[OrderEvent | Fill]:
+        return self.venue.submit(order)
+
     def cancel(self, client_order_id: str, ts: int) -> list[OrderEvent]:
         return self.venue.cancel(client_order_id, ts)
+
+    def replace(self, client_order_id: str, new_quantity: Decimal | None, new_price: Decimal | None,
+                ts: int) -> list[OrderEvent | Fill]:
+        return self.venue.replace(client_order_id, new_quantity, new_price, ts)
 
     def on_bar(self, bar: Bar) -> list[OrderEvent | Fill]:
         return []
@@ -144,31 +173,6 @@ class TickFillVenue:
 
     def open_orders(self, symbol: str | None = None) -> list[OrderRequest]:
         return self.venue.open_orders(symbol)
-
-
-class _BarBuilder:
-    """Ticks -> OHLCV bars of one interval per symbol; a bar is emitted by the first tick after it."""
-
-    def __init__(self, interval: str) -> None:
-        self.interval, self.step = interval, interval_ns(interval)
-        self.cur: dict[str, list] = {}  # symbol -> [open_ts, o, h, l, c, v, exchange]
-
-    def update(self, t: Tick) -> Bar | None:
-        start = t.exchange_ts - t.exchange_ts % self.step
-        cur = self.cur.get(t.symbol)
-        if cur is not None and start == cur[0]:
-            p = t.price
-            if p > cur[2]:
-                cur[2] = p
-            if p < cur[3]:
-                cur[3] = p
-            cur[4] = p
-            cur[5] += t.amount
-            return None
-        self.cur[t.symbol] = [start, t.price, t.price, t.price, t.price, t.amount, t.exchange]
-        if cur is None:
-            return None
-        return Bar(cur[6], t.symbol, self.interval, cur[0], t.receive_ts, cur[1], cur[2], cur[3], cur[4], cur[5])
 
 
 class Trader:
@@ -187,7 +191,9 @@ class Trader:
         exchange: str = "sim",
         mode: str = "paper",
         factory: Any = None,
+        venue: ExecutionVenue | None = None,
     ) -> None:
+        """``venue``: where orders go (trading.ports.ExecutionVenue); default the paper TickFillVenue."""
         self.account, self.mode, self.exchange = account, mode, exchange
         # builds strategies for swap_strategy: the stream's factory knows `ml_signal` needs the registry
         self.factory = factory or create_strategy
@@ -199,12 +205,12 @@ class Trader:
         self.risk = RiskEngine(limits, account, cash, self.clock, instruments=self.instruments,
                                on_transition=self.out.transitions.append, on_flatten=self._flatten)
         self.portfolio = Portfolio(account, cash)
-        self.venue = TickFillVenue(PaperVenue(exchange, self.instruments), self.known_ids, self.out)
+        self.venue = RecordingVenue(venue or TickFillVenue(PaperVenue(exchange, self.instruments)), self.known_ids, self.out)
         slots = {slot: _Tap(slot, s, self.out.signals, account) for slot, s in strategies.items()}
         self.engine = StrategyEngine(self.venue, self.portfolio, slots, account=account, exchange=exchange,
                                      instruments=self.instruments, sizer=sizer or FixedFraction(0.05),
-                                     risk=self.risk, history=200, clock=self.clock)
-        self.bars = _BarBuilder(interval)
+                                     risk=self.risk, history=200, clock=self.clock, keep_fills=False)
+        self.bars = BarAggregator(interval)
         self.watermark: dict[str, int] = {}
         self.counters: Counter[str] = Counter()
         self.last_tick_ns: int | None = None
@@ -229,7 +235,7 @@ class Trader:
             by_ts: dict[int, list[Bar]] = {}
             for b in state.bars:
                 by_ts.setdefault(b.exchange_ts, []).append(b)
-            replaying = [t.inner for t in self.engine.slots.values() if hasattr(t.inner, "replaying")]
+            replaying = [t.inner for t in self.engine.slots.values() if t.replayable]
             for s in replaying:
                 s.replaying = True  # warm-up bars build ML features without scoring them
             try:
@@ -256,8 +262,8 @@ class Trader:
         if wm is not None and tick.exchange_ts < wm + self.bars.step:
             self.counters["ticks_replayed"] += 1  # its bar is in Postgres already (a redelivered tick)
             return
-        cur = self.bars.cur.get(tick.symbol)
-        if cur is not None and tick.exchange_ts < cur[0]:
+        open_ts = self.bars.open_ts.get(tick.symbol)
+        if open_ts is not None and tick.exchange_ts < open_ts:
             self.counters["ticks_late"] += 1  # its bar is closed; counted, not re-opened
             return
         self.counters["ticks"] += 1
@@ -301,8 +307,6 @@ class Trader:
                       list(out.bars), list(out.transitions), self.account)
         for lst in (out.signals, out.orders, out.events, out.fills, out.bars, out.transitions):
             lst.clear()
-        # the engine keeps every fill for a backtest's result; a 24/7 worker's fills live in Postgres
-        self.engine.fills.clear()
         self._touched.clear()
         return batch
 
@@ -326,9 +330,17 @@ class Trader:
             self.risk.set_scenarios(symbols, returns)  # validates; raises RiskDataError before any change
         self.scenarios = dict(info)
 
-    def ml_strategies(self) -> dict[str, Any]:
+    def ml_strategies(self) -> dict[str, ModelBacked]:
         """Slot -> the registry-backed strategies (those with models to poll)."""
-        return {slot: t.inner for slot, t in self.engine.slots.items() if hasattr(t.inner, "models")}
+        return {slot: t.inner for slot, t in self.engine.slots.items() if t.model_backed}
+
+    def weights_strategies(self) -> dict[str, WeightsBacked]:
+        """Slot -> the strategies trading target weights (refreshed by the worker's weights timer)."""
+        return {slot: t.inner for slot, t in self.engine.slots.items() if t.weights_backed}
+
+    def model_driven_strategies(self) -> dict[str, ModelBacked | WeightsBacked]:
+        """Slot -> model- or weights-backed strategies: what GET /model and the flat gauge show."""
+        return {slot: t.inner for slot, t in self.engine.slots.items() if t.model_backed or t.weights_backed}
 
     def set_limits(self, overrides: dict[str, Any]) -> None:
         self.risk.update_limits(self.risk.limits.with_overrides(overrides))
@@ -336,13 +348,13 @@ class Trader:
     def _flatten(self, req: FlattenRequest) -> None:
         """Cancel the open orders and send the risk engine's (pre-approved) closing orders."""
         for cid in req.cancel_order_ids:
-            self._record(self.engine._handle(self.venue.cancel(cid, req.ts)))
+            self._record(self.engine.cancel(cid, req.ts))
         for order in req.orders:
             decision = self.risk.check(order)
             if not decision.approved:
                 self.counters[f"flatten_rejected_{decision.reason}"] += 1
                 continue
-            self._record(self.engine._handle(self.venue.submit(order)))
+            self._record(self.engine.submit_approved(order))
 
     # -- read-only views ---------------------------------------------------------------------------
     @property

@@ -120,6 +120,9 @@ class BookSnapshot:
         return stable_id("book", self.exchange, self.symbol, self.exchange_ts, self.sequence)
 
 
+MarketRecord = Tick | Quote | Bar | BookSnapshot  # what a market-data source yields
+
+
 # ---------------------------------------------------------------------------------------------
 # Instruments
 # ---------------------------------------------------------------------------------------------

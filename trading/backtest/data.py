@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from trading.strategies.engine import interval_label
+from trading.marketdata.timeframes import interval_label
 
 REQUIRED = ("timestamp", "open", "high", "low", "close", "volume")
 PRICES = ("open", "high", "low", "close")

@@ -6,20 +6,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
+from trading.clock import BarClock
 from trading.records import Instrument
-
-
-class BarClock:
-    """A clock the engine advances to each event's time; the risk engine reads it."""
-
-    def __init__(self, ts: int = 0) -> None:
-        self.ts = ts
-
-    def set(self, ts: int) -> None:
-        self.ts = ts
-
-    def __call__(self) -> int:
-        return self.ts
 
 
 def make_risk_engine(path: str | Path, account: str, cash: Decimal,

@@ -21,14 +21,16 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import polars as pl
 
-from trading.accounts import Portfolio
 from trading.backtest.data import DataError, infer_interval
 from trading.backtest.metrics import EquityStats, trade_metrics
 from trading.backtest.trades import Trade, round_trips
+from trading.ledger import PREC, Portfolio, fee_terms
+from trading.marketdata.timeframes import interval_ns
+from trading.ports import Clock, RiskGate
 from trading.records import Fill, Instrument
 from trading.sizing import Sizer
 from trading.strategies.base import Strategy
-from trading.strategies.engine import StrategyEngine, interval_ns, make_bar
+from trading.strategies.engine import StrategyEngine, make_bar
 from trading.venue import FeeSchedule, ImpactModel, PaperVenue
 
 
@@ -43,8 +45,8 @@ class BacktestConfig:
     account: str = "backtest"
     sizer: Sizer | None = None  # default: fraction of equity 1.0 per unit of target
     instruments: Mapping[str, Instrument] | None = None
-    risk: Any = None  # a trading.risk.RiskEngine; forces the event path
-    clock: Any = None  # the risk engine's clock (backtest.risk.BarClock), advanced bar by bar
+    risk: RiskGate | None = None  # e.g. a trading.risk.RiskEngine; forces the event path
+    clock: Clock | None = None  # the risk gate's clock (trading.clock.BarClock), advanced bar by bar
     chunk_size: int = 131_072
     keep_equity: bool = True
     fast: bool = True  # use the fast path when the strategy allows it
@@ -67,8 +69,9 @@ class BacktestResult:
         return {"metrics": clean, "trades": [t.as_dict() for t in self.trades], "rejected": dict(self.rejected), "path": self.path}
 
 
-class _Ledger:
-    """Cash and positions as floats, advanced by fills, for the vectorised equity curve."""
+class _EquityBook:
+    """Cash and position quantities, advanced by fills, for the vectorised equity curve (the Portfolio
+    books the fills themselves; this keeps only what the curve needs, with the ledger's fee rule)."""
 
     def __init__(self, cash: Decimal) -> None:
         self.cash = cash
@@ -79,10 +82,11 @@ class _Ledger:
     def apply(self, f: Fill) -> None:
         signed = f.quantity * f.side.sign
         with localcontext() as ctx:
-            ctx.prec = 60  # as the Portfolio does: exact sums
-            self.cash -= signed * f.price + f.fee
-        self.qty[f.symbol] = self.qty.get(f.symbol, Decimal(0)) + signed
-        self.fees += f.fee
+            ctx.prec = PREC  # as the Portfolio does: exact sums
+            fee, fee_base = fee_terms(f)
+            self.cash -= signed * f.price + fee - fee_base * f.price
+            self.qty[f.symbol] = self.qty.get(f.symbol, Decimal(0)) + signed - fee_base
+        self.fees += fee
         self.notional += f.price * f.quantity
 
 
@@ -114,7 +118,7 @@ def run_backtest(
     engine = StrategyEngine(venue, portfolio, slots, account=cfg.account, exchange=cfg.exchange, instruments=instruments,
                             sizer=cfg.sizer, risk=cfg.risk, trade_from_ts=cfg.trade_from_ts, clock=cfg.clock)
     stats = EquityStats(float(cfg.cash), interval_ns(interval))
-    ledger = _Ledger(cfg.cash)
+    ledger = _EquityBook(cfg.cash)
     curve: list[tuple[np.ndarray, np.ndarray]] = []
     fast = (cfg.fast and cfg.risk is None and len(symbols) == 1 and len(slots) == 1
             and type(next(iter(slots.values()))).target_positions is not Strategy.target_positions)

@@ -9,11 +9,11 @@ from trading.marketdata.normalize import Normalizer
 from trading.marketdata.quality import QualityConfig, QualityResult, clean_ohlcv
 from trading.marketdata.replay import Replayer
 from trading.marketdata.sim import SimConfig, SimVenue, SymbolSpec
-from trading.marketdata.source import MarketDataSource, MarketRecord, available_ts
+from trading.marketdata.source import available_ts
 from trading.marketdata.timeframes import interval_ns
 
 __all__ = [
-    "Backoff", "BackfillError", "LiveFeed", "LiveFeedError", "MarketDataSource", "MarketRecord", "Normalizer",
+    "Backoff", "BackfillError", "LiveFeed", "LiveFeedError", "Normalizer",
     "QualityConfig", "QualityResult", "Replayer", "RetryPolicy", "SimConfig", "SimVenue", "SymbolSpec",
     "available_ts", "backfill_ohlcv", "backfill_trades", "clean_ohlcv", "interval_ns", "is_transient",
 ]  # fmt: skip

@@ -6,8 +6,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
-from trading.marketdata.source import MarketRecord, available_ts
-from trading.records import Bar
+from trading.marketdata.source import available_ts
+from trading.records import Bar, MarketRecord
 
 
 class ReplayOrderError(ValueError):
@@ -19,7 +19,7 @@ class ReplaySpeedError(ValueError):
 
 
 class Replayer:
-    """Paces ``records`` (sorted by ``available_ts``) against ``clock``; implements MarketDataSource.
+    """Paces ``records`` (sorted by ``available_ts``) against ``clock``; implements trading.ports.MarketDataSource.
 
     ``clock`` returns ns (monotonic); ``sleep``/``async_sleep`` take seconds. Inject fakes in tests.
     Pacing is relative to the first record: record i is released at

@@ -1,27 +1,12 @@
-"""The one interface every market-data source shares: sim, ccxt REST/WebSocket, replay."""
+"""When a market record can be known (the ordering every source, replay and backtest follows).
+
+The source interface itself is ``trading.ports.MarketDataSource``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
-
 from trading.marketdata.timeframes import interval_ns
-from trading.records import Bar, BookSnapshot, Quote, Tick
-
-MarketRecord = Tick | Quote | Bar | BookSnapshot
-
-
-@runtime_checkable
-class MarketDataSource(Protocol):
-    """A source of normalised market records.
-
-    ``stream()`` yields records in availability order (see ``available_ts``); ``fetch_bars`` is the
-    batch path for research and backtests.
-    """
-
-    def stream(self) -> AsyncIterator[MarketRecord]: ...
-
-    def fetch_bars(self, symbol: str, interval: str, start_ns: int, end_ns: int) -> list[Bar]: ...
+from trading.records import Bar, MarketRecord
 
 
 def available_ts(record: MarketRecord) -> int:

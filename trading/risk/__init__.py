@@ -3,7 +3,8 @@
 Pure domain code (standard library, numpy, PyYAML for the limits file).  See docs/RISK.md.
 """
 
-from trading.risk.engine import FlattenRequest, RiskDecision, RiskEngine, VarReport
+from trading.risk.decisions import FlattenRequest, RiskDecision, VarReport
+from trading.risk.engine import RiskEngine
 from trading.risk.errors import RiskConfigError, RiskDataError, RiskInputError
 from trading.risk.limits import (
     AccountLimits, BreakerLimits, DrawdownLimits, ExposureLimits, LiquidationLimits, RiskLimits, StrategyLimits,

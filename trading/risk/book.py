@@ -1,4 +1,5 @@
-"""The engine's own book: average-cost position accounting and incrementally kept exposure aggregates.
+"""The engine's exposure book: incrementally kept exposure aggregates per leg (positions are booked by
+trading.ledger.Holding, the one average-cost implementation).
 
 A *leg* is one symbol inside a scope (the account, or one strategy): its position ``q`` and the
 quantities still pending on open orders, ``b`` (buys) and ``s`` (sells).  If every pending order
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from trading.records import Position
 
 ZERO = Decimal(0)
 
@@ -75,22 +75,3 @@ class Leg:
             t.gp += dgp
         self.g, self.nl, self.ns, self.mv, self.gp = g, nl, ns, mv, gp
 
-
-def apply_fill(pos: Position, signed_qty: Decimal, price: Decimal) -> Decimal:
-    """Average-cost accounting of one fill; returns the realised P&L it produced (fees excluded)."""
-    q = pos.quantity
-    if q == 0 or (q > 0) == (signed_qty > 0):
-        new_q = q + signed_qty
-        pos.avg_price = (pos.avg_price * abs(q) + price * abs(signed_qty)) / abs(new_q)
-        pos.quantity = new_q
-        return ZERO
-    closed = min(abs(signed_qty), abs(q))
-    realized = closed * (price - pos.avg_price) if q > 0 else closed * (pos.avg_price - price)
-    new_q = q + signed_qty
-    if new_q == 0:
-        pos.avg_price = ZERO
-    elif (new_q > 0) != (q > 0):  # flipped: the remainder opened at this price
-        pos.avg_price = price
-    pos.quantity = new_q
-    pos.realized_pnl += realized
-    return realized

@@ -25,6 +25,7 @@ class TradingState(str, Enum):
         return _SEVERITY[self]
 
 
+ACTIVE, REDUCING, HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 SCOPE_KINDS = ("account", "strategy", "symbol")

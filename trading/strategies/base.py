@@ -15,12 +15,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 import polars as pl
 
 from trading.records import Bar, Fill, Tick
+
+if TYPE_CHECKING:
+    from trading.sizing import Sizer
 
 
 class StrategyError(ValueError):
@@ -117,6 +120,9 @@ class Strategy:
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     params: ClassVar[dict[str, Param]] = {}
+    # the slot's own sizer (e.g. a portfolio slot allocated a share of equity); None: the engine's.
+    # The engine reads it when the slot is created or swapped.
+    sizer: Sizer | None = None
 
     def __init__(self, **params: Any) -> None:
         self.p = self.validate_params(params)

@@ -2,9 +2,14 @@
 
 One engine serves the live stream (``on_bars`` / ``on_tick`` one event at a time) and the
 backtester (the same ``on_bars``, or ``run_fast`` which takes a whole chunk of one symbol's bars at
-once).  Both paths share every order decision (``_act``) and every fill (``_handle``); they differ
-only in where the targets come from and in skipping bars at which nothing can happen, which is why
-they produce identical fills.
+once).  Both paths share every order decision (``_act``) and every venue event (``apply``); they
+differ only in where the targets come from and in skipping bars at which nothing can happen, which is
+why they produce identical fills.
+
+Its collaborators are the ports of ``trading.ports``: an ExecutionVenue, a Ledger, an optional
+RiskGate and Clock.  Orders decided outside the strategies (an operator's or the risk engine's
+flatten) go through the public ``submit_approved`` / ``cancel``; venue reports that arrive outside
+``on_bars``/``on_tick`` go through ``apply``.
 
 Per timestamp the order is fixed: (1) the venue sees the bars (fills of earlier orders), (2) the
 portfolio is marked at the closes, (3) strategies see the bars and their targets become orders,
@@ -13,43 +18,20 @@ stamped at the bar's close time.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
 from trading.indicators import RollingVolatility
+from trading.marketdata.timeframes import interval_ns
+from trading.ports import Clock, ExecutionVenue, Ledger, RiskGate
 from trading.records import Bar, Fill, Instrument, OrderEvent, OrderRequest, OrderStatus, OrderType, Side, Tick, stable_id
 from trading.sizing import FixedFraction, Sizer, round_to_lot, to_decimal
 from trading.strategies.base import Strategy, StrategyError, TargetPosition
-
-_UNITS = {"s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000, "w": 604_800_000_000_000}
-
-
-_INTERVAL_NS: dict[str, int] = {}  # parsed intervals: on_bars asks twice per bar, a regex each time showed in profiles
-
-
-def interval_ns(interval: str) -> int:
-    """'1m' -> 60e9 ns; accepts s, m, h, d, w."""
-    ns = _INTERVAL_NS.get(interval)
-    if ns is not None:
-        return ns
-    m = re.fullmatch(r"(\d+)([smhdw])", interval)
-    if not m or int(m.group(1)) == 0:
-        raise StrategyError(f"bad bar interval {interval!r} (expected e.g. 1m, 5m, 1h, 1d)")
-    ns = _INTERVAL_NS[interval] = int(m.group(1)) * _UNITS[m.group(2)]
-    return ns
-
-
-def interval_label(ns: int) -> str:
-    for unit in ("w", "d", "h", "m", "s"):
-        if ns % _UNITS[unit] == 0:
-            return f"{ns // _UNITS[unit]}{unit}"
-    raise StrategyError(f"bar interval of {ns} ns is not a whole number of seconds")
 
 
 def make_bar(exchange: str, symbol: str, interval: str, ts: int, o: float, h: float, lo: float, c: float, v: float) -> Bar:
@@ -98,19 +80,22 @@ class StrategyEngine:
 
     def __init__(
         self,
-        venue: Any,
-        portfolio: Any,
+        venue: ExecutionVenue,
+        portfolio: Ledger,
         strategies: Strategy | Mapping[str, Strategy],
         *,
         account: str,
         exchange: str = "sim",
         instruments: Mapping[str, Instrument] | None = None,
         sizer: Sizer | None = None,
-        risk: Any = None,
+        risk: RiskGate | None = None,
         history: int = 0,
         trade_from_ts: int | None = None,
-        clock: Any = None,
+        clock: Clock | None = None,
+        keep_fills: bool = True,
     ) -> None:
+        """``keep_fills``: keep every fill in ``fills`` (a backtest's result); a 24/7 worker passes False
+        (its fills are in its system of record) so memory does not grow with them."""
         if isinstance(strategies, Strategy):
             strategies = {strategies.name: strategies}
         if not strategies:
@@ -121,10 +106,13 @@ class StrategyEngine:
         self.instruments = dict(instruments or {})
         self.sizer: Sizer = sizer or FixedFraction(1.0)
         self.trade_from_ts = trade_from_ts
-        self.clock = clock  # optional, has set(ts): simulated time for a risk engine in backtests
+        self.clock = clock  # simulated time for the risk gate, set to each event's time
+        self.keep_fills = keep_fills
         self.last_price: dict[str, Decimal] = {}
         self.rejected: Counter[str] = Counter()
         self.fills: list[Fill] = []
+        # each slot's sizer, resolved when the slot is created or swapped (not per order)
+        self._sizers: dict[str, Sizer] = {slot: s.sizer or self.sizer for slot, s in self.slots.items()}
         self.n_orders = 0
         self._open: dict[str, _Open] = {}
         self._vol: dict[str, RollingVolatility] = {}
@@ -157,7 +145,7 @@ class StrategyEngine:
         if self.clock is not None and bars:
             self.clock.set(bars[0].exchange_ts)
         for bar in bars:
-            out += self._handle(self.venue.on_bar(bar))
+            out += self.apply(self.venue.on_bar(bar))
         if self.clock is not None and bars:
             self.clock.set(bars[0].exchange_ts + interval_ns(bars[0].interval))
         for bar in bars:
@@ -176,7 +164,7 @@ class StrategyEngine:
     def on_tick(self, tick: Tick) -> list[OrderEvent | Fill]:
         if self.clock is not None:
             self.clock.set(tick.exchange_ts)
-        out = self._handle(self.venue.on_tick(tick))
+        out = self.apply(self.venue.on_tick(tick))
         self._mark(tick.symbol, tick.price, tick.exchange_ts)
         for slot, strat in list(self.slots.items()):
             self._ctx.slot, self._ctx.ts = slot, tick.exchange_ts
@@ -193,6 +181,7 @@ class StrategyEngine:
         if slot not in self.slots:
             raise StrategyError(f"no strategy slot {slot!r} (slots: {', '.join(self.slots)})")
         self.slots[slot] = strategy
+        self._sizers[slot] = strategy.sizer or self.sizer
         if not warmup:
             return
         for bars in self._history:
@@ -231,7 +220,7 @@ class StrategyEngine:
         while i < n:
             if self._open:
                 bar = make_bar(self.exchange, symbol, interval, ts[i], o[i], h[i], lo[i], c[i], v[i])
-                fills += [(offset + i, f) for f in self._handle(self.venue.on_bar(bar)) if isinstance(f, Fill)]
+                fills += [(offset + i, f) for f in self.apply(self.venue.on_bar(bar)) if isinstance(f, Fill)]
             while k < len(decisions) and decisions[k] < i:
                 k += 1
             if k < len(decisions) and decisions[k] == i:
@@ -287,9 +276,7 @@ class StrategyEngine:
             self.rejected["no_price"] += 1
             return []
         inst = self.instrument(symbol)
-        # a strategy may carry its own sizer (e.g. a portfolio slot allocated a share of equity)
-        sizer = getattr(self.slots[slot], "sizer", None) or self.sizer
-        desired = sizer.quantity(target, price, self.portfolio.equity(), inst, self._vol_now.get(symbol))
+        desired = self._sizers[slot].quantity(target, price, self.portfolio.equity(), inst, self._vol_now.get(symbol))
         if self.risk is not None:
             mult = self.risk.size_multiplier(slot)
             if mult != 1:
@@ -320,9 +307,26 @@ class StrategyEngine:
                 return []
         self.n_orders += 1
         self._open[order.client_order_id] = _Open(slot, symbol, 1 if delta > 0 else -1, abs(delta))
-        return self._handle(self.venue.submit(order))
+        return self.apply(self.venue.submit(order))
 
-    def _handle(self, events: Iterable[OrderEvent | Fill]) -> list[OrderEvent | Fill]:
+    # -- orders from outside the strategies, venue reports ------------------------------------
+    def submit_approved(self, order: OrderRequest) -> list[OrderEvent | Fill]:
+        """Send an order the caller has already checked with the risk gate (e.g. a flatten's closing
+        order) and apply what the venue reports.  Not counted as a strategy's pending quantity."""
+        return self.apply(self.venue.submit(order))
+
+    def cancel(self, client_order_id: str, ts: int) -> list[OrderEvent | Fill]:
+        """Cancel an open order at the venue and apply what it reports."""
+        return self.apply(self.venue.cancel(client_order_id, ts))
+
+    def clear_fills(self) -> None:
+        """Forget the fills kept so far (see ``keep_fills``)."""
+        self.fills.clear()
+
+    def apply(self, events: Iterable[OrderEvent | Fill]) -> list[OrderEvent | Fill]:
+        """Apply venue events: fills to the ledger, the risk gate and the strategy (which may answer
+        with new targets, whose orders' events are appended); order events to the risk gate and the
+        open-order book.  Returns the events and everything they caused, in order."""
         if not events:  # the common case on the per-tick path: the venue had nothing to report
             return []
         events = list(events)
@@ -330,7 +334,8 @@ class StrategyEngine:
         for ev in events:
             if isinstance(ev, Fill):
                 self.portfolio.apply_fill(ev)
-                self.fills.append(ev)
+                if self.keep_fills:
+                    self.fills.append(ev)
                 if self.risk is not None:
                     self.risk.on_fill(ev)
                 o = self._open.get(ev.client_order_id)

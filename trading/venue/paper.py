@@ -1,7 +1,11 @@
 """PaperVenue: a simulated exchange that fills orders against bars or against an L2 book and trade prints.
 
+This module holds what both fill models share (orders, validation, events, fills, the rules below); each
+fill model is a subclass: ``trading.venue.bar_fills.BarFillVenue`` (``fill_mode="bar"``) and
+``trading.venue.book_fills.BookFillVenue`` (``fill_mode="book"``), with its conventions in its module.
+
 The venue returns ``OrderEvent`` and ``Fill`` records in the order they happened; it keeps no money.  The
-caller applies each ``Fill`` to its ``trading.accounts.Portfolio`` (that is how fills become positions).
+caller applies each ``Fill`` to its ``trading.ledger.Portfolio`` (that is how fills become positions).
 
 Common rules (both modes)
   * Invalid orders come back as one ``OrderEvent`` with status REJECTED and a reason code (see REJECT_*).
@@ -14,34 +18,6 @@ Common rules (both modes)
   * Events for a fill come as the ``Fill`` followed by the order's PARTIALLY_FILLED / FILLED event.
   * Our own orders never trade with each other (book mode): an order that reaches one of our resting
     orders stops there and its remainder is canceled "self_trade_prevented" (the resting order stays).
-
-Bar mode (``fill_mode="bar"``) -- conventions, for bar b delivered after the order reached the venue
-(with zero latency: any bar delivered after submit; with latency: bars whose open ts >= arrival ts):
-  * market: at b.open, moved against the order by ``ImpactModel`` (volatility = b's (high-low)/open); taker.
-  * limit buy L (sell mirrors): if b.open <= L it fills at b.open (the bar opens through the limit); else if
-    b.low < L (or == L when ``touch_fills``) it fills at L.  Taker on the first bar after arrival (the
-    order arrived marketable), maker on later bars.  No impact: the limit caps the price.
-  * IOC / FOK limits only get the first bar's open; otherwise they are canceled.
-  * post-only: rejected at arrival when it would cross the last close seen.
-  * stop buy S: triggers when b.high >= S, at b.open if b opens at/above S else at S; a stop then fills at
-    the trigger price plus impact (taker); a stop-limit fills at the trigger price when that is within its
-    limit, else it rests as a limit from the next bar (the path inside a bar is unknown).
-  * ``max_participation`` (optional) caps fills at that fraction of each bar's volume (shared by all
-    orders of the symbol, in time priority); what is left waits for the next bar (IOC: canceled, FOK:
-    canceled unless all fits).  Without it bars fill orders completely.
-
-Book mode (``fill_mode="book"``): the market's L2 levels from ``on_book`` are held in an ``OrderBook``
-next to our orders, so our orders queue behind the market volume already at their price:
-  * marketable orders walk the depth at each level's price (taker); a market order's remainder beyond
-    the visible depth is canceled "no_liquidity".  Liquidity taken stays taken until the next snapshot.
-  * a new snapshot re-syncs each level: volume that left is removed from the back of the queue (so
-    cancels are assumed to come from behind us), new volume joins behind us.  New levels that cross our
-    resting orders fill them at our price (maker).
-  * a trade print (``on_tick``) at price p consumes the market's queue at p and then our orders there
-    (maker, at our price); our orders priced through p (a buy above a sell print) fill fully, since the
-    market cannot trade through a resting order.  Prints with an unknown aggressor hit the side of the
-    book they touch.  Prints also move the last price that triggers stops.
-  * sizes are floored to whole lots; prices must be on the instrument's tick.
 """
 
 from __future__ import annotations
@@ -50,7 +26,6 @@ import dataclasses
 from decimal import Decimal
 
 from trading.records import (
-    AggressorSide,
     Bar,
     BookSnapshot,
     Fill,
@@ -60,12 +35,10 @@ from trading.records import (
     OrderRequest,
     OrderStatus,
     OrderType,
-    Side,
     Tick,
     TimeInForce,
     stable_id,
 )
-from trading.venue import book as bk
 from trading.venue.costs import FeeSchedule, ImpactModel, LatencyModel
 
 # Reject / cancel reason codes.
@@ -93,8 +66,6 @@ CANCEL_NO_LIQUIDITY = "no_liquidity"
 REPLACED = "replaced"
 REPLACE_REJECTED_POST_ONLY = "replace_rejected_post_only_would_cross"
 
-_DROP_REASON = {bk.CANCELED: CANCEL_NO_LIQUIDITY, bk.REJECTED_FOK: CANCEL_FOK, bk.SELF_TRADE: CANCEL_SELF_TRADE}
-_US = "paper"  # owner tag of our orders in the book: they never trade with each other
 _ZERO = Decimal(0)
 _OPEN = (OrderStatus.NEW, OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED)
 
@@ -140,23 +111,32 @@ class _Working:
     book_id: int = 0  # book mode: id in the OrderBook
 
 
-class _BookState:
-    __slots__ = ("book", "tick", "lot", "levels")
-
-    def __init__(self, inst: Instrument):
-        self.book = bk.OrderBook()
-        self.tick = inst.tick_size
-        self.lot = inst.lot_size
-        self.levels: dict[tuple[bool, int], list[int]] = {}  # market volume ids per (is_buy, price)
-
-
 def _bad_number(x: object) -> bool:
     """Not a finite Decimal > 0 (records carry Decimals; a float or NaN here is a caller's bug)."""
     return not isinstance(x, Decimal) or not x.is_finite() or x <= 0
 
 
 class PaperVenue:
-    """Simulated venue; see the module docstring for the fill conventions."""
+    """Simulated venue: orders, validation, events and fills common to both fill models.
+
+    ``PaperVenue(fill_mode="bar")`` is a BarFillVenue, ``fill_mode="book"`` a BookFillVenue."""
+
+    fill_mode: str = ""  # the fill model's name: "bar" (BarFillVenue) or "book" (BookFillVenue)
+    _FILL_MODELS: dict[str, type[PaperVenue]] = {}
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        PaperVenue._FILL_MODELS[cls.fill_mode] = cls
+
+    def __new__(cls, exchange: str = "sim", instruments: dict[str, Instrument] | None = None,
+                fees: FeeSchedule | None = None, impact: ImpactModel | None = None,
+                latency: LatencyModel | None = None, fill_mode: str = "bar", *args, **kwargs) -> PaperVenue:
+        """``PaperVenue(..., fill_mode=...)`` builds the venue of that fill model: each model is a
+        subclass (trading.venue.bar_fills, trading.venue.book_fills), so no method asks which mode it is in."""
+        if cls is PaperVenue:
+            cls = PaperVenue._FILL_MODELS.get(fill_mode, PaperVenue)  # unknown: __init__ says so
+        return object.__new__(cls)
+
 
     def __init__(
         self,
@@ -171,14 +151,13 @@ class PaperVenue:
         touch_fills: bool = False,
         max_participation: float | None = None,
     ) -> None:
-        if fill_mode not in ("bar", "book"):
+        if type(self) is PaperVenue:  # __new__ found no fill model of that name
             raise VenueConfigError(f"fill_mode must be 'bar' or 'book', got {fill_mode!r}")
         if bar_fill != "next_open":
             raise VenueConfigError(f"bar_fill must be 'next_open', got {bar_fill!r}")
         if max_participation is not None and not (0 < max_participation <= 1):
             raise VenueConfigError(f"max_participation must be in (0, 1], got {max_participation!r}")
         self.exchange = exchange
-        self.fill_mode = fill_mode
         self.bar_fill = bar_fill
         self.fees = fees or FeeSchedule()
         self.impact = impact or ImpactModel()
@@ -190,11 +169,7 @@ class PaperVenue:
         self._orders: dict[str, _Working] = {}
         self._seen: set[str] = set()
         self._open: dict[str, dict[str, _Working]] = {}  # symbol -> id -> order, in time priority
-        self._pending: dict[str, list[_Working]] = {}  # book mode: orders still travelling to the venue
-        self._books: dict[str, _BookState] = {}
-        self._by_book_id: dict[int, _Working] = {}
-        self._next_synth = 0  # market-volume ids in the books are negative, ours positive
-        self._last_close: dict[str, Decimal] = {}
+        self._by_book_id: dict[int, _Working] = {}  # book mode: our orders by their id in an OrderBook
         self._seq = 0
         self.ignored_data = 0  # market data of the other fill mode, counted rather than silently dropped
 
@@ -215,14 +190,10 @@ class PaperVenue:
         self._orders[order.client_order_id] = w
         self._open.setdefault(order.symbol, {})[order.client_order_id] = w
         if delay:
-            if self.fill_mode == "book":
-                self._pending.setdefault(order.symbol, []).append(w)
+            self._in_flight(w)
             return [self._event(w, OrderStatus.NEW, order.ts)]
         out: list = []
-        if self.fill_mode == "bar":
-            self._arrive_bar(w, out)
-        else:
-            self._arrive_book(w, out)
+        self._arrive(w, out)
         return out
 
     def cancel(self, client_order_id: str, ts: int) -> list[OrderEvent]:
@@ -230,11 +201,7 @@ class PaperVenue:
         w = self._get(client_order_id)
         if w.status not in _OPEN:
             return []
-        if self.fill_mode == "book":
-            if w.arrived:
-                self._books[w.req.symbol].book.cancel(w.book_id)
-            else:
-                self._pending[w.req.symbol].remove(w)
+        self._withdraw(w)
         return [self._close(w, OrderStatus.CANCELED, ts, CANCEL_CLIENT)]
 
     def replace(self, client_order_id: str, new_quantity: Decimal | None, new_price: Decimal | None,
@@ -264,29 +231,7 @@ class PaperVenue:
         new_req = dataclasses.replace(req, quantity=qty, price=price)
         remaining = qty - w.filled
         keeps_priority = price == req.price and remaining <= w.remaining
-        out: list = []
-        if self.fill_mode == "bar":
-            if req.post_only and self._bar_would_cross(new_req):
-                return [self._event(w, w.status, ts, REPLACE_REJECTED_POST_ONLY)]
-            self._set_request(w, new_req, remaining, keeps_priority)
-            if not keeps_priority:
-                w.bars_seen = 0
-            out.append(self._event(w, w.status, ts, REPLACED))
-            return out
-        st = self._books[req.symbol]
-        if not w.arrived:
-            self._set_request(w, new_req, remaining, keeps_priority)
-            return [self._event(w, w.status, ts, REPLACED)]
-        price_ticks = None if price is None else int(price / st.tick)
-        code, trades, canceled = st.book.amend(w.book_id, int(remaining / st.lot), price_ticks)
-        if code is bk.REJECTED_POST_ONLY:
-            return [self._event(w, w.status, ts, REPLACE_REJECTED_POST_ONLY)]
-        self._set_request(w, new_req, remaining, keeps_priority)
-        out.append(self._event(w, w.status, ts, REPLACED))
-        self._apply_trades(st, trades, canceled, ts, out)
-        if code is bk.SELF_TRADE or code is bk.CANCELED:
-            out.append(self._close(w, OrderStatus.CANCELED, ts, _DROP_REASON[code]))
-        return out
+        return self._replace(w, new_req, remaining, keeps_priority, ts)
 
     def open_orders(self, symbol: str | None = None) -> list[OrderRequest]:
         """Open orders (as last replaced) in time priority, for one symbol or all."""
@@ -299,114 +244,20 @@ class PaperVenue:
     # ================================================================== market data
 
     def on_bar(self, bar: Bar) -> list[OrderEvent | Fill]:
-        """Bar mode: fill the symbol's working orders against this bar (see the module docstring)."""
+        """Bars fill orders in bar mode; other fill models count them in ``ignored_data``."""
         _check_bar(bar)
-        if self.fill_mode != "bar":
-            self.ignored_data += 1
-            return []
-        out: list = []
-        used = [_ZERO]  # volume taken from this bar by our orders (for max_participation)
-        for w in list(self._open.get(bar.symbol, {}).values()):
-            if w.status not in _OPEN:
-                continue
-            if not w.arrived:
-                if bar.exchange_ts < w.arrival_ts:
-                    continue
-                if not self._arrive_bar(w, out):
-                    continue
-            self._fill_on_bar(w, bar, used, out)
-            w.bars_seen += 1
-        self._last_close[bar.symbol] = bar.close
-        return out
+        self.ignored_data += 1
+        return []
 
     def on_book(self, snapshot: BookSnapshot) -> list[OrderEvent | Fill]:
-        """Book mode: take a new L2 snapshot of the market (see the module docstring)."""
-        if self.fill_mode != "book":
-            self.ignored_data += 1
-            return []
-        st = self._book_state(snapshot.symbol)
-        bids = self._levels_to_ints(snapshot, st, snapshot.bids, "bids")
-        asks = self._levels_to_ints(snapshot, st, snapshot.asks, "asks")
-        if bids and asks and max(bids) >= min(asks):
-            raise InvalidMarketDataError(f"book {snapshot.symbol} at {snapshot.exchange_ts} is crossed: best bid >= best ask")
-        out: list = []
-        self._release_pending(snapshot.symbol, snapshot.exchange_ts, out)
-        book = st.book
-        target = {(True, p): q for p, q in bids.items()}
-        target.update({(False, p): q for p, q in asks.items()})
-        grow: dict[tuple[bool, int], int] = {}
-        # Shrink first, so the market's own levels never cross each other while re-syncing.
-        for key, ids in list(st.levels.items()):
-            ids[:] = [i for i in ids if i in book]
-            have = sum(book.remaining(i) for i in ids)
-            want = target.get(key, 0)
-            while have > want:  # volume left: take it from the back of the queue
-                i = ids[-1]
-                q = book.remaining(i)
-                if q <= have - want:
-                    book.cancel(i)
-                    ids.pop()
-                    have -= q
-                else:
-                    book.amend(i, q - (have - want))
-                    have = want
-            grow[key] = want - have
-            if not ids:
-                del st.levels[key]
-        for key, want in target.items():
-            grow.setdefault(key, want)  # a level we hold no market volume for yet
-        ts = snapshot.exchange_ts
-        for (is_buy, price), qty in grow.items():
-            if qty <= 0:
-                continue
-            sid = self._synthetic_id()
-            code, trades, canceled = book.add(sid, is_buy, qty, price)
-            if code is bk.RESTED:
-                st.levels.setdefault((is_buy, price), []).append(sid)
-            self._apply_trades(st, trades, canceled, ts, out)
-        return out
+        """L2 snapshots drive book mode; other fill models count them in ``ignored_data``."""
+        self.ignored_data += 1
+        return []
 
     def on_tick(self, tick: Tick) -> list[OrderEvent | Fill]:
-        """Book mode: a trade printed by the market (see the module docstring)."""
-        if self.fill_mode != "book":
-            self.ignored_data += 1
-            return []
-        st = self._book_state(tick.symbol)
-        if _bad_number(tick.price) or tick.price % st.tick != 0:
-            raise InvalidMarketDataError(f"tick {tick.symbol} price {tick.price!r} must be > 0 and on tick size {st.tick}")
-        if not isinstance(tick.amount, Decimal) or not tick.amount.is_finite() or tick.amount < 0:
-            raise InvalidMarketDataError(f"tick {tick.symbol} amount {tick.amount!r} must be a finite Decimal >= 0")
-        out: list = []
-        ts = tick.exchange_ts
-        self._release_pending(tick.symbol, ts, out)
-        book = st.book
-        p = int(tick.price / st.tick)
-        lots = int(tick.amount / st.lot)
-        side = tick.side
-        if side is AggressorSide.UNKNOWN:
-            bb, ba = book.best_bid(), book.best_ask()
-            side = (AggressorSide.SELL if bb is not None and bb >= p
-                    else AggressorSide.BUY if ba is not None and ba <= p else None)
-        if side is not None:
-            hits_bids = side is AggressorSide.SELL
-            # The market traded at p, so its own volume priced through p is gone.
-            for key in [k for k in st.levels if k[0] == hits_bids and (k[1] > p if hits_bids else k[1] < p)]:
-                for i in st.levels.pop(key):
-                    if i in book:
-                        book.cancel(i)
-            side_hit = Side.BUY if hits_bids else Side.SELL
-            through = sum(
-                book.remaining(w.book_id)
-                for w in self._open.get(tick.symbol, {}).values()
-                if w.req.side is side_hit and w.arrived and book.is_resting(w.book_id)
-                and (w.req.price > tick.price if hits_bids else w.req.price < tick.price)
-            )
-            if through + lots > 0:
-                code, trades, canceled = book.add(self._synthetic_id(), not hits_bids, through + lots, p, bk.IOC)
-                self._apply_trades(st, trades, canceled, ts, out)
-        trades, canceled = book.set_last_price(p)
-        self._apply_trades(st, trades, canceled, ts, out)
-        return out
+        """Trade prints drive book mode; other fill models count them in ``ignored_data``."""
+        self.ignored_data += 1
+        return []
 
     # ================================================================== internals: validation
 
@@ -499,152 +350,22 @@ class PaperVenue:
             orders = self._open[req.symbol]
             orders[req.client_order_id] = orders.pop(req.client_order_id)
 
-    # ================================================================== internals: bar mode
+    # ================================================================== the fill model's part
 
-    def _bar_would_cross(self, r: OrderRequest) -> bool:
-        last = self._last_close.get(r.symbol)
-        return last is not None and (r.price >= last if r.side is Side.BUY else r.price <= last)
+    def _arrive(self, w: _Working, out: list) -> object:
+        """The order reaches the venue (at submit, or when its latency has passed)."""
+        raise NotImplementedError
 
-    def _arrive_bar(self, w: _Working, out: list) -> bool:
-        """The order reaches the venue; False if it is rejected there."""
-        if w.req.post_only and self._bar_would_cross(w.req):
-            out.append(self._close(w, OrderStatus.REJECTED, w.arrival_ts, REJECT_POST_ONLY_CROSS))
-            return False
-        w.arrived = True
-        w.status = OrderStatus.ACKNOWLEDGED
-        out.append(self._event(w, w.status, w.arrival_ts))
-        return True
+    def _in_flight(self, w: _Working) -> None:
+        """The order was accepted and is travelling to the venue (latency > 0)."""
 
-    def _fill_on_bar(self, w: _Working, b: Bar, used: list, out: list) -> None:
-        r = w.req
-        buy = r.side is Side.BUY
-        ts = b.exchange_ts
-        ot = r.order_type
-        if ot in (OrderType.STOP, OrderType.STOP_LIMIT) and not w.triggered:
-            s = r.stop_price
-            if not (b.high >= s if buy else b.low <= s):
-                return
-            w.triggered = True
-            trig = b.open if (b.open >= s if buy else b.open <= s) else s
-            if ot is OrderType.STOP:
-                self._take(w, b, trig, Liquidity.TAKER, True, used, out)
-            elif (trig <= r.price) if buy else (trig >= r.price):
-                self._take(w, b, trig, Liquidity.TAKER, False, used, out)
-            elif r.time_in_force is not TimeInForce.GTC:
-                out.append(self._close(w, OrderStatus.CANCELED, ts, CANCEL_IOC if r.time_in_force is TimeInForce.IOC else CANCEL_FOK))
-            else:
-                w.bars_seen = 0  # rests as a limit from the next bar (incremented by the caller)
-            return
-        if ot in (OrderType.MARKET, OrderType.STOP):
-            self._take(w, b, b.open, Liquidity.TAKER, True, used, out)
-            return
-        limit = r.price
-        first = w.bars_seen == 0 and not w.triggered
-        if (b.open <= limit) if buy else (b.open >= limit):
-            self._take(w, b, b.open, Liquidity.TAKER if first else Liquidity.MAKER, False, used, out)
-        elif r.time_in_force is not TimeInForce.GTC:
-            out.append(self._close(w, OrderStatus.CANCELED, ts, CANCEL_IOC if r.time_in_force is TimeInForce.IOC else CANCEL_FOK))
-        elif (b.low < limit or (self.touch_fills and b.low == limit)) if buy else (
-                b.high > limit or (self.touch_fills and b.high == limit)):
-            self._take(w, b, limit, Liquidity.MAKER, False, used, out)
+    def _withdraw(self, w: _Working) -> None:
+        """An open order is being canceled: take it out of the fill model's state."""
 
-    def _take(self, w: _Working, b: Bar, price: Decimal, liq: Liquidity, impact: bool, used: list, out: list) -> None:
-        """Fill as much as the bar allows at ``price`` (moved by impact if asked); apply IOC/FOK to the rest."""
-        r = w.req
-        qty = w.remaining
-        if self.max_participation is not None:
-            lot = self._instrument(r.symbol).lot_size
-            room = self.max_participation * b.volume - used[0]
-            qty = min(qty, max(_ZERO, (room / lot).to_integral_value(rounding="ROUND_FLOOR") * lot))
-        tif = r.time_in_force
-        if tif is TimeInForce.FOK and qty < w.remaining:
-            out.append(self._close(w, OrderStatus.CANCELED, b.exchange_ts, CANCEL_FOK))
-            return
-        if qty > 0:
-            if impact:
-                vol = float((b.high - b.low) / b.open) if b.open > 0 else 0.0
-                price = self.impact.fill_price(price, r.side is Side.BUY, qty, b.volume, vol)
-            used[0] += qty
-            self._fill(w, price, qty, liq, b.exchange_ts, out)
-        if w.remaining > 0 and tif is TimeInForce.IOC:
-            out.append(self._close(w, OrderStatus.CANCELED, b.exchange_ts, CANCEL_IOC))
-
-    # ================================================================== internals: book mode
-
-    def _book_state(self, symbol: str) -> _BookState:
-        st = self._books.get(symbol)
-        if st is None:
-            inst = self._instrument(symbol)
-            if inst is None:
-                raise InvalidMarketDataError(f"market data for unknown symbol {symbol!r}")
-            st = self._books[symbol] = _BookState(inst)
-        return st
-
-    def _synthetic_id(self) -> int:
-        self._next_synth -= 1
-        return self._next_synth
-
-    @staticmethod
-    def _levels_to_ints(s: BookSnapshot, st: _BookState, levels, name: str) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for lvl in levels:
-            if _bad_number(lvl.price) or lvl.price % st.tick != 0:
-                raise InvalidMarketDataError(f"book {s.symbol} {name} price {lvl.price!r} must be > 0 and on tick size {st.tick}")
-            if not isinstance(lvl.size, Decimal) or not lvl.size.is_finite() or lvl.size < 0:
-                raise InvalidMarketDataError(f"book {s.symbol} {name} size {lvl.size!r} must be a finite Decimal >= 0")
-            lots = int(lvl.size / st.lot)  # floored: a fraction of a lot cannot fill us
-            if lots:
-                out[int(lvl.price / st.tick)] = out.get(int(lvl.price / st.tick), 0) + lots
-        return out
-
-    def _arrive_book(self, w: _Working, out: list) -> None:
-        r = w.req
-        st = self._book_state(r.symbol)
-        ts = w.arrival_ts
-        self._seq += 1
-        w.book_id = self._seq
-        self._by_book_id[w.book_id] = w
-        tif = {TimeInForce.GTC: bk.GTC, TimeInForce.IOC: bk.IOC, TimeInForce.FOK: bk.FOK}[r.time_in_force]
-        price = None if r.price is None else int(r.price / st.tick)
-        stop = None if r.stop_price is None else int(r.stop_price / st.tick)
-        code, trades, canceled = st.book.add(w.book_id, r.side is Side.BUY, int(w.remaining / st.lot), price, tif,
-                                             r.post_only, stop, _US)
-        if code is bk.REJECTED_POST_ONLY:
-            out.append(self._close(w, OrderStatus.REJECTED, ts, REJECT_POST_ONLY_CROSS))
-            return
-        w.arrived = True
-        w.status = OrderStatus.ACKNOWLEDGED
-        out.append(self._event(w, w.status, ts))
-        self._apply_trades(st, trades, canceled, ts, out)
-        if code in _DROP_REASON and w.status in _OPEN:
-            out.append(self._close(w, OrderStatus.CANCELED, ts, self._drop_reason(w, code)))
-
-    @staticmethod
-    def _drop_reason(w: _Working, code: str) -> str:
-        if code is bk.CANCELED and w.req.time_in_force is TimeInForce.IOC:
-            return CANCEL_IOC
-        return _DROP_REASON[code]
-
-    def _apply_trades(self, st: _BookState, trades: list, canceled, ts: int, out: list) -> None:
-        """Turn book trades involving our orders into fills (market-vs-market trades only consume volume)."""
-        for maker, taker, price, lots in trades:
-            if maker > 0:
-                self._fill(self._by_book_id[maker], price * st.tick, lots * st.lot, Liquidity.MAKER, ts, out)
-            if taker > 0:
-                self._fill(self._by_book_id[taker], price * st.tick, lots * st.lot, Liquidity.TAKER, ts, out)
-        for i, code in canceled:
-            if i > 0:
-                w = self._by_book_id[i]
-                out.append(self._close(w, OrderStatus.CANCELED, ts, self._drop_reason(w, code)))
-
-    def _release_pending(self, symbol: str, ts: int, out: list) -> None:
-        pending = self._pending.get(symbol)
-        if not pending:
-            return
-        ready = sorted((w for w in pending if w.arrival_ts <= ts), key=lambda w: (w.arrival_ts, w.seq))
-        for w in ready:
-            pending.remove(w)
-            self._arrive_book(w, out)
+    def _replace(self, w: _Working, new_req: OrderRequest, remaining: Decimal, keeps_priority: bool,
+                 ts: int) -> list[OrderEvent | Fill]:
+        """Apply a validated replace (see ``replace``)."""
+        raise NotImplementedError
 
 
 def _check_bar(b: Bar) -> None:
@@ -655,4 +376,3 @@ def _check_bar(b: Bar) -> None:
         raise InvalidMarketDataError(f"bar {b.symbol} at {b.exchange_ts}: volume {b.volume!r} must be a finite Decimal >= 0")
     if b.low > min(b.open, b.close) or b.high < max(b.open, b.close):
         raise InvalidMarketDataError(f"bar {b.symbol} at {b.exchange_ts}: low {b.low} / high {b.high} do not contain open/close")
-

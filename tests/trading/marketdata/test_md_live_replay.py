@@ -7,7 +7,7 @@ from md_fakes import MINUTE_MS, T0_MS, make_exchange, recorded_trades
 from trading.marketdata.live import Backoff, LiveFeed, LiveFeedArgumentError, LiveFeedError
 from trading.marketdata.normalize import Normalizer
 from trading.marketdata.replay import Replayer, ReplayOrderError, ReplaySpeedError
-from trading.marketdata.source import MarketDataSource
+from trading.ports import MarketDataSource
 from trading.records import NS_PER_S, Bar, Tick
 
 TRADES = recorded_trades(10)

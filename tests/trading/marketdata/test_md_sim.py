@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 
 from trading.marketdata.sim import SimConfig, SimConfigError, SimRangeError, SimVenue, SymbolSpec
-from trading.marketdata.source import MarketDataSource, available_ts
+from trading.marketdata.source import available_ts
+from trading.ports import MarketDataSource
 from trading.records import NS_PER_S, Bar, BookSnapshot, Quote, Tick
 
 MIN = 60 * NS_PER_S

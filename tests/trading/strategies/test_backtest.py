@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from trading.accounts import Portfolio
+from trading.ledger import Portfolio
 from trading.backtest.metrics import EquityStats
 from trading.backtest.runner import BacktestConfig, run_backtest
 from trading.backtest.walkforward import walk_forward, walk_forward_windows

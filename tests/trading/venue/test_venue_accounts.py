@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading.accounts import InvalidFillError, Portfolio, PortfolioError, WrongAccountError
+from trading.ledger import InvalidFillError, Portfolio, PortfolioError, WrongAccountError
 from trading.records import Fill, Liquidity, Side
 
 _n = [0]

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import pytest
 from venue_testkit import bar
 
-from trading.accounts import Portfolio
+from trading.ledger import Portfolio
 from trading.execution import TWAP, VWAP, CancelRequest, ExecutionError, Iceberg, volume_profile
 from trading.records import Fill, Liquidity, OrderEvent, OrderRequest, OrderStatus, OrderType, Side, stable_id
 from trading.venue import ImpactModel, PaperVenue

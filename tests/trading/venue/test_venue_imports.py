@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 FILES = [*sorted((ROOT / "trading" / "venue").glob("*.py")), *sorted((ROOT / "trading" / "execution").glob("*.py")),
-         ROOT / "trading" / "accounts.py"]
+         ROOT / "trading" / "ledger.py"]
 ALLOWED = set(sys.stdlib_module_names) | {"numpy", "polars", "cvxpy", "trading"}
 
 
