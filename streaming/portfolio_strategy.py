@@ -8,7 +8,7 @@ stream configuration its name is ``target_rebalance``; ``create_stream_strategy`
 "every": 60}]}``.  New weights are traded at the next bar; ``every`` re-trades the drift in between.
 
 Loading follows the ML slot's models: ``TargetWeightsSource`` reads Postgres, and in the worker the
-``weights_poller`` timer (streaming/app.py) calls ``refresh_weights`` in a thread, because a query must
+``weights_poller`` timer (streaming/timers.py) calls ``refresh_weights`` in a thread, because a query must
 not stall the hot path; in process (tests, replays) the strategy refreshes inline per bar.  A source
 re-reads every ``poll_interval_s``, at once when the decision day changes, and on its first call.
 

@@ -63,7 +63,7 @@ async def risk_page(web, request):
 
 
 def _model_view(trader: Any) -> dict:
-    slots = {slot: s.view() for slot, s in trader.ml_strategies().items()}
+    slots = {slot: s.view() for slot, s in trader.model_driven_strategies().items()}
     return {"account": trader.account, "model_name": settings.model_name, "tracking_uri": settings.tracking_uri,
             "poll_interval_s": settings.model_poll_interval_s, "slots": slots,
             **({} if slots else {"note": "no ml_signal or target_rebalance slot configured"})}

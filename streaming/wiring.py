@@ -127,9 +127,8 @@ async def refresh_models(trader: Trader) -> None:
 
 async def refresh_weights(trader: Trader) -> None:
     """Re-read target_weights of the target_rebalance slots, in a thread (each source queries only when due)."""
-    for tap in list(trader.engine.slots.values()):  # a swap_strategy may change the slots meanwhile
-        if hasattr(tap.inner, "refresh_weights"):
-            await asyncio.to_thread(tap.inner.refresh_weights)
+    for strat in list(trader.weights_strategies().values()):  # a copy: a swap_strategy may change the slots meanwhile
+        await asyncio.to_thread(strat.refresh_weights)
 
 
 async def load_scenarios(worker: WorkerState, settings: Settings) -> None:

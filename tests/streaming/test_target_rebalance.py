@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from deploy.settings import get_settings
+from trading.strategies.capabilities import ModelBacked
 from tests.streaming.conftest import produce_ticks, sim_ticks, wait_until
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]  # the sim venue's
@@ -183,9 +184,11 @@ def test_worker_mode_reads_only_off_the_hot_path(pg_url, engine):
     insert_weights(engine, pf, "2026-11-22", weights)
     strat = create_stream_strategy("target_rebalance", {"portfolio": pf, "every": 60}, model_name="",
                                    tracking_uri="", poll_interval_s=30, symbols=SYMBOLS, database_url=pg_url)
-    assert strat.inline_refresh is False and strat.models() == []
+    assert strat.inline_refresh is False and not isinstance(strat, ModelBacked)
     trader = make_trader(strat, f"trb-{pf}")
-    assert list(trader.ml_strategies()) == ["rebal"]  # what lists it in GET /model and the flat gauge
+    # listed in GET /model and the flat gauge as weights-driven, never polled as a model
+    assert list(trader.weights_strategies()) == ["rebal"] == list(trader.model_driven_strategies())
+    assert not trader.ml_strategies()
     start = DAY22 + 3 * 60 * MINUTE
     for t in ticks_between(start, start + 5 * MINUTE):
         trader.on_tick(t)
