@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
-_ENGINES: dict[tuple, sa.Engine] = {}
+_SHARED: dict[str, sa.Engine] = {}
 
 
 def psycopg_url(url: str) -> str:
@@ -15,18 +17,30 @@ def psycopg_url(url: str) -> str:
     return "postgresql+psycopg://" + rest
 
 
-def engine(url: str, *, pool_size: int = 2, max_overflow: int = 2, **kw) -> sa.Engine:
-    """One pooled engine per (url, pool settings) in the process: callers that run many times (Dagster
-    assets under the daemon, the stream's pollers) share its pool instead of opening one each."""
-    key = (psycopg_url(url), pool_size, max_overflow, tuple(sorted(kw.items())))
-    eng = _ENGINES.get(key)
+def create_engine(url: str, **kw: Any) -> sa.Engine:
+    """A new engine of its own (the caller disposes of it), pool connections checked before use."""
+    return sa.create_engine(psycopg_url(url), pool_pre_ping=True, **kw)
+
+
+def engine(url: str) -> sa.Engine:
+    """The process's shared engine for ``url``: callers that run many times (Dagster assets under the
+    daemon, CLI commands, replays) share one small pool instead of opening one each."""
+    eng = _SHARED.get(url)
     if eng is None:
-        eng = _ENGINES[key] = sa.create_engine(key[0], pool_pre_ping=True, pool_size=pool_size,
-                                               max_overflow=max_overflow, **kw)
+        eng = _SHARED[url] = create_engine(url, pool_size=2, max_overflow=2)
     return eng
 
 
-def dispose_all() -> None:
-    """Close every pooled connection (tests, and a process that forks)."""
-    while _ENGINES:
-        _ENGINES.popitem()[1].dispose()
+def ensure_schema(url: str, schema: str) -> None:
+    """CREATE SCHEMA IF NOT EXISTS ``schema`` (a plain identifier) -- for a library that keeps its own
+    tables apart from the platform's (Optuna's RDB storage)."""
+    if not schema.isidentifier():
+        raise ValueError(f"schema name {schema!r} is not a plain SQL identifier")
+    eng = create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with eng.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    except sa.exc.IntegrityError:
+        pass  # two processes created it at the same moment: it exists, which is all we need
+    finally:
+        eng.dispose()
