@@ -18,8 +18,9 @@ def psycopg_url(url: str) -> str:
 
 
 def create_engine(url: str, **kw: Any) -> sa.Engine:
-    """A new engine of its own (the caller disposes of it), pool connections checked before use."""
-    return sa.create_engine(psycopg_url(url), pool_pre_ping=True, **kw)
+    """A new engine of its own (the caller disposes of it); pool connections are checked before use
+    unless ``pool_pre_ping=False``."""
+    return sa.create_engine(psycopg_url(url), **{"pool_pre_ping": True, **kw})
 
 
 def engine(url: str) -> sa.Engine:
