@@ -17,7 +17,7 @@ Why it is flat is said the way RegistrySignal says it (``flat_reason`` in GET /m
 tradeloop_model_flat gauge, one log line per new reason):
   * weights not loaded yet (start-up, Postgres never answered): no targets at all, positions are held,
     so that a restart does not sell what the first query buys back a second later;
-  * no rows for the portfolio up to the day (or all weights zero): target 0 for every held symbol.
+  * no rows for the portfolio before the day (or all weights zero): target 0 for every held symbol.
 Postgres going down after a load keeps the last weights, with a warning in the view.
 
 Sizing: a weight is a target for the engine's sizer.  Rebalance's contract is a fraction-of-equity sizer
