@@ -79,7 +79,7 @@ def ohlcv(context: dg.AssetExecutionContext, config: OhlcvConfig, db: PostgresRe
           market_source: MarketDataSource):
     import sqlalchemy as sa  # noqa: F401  (typing of the connection)
 
-    from assets import market_store
+    from storage import market_data as market_store
     from trading.marketdata.drills import corrupt_bars
 
     day, symbol, start, end = _window(context)
@@ -118,7 +118,7 @@ def ohlcv(context: dg.AssetExecutionContext, config: OhlcvConfig, db: PostgresRe
                 "quarantined with their reason (market_data_quarantine), gaps listed (market_data_gaps).",
 )
 def ohlcv_clean(context: dg.AssetExecutionContext, db: PostgresResource, market_source: MarketDataSource):
-    from assets import market_store
+    from storage import market_data as market_store
     from trading.marketdata.quality import clean_ohlcv
 
     day, symbol, start, end = _window(context)

@@ -14,8 +14,7 @@ No ``from __future__ import annotations`` here: Dagster resolves the annotations
 """
 
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Optional
+from datetime import datetime, timezone
 
 import dagster as dg
 import numpy as np
@@ -25,6 +24,8 @@ import sqlalchemy as sa
 from assets.partitions import DAILY
 from assets.resources import PostgresResource
 from ml.features import FeatureParams
+from storage import ml as ml_store
+from storage.market_data import load_clean_bars
 
 NS = 1_000_000_000
 ML_PARTITIONS = DAILY  # by UTC day, from the settings when the code location loads (assets/partitions.py)
@@ -99,20 +100,6 @@ def _ts(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / NS, tz=timezone.utc)
 
 
-def load_clean_bars(conn: sa.Connection, exchange: str, symbols: list[str], interval: str, start_ns: int,
-                    end_ns: int) -> pl.DataFrame:
-    rows = conn.execute(sa.text("""
-        SELECT symbol, (extract(epoch FROM ts) * 1000000)::bigint * 1000 AS ts,
-               open::float8, high::float8, low::float8, close::float8, volume::float8
-        FROM market_data_clean
-        WHERE exchange = :e AND interval = :i AND symbol = ANY(:s) AND ts >= :a AND ts < :b
-        ORDER BY symbol, ts"""), {"e": exchange, "i": interval, "s": list(symbols), "a": _ts(start_ns), "b": _ts(end_ns)}
-    ).fetchall()
-    schema = {"symbol": pl.Utf8, "ts": pl.Int64, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
-              "close": pl.Float64, "volume": pl.Float64}
-    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
-
-
 def _day_bounds(context: dg.AssetExecutionContext) -> tuple[int, int]:
     day = datetime.fromisoformat(context.partition_key).replace(tzinfo=timezone.utc)
     start = int(day.timestamp()) * NS
@@ -137,7 +124,8 @@ def ml_features(context: dg.AssetExecutionContext, db: PostgresResource, ml: MLR
     start, end = _day_bounds(context)
     lookback = start - ml.warmup_bars * interval_ns(ml.interval)  # warm-up: same history for every rerun
     with db.begin() as conn:
-        bars = load_clean_bars(conn, ml.exchange, list(ml.symbols), ml.interval, lookback, end)
+        bars = load_clean_bars(conn, exchange=ml.exchange, symbols=list(ml.symbols), interval=ml.interval,
+                               start_ns=lookback, end_ns=end)
     _require_bars(bars, ml, start, end)
     try:
         feats = compute_features(bars, ml.feature_params())
@@ -145,25 +133,11 @@ def ml_features(context: dg.AssetExecutionContext, db: PostgresResource, ml: MLR
         raise dg.Failure(description=f"features of {context.partition_key}: {exc}") from exc
     day = feats.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
     fs = ml.feature_set()
-    records = [
-        {"fs": fs, "e": ml.exchange, "s": r[0], "ts": _ts(r[1]),
-         "v": json.dumps({n: (None if v is None or np.isnan(v) else v) for n, v in zip(FEATURE_NAMES, r[2:])})}
-        for r in day.iter_rows()
-    ]
     with db.begin() as conn:
-        conn.execute(sa.text("""
-            INSERT INTO ml_feature_sets (feature_set, version, names, params, symbols)
-            VALUES (:fs, :ver, CAST(:n AS jsonb), CAST(:p AS jsonb), CAST(:sy AS jsonb))
-            ON CONFLICT (feature_set) DO NOTHING"""),
-            {"fs": fs, "ver": FEATURE_SET_VERSION, "n": json.dumps(FEATURE_NAMES),
-             "p": json.dumps(ml.feature_params().as_dict()), "sy": json.dumps(sorted(ml.symbols))})
-        conn.execute(sa.text("DELETE FROM ml_features WHERE feature_set = :fs AND exchange = :e AND ts >= :a AND ts < :b"),
-                     {"fs": fs, "e": ml.exchange, "a": _ts(start), "b": _ts(end)})
-        if records:
-            conn.execute(sa.text("INSERT INTO ml_features (feature_set, exchange, symbol, ts, vals) "
-                                 "VALUES (:fs, :e, :s, :ts, CAST(:v AS jsonb))"), records)
+        n_rows = ml_store.replace_features(conn, fs, FEATURE_SET_VERSION, FEATURE_NAMES, ml.feature_params().as_dict(),
+                                           ml.symbols, ml.exchange, start, end, day)
     complete = day.drop_nulls().filter(~pl.any_horizontal(pl.col(FEATURE_NAMES).is_nan())).height
-    return dg.MaterializeResult(metadata={"rows": len(records), "complete_rows": complete, "feature_set": fs,
+    return dg.MaterializeResult(metadata={"rows": n_rows, "complete_rows": complete, "feature_set": fs,
                                           "features": dg.MetadataValue.json(FEATURE_NAMES)})
 
 
@@ -178,20 +152,13 @@ def ml_labels(context: dg.AssetExecutionContext, db: PostgresResource, ml: MLRes
     iv = interval_ns(ml.interval)
     lp = ml.label_params()
     with db.begin() as conn:
-        bars = load_clean_bars(conn, ml.exchange, list(ml.symbols), ml.interval, start - lp.vol_window * 2 * iv,
-                               end + (lp.horizon + 1) * iv)
+        bars = load_clean_bars(conn, exchange=ml.exchange, symbols=list(ml.symbols), interval=ml.interval,
+                               start_ns=start - lp.vol_window * 2 * iv, end_ns=end + (lp.horizon + 1) * iv)
     _require_bars(bars, ml, start, end)
     labels = compute_labels(bars, lp).filter((pl.col("ts") >= start) & (pl.col("ts") < end)).drop_nulls()
     ls = lp.label_set_hash()
     with db.begin() as conn:
-        conn.execute(sa.text("DELETE FROM ml_labels WHERE label_set = :ls AND exchange = :e AND ts >= :a AND ts < :b"),
-                     {"ls": ls, "e": ml.exchange, "a": _ts(start), "b": _ts(end)})
-        if labels.height:
-            conn.execute(sa.text("""INSERT INTO ml_labels (label_set, exchange, symbol, ts, fwd_ret_1, fwd_ret, tb_label, tb_t1)
-                                    VALUES (:ls, :e, :s, :ts, :f1, :f, :l, :t1)"""),
-                         [{"ls": ls, "e": ml.exchange, "s": r["symbol"], "ts": _ts(r["ts"]), "f1": r["fwd_ret_1"],
-                           "f": r["fwd_ret"], "l": int(r["tb_label"]), "t1": _ts(r["tb_t1"])}
-                          for r in labels.iter_rows(named=True)])
+        ml_store.replace_labels(conn, ls, ml.exchange, start, end, labels)
     counts = {str(k): int(v) for k, v in labels.group_by("tb_label").len().iter_rows()}
     return dg.MaterializeResult(metadata={"rows": labels.height, "label_set": ls,
                                           "class_counts": dg.MetadataValue.json(counts)})
@@ -200,23 +167,8 @@ def ml_labels(context: dg.AssetExecutionContext, db: PostgresResource, ml: MLRes
 def load_training_frame(conn: sa.Connection, ml: MLResource, start_ns: int, end_ns: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     from ml.features import FEATURE_NAMES
 
-    fs, ls = ml.feature_set(), ml.label_params().label_set_hash()
-    frows = conn.execute(sa.text("""
-        SELECT symbol, (extract(epoch FROM ts) * 1000000)::bigint * 1000, vals FROM ml_features
-        WHERE feature_set = :fs AND exchange = :e AND ts >= :a AND ts < :b"""),
-        {"fs": fs, "e": ml.exchange, "a": _ts(start_ns), "b": _ts(end_ns)}).fetchall()
-    feats = pl.DataFrame(
-        {"symbol": [r[0] for r in frows], "ts": [int(r[1]) for r in frows],
-         **{n: [r[2].get(n) for r in frows] for n in FEATURE_NAMES}},
-        schema={"symbol": pl.Utf8, "ts": pl.Int64, **{n: pl.Float64 for n in FEATURE_NAMES}})
-    lrows = conn.execute(sa.text("""
-        SELECT symbol, (extract(epoch FROM ts) * 1000000)::bigint * 1000, fwd_ret_1, fwd_ret, tb_label,
-               (extract(epoch FROM tb_t1) * 1000000)::bigint * 1000
-        FROM ml_labels WHERE label_set = :ls AND exchange = :e AND ts >= :a AND ts < :b"""),
-        {"ls": ls, "e": ml.exchange, "a": _ts(start_ns), "b": _ts(end_ns)}).fetchall()
-    labels = pl.DataFrame([tuple(r) for r in lrows], orient="row", schema={
-        "symbol": pl.Utf8, "ts": pl.Int64, "fwd_ret_1": pl.Float64, "fwd_ret": pl.Float64, "tb_label": pl.Int8,
-        "tb_t1": pl.Int64})
+    feats = ml_store.load_features(conn, ml.feature_set(), ml.exchange, FEATURE_NAMES, start_ns, end_ns)
+    labels = ml_store.load_labels(conn, ml.label_params().label_set_hash(), ml.exchange, start_ns, end_ns)
     return feats, labels
 
 
@@ -231,8 +183,7 @@ def _training_window(conn: sa.Connection, ml: MLResource, config: RetrainConfig)
     if config.end_date:
         end = int(datetime.fromisoformat(config.end_date).replace(tzinfo=timezone.utc).timestamp()) * NS
     else:
-        last = conn.execute(sa.text("SELECT max(ts) FROM ml_features WHERE feature_set = :fs AND exchange = :e"),
-                            {"fs": ml.feature_set(), "e": ml.exchange}).scalar()
+        last = ml_store.last_feature_ts(conn, ml.feature_set(), ml.exchange)
         if last is None:
             raise dg.Failure(description=f"no stored features of feature set {ml.feature_set()} on {ml.exchange}: "
                                          "materialize ml_features and ml_labels first")
@@ -246,7 +197,7 @@ def _training_window(conn: sa.Connection, ml: MLResource, config: RetrainConfig)
           description="A new model trained on recent features/labels, registered in MLflow with the challenger alias.")
 def ml_challenger(context: dg.AssetExecutionContext, config: RetrainConfig, db: PostgresResource,
                   ml: MLResource) -> dg.MaterializeResult:
-    from ml.registry import record_model
+    from storage.ml import record_model
     from ml.training import TrainingError, build_dataset, train_and_register
 
     with db.begin() as conn:
@@ -314,8 +265,7 @@ def ml_promotion(context: dg.AssetExecutionContext, db: PostgresResource, ml: ML
                     "champion_version": champion}
         return _promotion_result(decision, challenger, champion, champion)
     with db.begin() as conn:
-        row = conn.execute(sa.text("SELECT metrics FROM ml_models WHERE model_name = :m AND version = :v"),
-                           {"m": ml.model_name, "v": int(challenger)}).scalar()
+        row = ml_store.model_metrics(conn, ml.model_name, challenger)
         if row is None:
             raise dg.Failure(description=f"{ml.model_name} v{challenger} is not in ml_models")
         start, end = int(row["holdout_start_ns"]), int(row["window_end_ns"])

@@ -6,10 +6,7 @@ daily closes of the `lookback_days` up to and including D, so every day's decisi
 Turnover, minimum-trade and cost terms are measured against the portfolio's latest earlier weights.
 """
 
-import json
-import math
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import date, timedelta
 from typing import Optional
 
 import dagster as dg
@@ -17,6 +14,8 @@ import dagster as dg
 from assets.partitions import DAILY
 from assets.resources import PostgresResource
 from deploy.settings import get_settings
+from storage.market_data import daily_closes
+from storage.target_weights import replace_weights, weights_as_of, weights_for_trading_day
 
 PORTFOLIO_PARTITIONS = DAILY  # by UTC day, from the settings when the code location loads (assets/partitions.py)
 TOLERANCE = 1e-6  # of the asset check: solver tolerance is ~1e-8, stored weights are exact decimals
@@ -65,37 +64,6 @@ class TargetWeightsConfig(dg.Config):
     leverage_cap: Optional[float] = None
 
 
-def _daily_closes(conn, exchange: str, symbols: list[str], first: date, last: date):
-    """Last 1m close of each UTC day in [first, last] per symbol, as a (days x symbols) polars frame."""
-    import polars as pl
-    import sqlalchemy as sa
-
-    rows = conn.execute(sa.text("""
-        SELECT DISTINCT ON (symbol, day) symbol, day, close
-        FROM (SELECT symbol, (ts AT TIME ZONE 'UTC')::date AS day, ts, close FROM market_data_clean
-              WHERE exchange = :exchange AND interval = '1m' AND symbol = ANY(:symbols)
-                AND ts >= :start AND ts < :end) bars
-        ORDER BY symbol, day, ts DESC
-    """), {"exchange": exchange, "symbols": symbols,
-           "start": datetime.combine(first, datetime.min.time(), timezone.utc),
-           "end": datetime.combine(last + timedelta(days=1), datetime.min.time(), timezone.utc)}).all()
-    frame = pl.DataFrame([(s, d, float(c)) for s, d, c in rows], schema={"symbol": pl.String, "day": pl.Date,
-                                                                          "close": pl.Float64}, orient="row")
-    if frame.height == 0:
-        return frame
-    return frame.pivot(on="symbol", index="day", values="close").sort("day")
-
-
-def _previous_weights(conn, portfolio: str, as_of: date) -> dict[str, float]:
-    import sqlalchemy as sa
-
-    rows = conn.execute(sa.text("""
-        SELECT symbol, weight FROM target_weights
-        WHERE portfolio = :p AND as_of = (SELECT max(as_of) FROM target_weights WHERE portfolio = :p AND as_of < :d)
-    """), {"p": portfolio, "d": as_of}).all()
-    return {s: float(w) for s, w in rows}
-
-
 def allocation_spec(cfg: TargetWeightsConfig):
     """The asset's config as the domain's AllocationSpec (trading/portfolio/allocation.py chooses the model)."""
     from trading.portfolio import Constraints, View
@@ -127,24 +95,6 @@ def solve_target_weights(cfg: TargetWeightsConfig, symbols: list[str], prices, c
     return sol, mu, inputs
 
 
-def _store(conn, cfg: TargetWeightsConfig, as_of: date, sol, inputs: dict, run_id: str) -> None:
-    """Replace the (portfolio, as_of) rows in the caller's transaction: a re-run changes nothing else."""
-    import sqlalchemy as sa
-
-    conn.execute(sa.text("DELETE FROM target_weights WHERE portfolio = :p AND as_of = :d"),
-                 {"p": cfg.portfolio, "d": as_of})
-    conn.execute(sa.text("""
-        INSERT INTO target_weights (portfolio, as_of, symbol, weight, model, estimator, solver, solver_status,
-                                    expected_return, expected_vol, solve_time_s, inputs, run_id)
-        VALUES (:p, :d, :symbol, :weight, :model, :estimator, :solver, :status, :er, :ev, :t,
-                CAST(:inputs AS jsonb), :run_id)
-    """), [{"p": cfg.portfolio, "d": as_of, "symbol": s, "weight": Decimal(repr(float(w))), "model": cfg.model,
-            "estimator": cfg.estimator, "solver": sol.solver, "status": sol.status,
-            "er": None if math.isnan(sol.expected_return) else sol.expected_return, "ev": sol.expected_vol,
-            "t": sol.solve_time_s, "inputs": json.dumps(inputs, default=str), "run_id": run_id}
-           for s, w in zip(sol.symbols, sol.weights)])
-
-
 def check_weights(weights: dict[str, float], cfg: TargetWeightsConfig) -> list[str]:
     """Problems with stored weights against the constraints the configured model was solved under."""
     return allocation_spec(cfg).solved_constraints().violations(weights, TOLERANCE)
@@ -162,7 +112,6 @@ def check_weights(weights: dict[str, float], cfg: TargetWeightsConfig) -> list[s
 )
 def target_weights(context: dg.AssetExecutionContext, config: TargetWeightsConfig, db: PostgresResource):
     import numpy as np
-    import sqlalchemy as sa
 
     from trading.portfolio import InsufficientDataError
 
@@ -170,8 +119,9 @@ def target_weights(context: dg.AssetExecutionContext, config: TargetWeightsConfi
     symbols = list(config.symbols) or list(get_settings().symbols)
     first = as_of - timedelta(days=config.lookback_days - 1)
     with db.begin() as conn:
-        closes = _daily_closes(conn, config.exchange, symbols, first, as_of)
-        current = _previous_weights(conn, config.portfolio, as_of)
+        closes = daily_closes(conn, config.exchange, symbols, first, as_of)
+        # what was held going into as_of: the weights valid for trading that day
+        current = {r.symbol: float(r.weight) for r in weights_for_trading_day(conn, config.portfolio, as_of)}
     missing = [s for s in symbols if s not in closes.columns]
     if missing:
         raise InsufficientDataError(f"no clean 1m bars on {config.exchange} for {missing} between {first} and {as_of}")
@@ -190,11 +140,11 @@ def target_weights(context: dg.AssetExecutionContext, config: TargetWeightsConfi
     sol, mu, inputs = solve_target_weights(config, symbols, prices, current)
     inputs.update({"as_of": str(as_of), "first_day": str(closes["day"][0]), "symbols": symbols})
     with db.begin() as conn:
-        _store(conn, config, as_of, sol, inputs, context.run.run_id)
-        stored = dict(conn.execute(sa.text("SELECT symbol, weight FROM target_weights "
-                                           "WHERE portfolio = :p AND as_of = :d"),
-                                   {"p": config.portfolio, "d": as_of}).all())
-    stored = {s: float(w) for s, w in stored.items()}
+        replace_weights(conn, config.portfolio, as_of, sol.symbols, sol.weights, model=config.model,
+                        estimator=config.estimator, solver=sol.solver, solver_status=sol.status,
+                        expected_return=sol.expected_return, expected_vol=sol.expected_vol,
+                        solve_time_s=sol.solve_time_s, inputs=inputs, run_id=context.run.run_id)
+        stored = weights_as_of(conn, config.portfolio, as_of)
     table = "| symbol | weight | expected return |\n|---|---:|---:|\n" + "\n".join(
         f"| {s} | {w:.4f} | {m:.4f} |" for s, w, m in zip(sol.symbols, sol.weights, mu))
     yield dg.MaterializeResult(metadata={

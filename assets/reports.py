@@ -17,11 +17,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.warehouse import mart_key, warehouse_dbt_assets
+from assets.warehouse import mart_key
 from deploy.settings import get_settings
 from assets.resources import PostgresResource
 
-MARTS_SCHEMA = "analytics_marts"
 ROLLING_SHARPE_DAYS = 30
 DAY_NS = 86_400 * 1_000_000_000  # the marts' bar: one UTC day
 
@@ -43,21 +42,13 @@ def _as_of(text: str) -> date:
 
 
 def _load(db: PostgresResource, as_of: date, accounts: list[str]):
-    import pandas as pd
-    import sqlalchemy as sa
+    from storage.marts import MartsMissing, daily_pnl
 
-    where = "day <= :as_of" + (" and account = any(:accounts)" if accounts else "")
-    params = {"as_of": as_of, "accounts": accounts}
     with db.engine().connect() as conn:
-        missing = [t for t in ("mart_daily_pnl", "mart_account_daily_pnl")
-                   if conn.execute(sa.text("select to_regclass(:t)"), {"t": f"{MARTS_SCHEMA}.{t}"}).scalar() is None]
-        if missing:
-            raise dg.Failure(description=f"warehouse marts {missing} do not exist: run the warehouse_build job first")
-        strategies = pd.read_sql(sa.text(f"select * from {MARTS_SCHEMA}.mart_daily_pnl where {where} "
-                                         "order by account, strategy, day"), conn, params=params)
-        portfolios = pd.read_sql(sa.text(f"select * from {MARTS_SCHEMA}.mart_account_daily_pnl where {where} "
-                                         "order by account, day"), conn, params=params)
-    return strategies, portfolios
+        try:
+            return daily_pnl(conn, as_of, accounts)
+        except MartsMissing as exc:
+            raise dg.Failure(description=str(exc)) from None
 
 
 def _numeric(frame):

@@ -15,8 +15,9 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
-from assets.ml import NS, MLResource, load_clean_bars
+from assets.ml import NS, MLResource
 from assets.resources import PostgresResource
+from storage.market_data import last_clean_ts, load_clean_bars
 
 
 class TuningConfig(dg.Config):
@@ -51,14 +52,14 @@ def _bars(conn: sa.Connection, ml: MLResource, config: TuningConfig) -> pl.DataF
             raise dg.Failure(description=str(exc)) from exc
     if config.source != "clean":
         raise dg.Failure(description=f"TuningConfig.source must be 'clean' or 'sim', got {config.source!r}")
-    last = conn.execute(sa.text("SELECT max(ts) FROM market_data_clean WHERE exchange = :e AND symbol = :s AND interval = '1m'"),
-                        {"e": ml.exchange, "s": config.symbol}).scalar()
+    last = last_clean_ts(conn, ml.exchange, config.symbol, "1m")
     if last is None:
         raise dg.Failure(description=f"market_data_clean has no 1m bars of {config.symbol} on {ml.exchange}: "
                                      "materialize ohlcv_clean first, or set source: sim")
     # one bar past the last one: the bound goes through float seconds, so a 1 ns margin would be lost
     end = (int(last.timestamp()) + 60) * NS
-    bars = load_clean_bars(conn, ml.exchange, [config.symbol], "1m", end - config.days * 86_400 * NS, end)
+    bars = load_clean_bars(conn, exchange=ml.exchange, symbols=[config.symbol], interval="1m",
+                           start_ns=end - config.days * 86_400 * NS, end_ns=end)
     return bars.rename({"ts": "timestamp"}).select("timestamp", "open", "high", "low", "close", "volume", "symbol")
 
 

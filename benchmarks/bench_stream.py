@@ -169,7 +169,7 @@ class _Stack:
         self.bootstrap = ""
 
     def start(self) -> None:
-        from deploy import migrations
+        from storage import migrations
         from deploy.stack import broker, postgres
 
         s = self.settings

@@ -1,2 +1,2 @@
-"""How tradeloop runs: the settings object, the embedded one-machine stack, the database schema
-(Alembic migrations) and the files for running beyond one machine (dagster.yaml, Kubernetes values)."""
+"""How tradeloop runs: the settings object, the embedded one-machine stack and the files for running
+beyond one machine (dagster.yaml, Kubernetes values).  The schema (Alembic migrations) is in storage/."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
+from storage import ml as ml_store
 from trading.backtest.trades import round_trips
-from trading.records import Fill, Liquidity, Side
 
 
 @dataclass(frozen=True)
@@ -55,13 +54,7 @@ def trade_performance(pnls: list[float]) -> dict[str, float]:
 
 def live_trade_pnls(engine: sa.Engine, account: str, strategy: str, limit: int) -> list[float]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("""
-            SELECT fill_id, client_order_id, account, strategy, exchange, symbol, side, price, quantity, fee,
-                   fee_currency, liquidity, (extract(epoch FROM ts) * 1000000)::bigint * 1000
-            FROM trades WHERE account = :a AND strategy = :s AND mode IN ('paper', 'live')
-            ORDER BY ts, fill_id"""), {"a": account, "s": strategy}).fetchall()
-    fills = [Fill(r[0], r[1], r[2], r[3], r[4], r[5], Side(r[6]), Decimal(r[7]), Decimal(r[8]), Decimal(r[9]), r[10],
-                  Liquidity(r[11]), int(r[12])) for r in rows]
+        fills = ml_store.strategy_fills(conn, account, strategy)
     closed = [t for t in round_trips(fills) if not t.is_open]
     return [float(t.pnl) for t in closed[-limit:]]
 
@@ -79,21 +72,16 @@ def decay_reasons(engine: sa.Engine, ml: Any, th: DecayThresholds, account: str 
         if perf["trade_sharpe"] < th.min_trade_sharpe:
             reasons.append(f"per-trade Sharpe {perf['trade_sharpe']:.2f} < {th.min_trade_sharpe:.2f}")
     with engine.connect() as conn:
-        window = conn.execute(sa.text("""SELECT (metrics->>'window_start_ns')::bigint, (metrics->>'holdout_start_ns')::bigint
-                                         FROM ml_models WHERE model_name = :m AND status = 'champion'"""),
-                              {"m": ml.model_name}).first()
-        if window is None or window[0] is None:
+        window = ml_store.champion_window(conn, ml.model_name)
+        if window is None:
             return reasons
         fs = ml.feature_set()
 
-        def values(where: str, params: dict) -> dict[str, np.ndarray]:
-            rows = conn.execute(sa.text(f"SELECT vals FROM ml_features WHERE feature_set = :fs AND exchange = :e AND {where}"),
-                                {"fs": fs, "e": ml.exchange, **params}).scalars().all()
+        def values(rows: list[dict]) -> dict[str, np.ndarray]:
             return {n: np.array([r.get(n) if r.get(n) is not None else np.nan for r in rows], dtype=float) for n in FEATURE_NAMES}
 
-        train = values("ts >= to_timestamp(:a / 1e9) AND ts < to_timestamp(:b / 1e9)", {"a": window[0], "b": window[1]})
-        recent = values("ts >= (SELECT max(ts) FROM ml_features WHERE feature_set = :fs AND exchange = :e) - make_interval(hours => :h)",
-                        {"h": th.recent_hours})
+        train = values(ml_store.feature_values(conn, fs, ml.exchange, start_ns=window[0], end_ns=window[1]))
+        recent = values(ml_store.feature_values(conn, fs, ml.exchange, recent_hours=th.recent_hours))
     if len(next(iter(recent.values()))) and len(next(iter(train.values()))):
         drift = {n: psi(train[n], recent[n]) for n in FEATURE_NAMES
                  if np.isfinite(train[n]).any() and np.isfinite(recent[n]).any()}

@@ -7,14 +7,13 @@ transaction fails the alias is moved back, so the registry and the system of rec
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from trading.records import stable_id
+from storage import ml as ml_store
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -71,33 +70,6 @@ def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
         raise
 
 
-def _json(x: Any) -> str:
-    return json.dumps(x, default=str, sort_keys=True)
-
-
-def record_model(conn: sa.Connection, model_name: str, version: str, run_id: str, data_hash: str,
-                 status: str, metrics: dict[str, Any]) -> None:
-    conn.execute(sa.text("""
-        INSERT INTO ml_models (model_name, version, run_id, training_data_hash, status, metrics)
-        VALUES (:m, :v, :r, :h, :s, CAST(:metrics AS jsonb))
-        ON CONFLICT (model_name, version) DO UPDATE SET run_id = EXCLUDED.run_id,
-            training_data_hash = EXCLUDED.training_data_hash, metrics = EXCLUDED.metrics
-    """), {"m": model_name, "v": int(version), "r": run_id, "h": data_hash, "s": status, "metrics": _json(metrics)})
-
-
-def audit(conn: sa.Connection, action: str, scope: str, reason: str, details: dict[str, Any], *key: Any,
-          actor: str = "ml") -> str:
-    """One audit row per deterministic event id (replays add nothing)."""
-    event_id = stable_id("audit", action, scope, *key)
-    conn.execute(sa.text("""
-        INSERT INTO audit_log (event_id, actor, action, scope, reason, details)
-        SELECT :id, :actor, :action, :scope, :reason, CAST(:details AS jsonb)
-        WHERE NOT EXISTS (SELECT 1 FROM audit_log WHERE event_id = :id)
-    """), {"id": event_id, "actor": actor, "action": action, "scope": scope, "reason": reason,
-           "details": _json(details)})
-    return event_id
-
-
 def _set_alias(tracking_uri: str, model_name: str, alias: str, version: str | None) -> None:
     c = _client(tracking_uri)
     if version is None:
@@ -112,24 +84,16 @@ def apply_gate(engine: sa.Engine, tracking_uri: str, model_name: str, version: s
     scope = f"model:{model_name}"
     if not decision["passed"]:
         with engine.begin() as conn:
-            conn.execute(sa.text("""UPDATE ml_models SET status = 'rejected', gate = CAST(:g AS jsonb)
-                                    WHERE model_name = :m AND version = :v AND status IN ('registered', 'challenger', 'rejected')"""),
-                         {"g": _json(decision), "m": model_name, "v": int(version)})
-            audit(conn, "gate_reject", scope, decision["reason"], {"version": version, **decision},
+            ml_store.reject_model(conn, model_name, version, gate=decision)
+            ml_store.audit(conn, "gate_reject", scope, decision["reason"], {"version": version, **decision},
                   model_name, version, actor=actor)
         return False
     previous = alias_version(tracking_uri, model_name, CHAMPION)
     _set_alias(tracking_uri, model_name, CHAMPION, version)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("""UPDATE ml_models SET status = 'retired'
-                                    WHERE model_name = :m AND status = 'champion' AND version <> :v"""),
-                         {"m": model_name, "v": int(version)})
-            conn.execute(sa.text("""UPDATE ml_models SET status = 'champion', gate = CAST(:g AS jsonb),
-                                        promoted_at = coalesce(promoted_at, now())
-                                    WHERE model_name = :m AND version = :v"""),
-                         {"g": _json(decision), "m": model_name, "v": int(version)})
-            audit(conn, "promote", scope, decision["reason"],
+            ml_store.make_champion(conn, model_name, version, gate=decision)
+            ml_store.audit(conn, "promote", scope, decision["reason"],
                   {"version": version, "previous": previous, **decision}, model_name, version, actor=actor)
     except Exception:
         _set_alias(tracking_uri, model_name, CHAMPION, previous)  # registry and Postgres must agree
@@ -144,23 +108,15 @@ def rollback(engine: sa.Engine, tracking_uri: str, model_name: str, reason: str,
     if current is None:
         raise PromotionError(f"{model_name} has no champion to roll back")
     with engine.connect() as conn:
-        prev = conn.execute(sa.text("""
-            SELECT version FROM ml_models
-            WHERE model_name = :m AND status = 'retired' AND promoted_at IS NOT NULL AND version <> :v
-              AND promoted_at <= (SELECT promoted_at FROM ml_models WHERE model_name = :m AND version = :v)
-            ORDER BY promoted_at DESC, version DESC LIMIT 1
-        """), {"m": model_name, "v": int(current)}).scalar()
+        prev = ml_store.previous_champion(conn, model_name, current)
     if prev is None:
         raise PromotionError(f"{model_name} v{current} has no previous champion in ml_models to roll back to")
-    prev = str(prev)
     _set_alias(tracking_uri, model_name, CHAMPION, prev)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE ml_models SET status = 'rejected' WHERE model_name = :m AND version = :v"),
-                         {"m": model_name, "v": int(current)})
-            conn.execute(sa.text("UPDATE ml_models SET status = 'champion' WHERE model_name = :m AND version = :v"),
-                         {"m": model_name, "v": int(prev)})
-            audit(conn, "rollback", f"model:{model_name}", reason, {"from": current, "to": prev},
+            ml_store.reject_model(conn, model_name, current)
+            ml_store.make_champion(conn, model_name, prev)
+            ml_store.audit(conn, "rollback", f"model:{model_name}", reason, {"from": current, "to": prev},
                   model_name, current, prev, actor=actor)
     except Exception:
         _set_alias(tracking_uri, model_name, CHAMPION, current)
@@ -170,8 +126,6 @@ def rollback(engine: sa.Engine, tracking_uri: str, model_name: str, reason: str,
 
 def model_status(engine: sa.Engine, tracking_uri: str, model_name: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.text("""
-            SELECT version, status, run_id, training_data_hash, created_at, promoted_at, gate->>'reason' AS gate_reason
-            FROM ml_models WHERE model_name = :m ORDER BY version"""), {"m": model_name})]
+        rows = ml_store.model_versions(conn, model_name)
     return {"model_name": model_name, "champion": alias_version(tracking_uri, model_name, CHAMPION),
             "challenger": alias_version(tracking_uri, model_name, CHALLENGER), "versions": rows}

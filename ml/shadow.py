@@ -131,24 +131,19 @@ def load_and_compare(engine: Any, account: str, strategy: str, exchange: str, *,
                      horizon_bars: int = 1, min_n: int = 30, alpha: float = 0.05) -> dict[str, Any]:
     """Compare champion and challenger signals of one stream slot from Postgres (``signals`` and the bars
     the stream stored in ``market_data``).  Returns the result with the model versions involved."""
-    import sqlalchemy as sa
-
+    from storage import ml as ml_store
     from trading.marketdata.timeframes import interval_ns
 
     step = interval_ns(interval)
     with engine.connect() as conn:
-        sig = pd.DataFrame(conn.execute(sa.text(
-            "SELECT (extract(epoch FROM ts) * 1e9)::bigint AS ts, symbol, target, shadow, model_version"
-            " FROM signals WHERE account = :a AND strategy = :s ORDER BY ts, symbol"),
-            {"a": account, "s": strategy}).fetchall(), columns=["ts", "symbol", "target", "shadow", "model_version"])
+        sig = pd.DataFrame(ml_store.slot_signals(conn, account, strategy),
+                           columns=["ts", "symbol", "target", "shadow", "model_version"])
         if sig.empty:
             raise ShadowError(f"no signals of account {account!r}, strategy {strategy!r}")
-        bars = pd.DataFrame(conn.execute(sa.text(
-            "SELECT symbol, (extract(epoch FROM ts) * 1e9)::bigint AS ts, close FROM market_data"
-            " WHERE exchange = :e AND interval = :iv AND symbol = ANY(:syms)"
-            " AND ts >= to_timestamp(:t0 / 1e9) AND ts <= to_timestamp(:t1 / 1e9)"),
-            {"e": exchange, "iv": interval, "syms": sorted(set(sig["symbol"])), "t0": int(sig["ts"].min()) - step,
-             "t1": int(sig["ts"].max()) + horizon_bars * step}).fetchall(), columns=["symbol", "ts", "close"])
+        bars = pd.DataFrame(ml_store.stream_closes(conn, exchange, interval, sorted(set(sig["symbol"])),
+                                                   int(sig["ts"].min()) - step,
+                                                   int(sig["ts"].max()) + horizon_bars * step),
+                            columns=["symbol", "ts", "close"])
     # microsecond timestamps: round to the bar grid so keys match exactly
     for df in (sig, bars):
         df["ts"] = (df["ts"].astype("int64") + step // 2) // step * step

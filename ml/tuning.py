@@ -75,14 +75,9 @@ def make_storage(url: str, schema: str = DEFAULT_SCHEMA):
     if not parsed.get_backend_name().startswith("postgresql"):
         # the schema isolation below is PostgreSQL's search_path; other backends would share alembic_version
         raise TuningError(f"study storage must be PostgreSQL, got {parsed.get_backend_name()!r}")
-    eng = sa.create_engine(url)
-    try:
-        with eng.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    except sa.exc.IntegrityError:
-        pass  # two processes created it at the same moment: it exists, which is all we need
-    finally:
-        eng.dispose()
+    from storage import db
+
+    db.ensure_schema(url, schema)
     return optuna.storages.RDBStorage(
         url, engine_kwargs={"connect_args": {"options": f"-csearch_path={schema}"}, "pool_pre_ping": True})
 

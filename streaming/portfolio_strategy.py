@@ -1,8 +1,9 @@
 """The stream's portfolio strategy: rebalance to the optimiser's stored target weights.
 
 ``TargetRebalance`` is ``trading.strategies.rebalance.Rebalance`` (same ``every`` / ``threshold``) whose
-weights are the latest ``target_weights`` rows of one ``portfolio`` with ``as_of`` <= the day of the
-decision -- the rows the Dagster asset ``target_weights`` (assets/portfolio.py) writes each day.  In the
+weights are the latest ``target_weights`` rows of one ``portfolio`` with ``as_of`` before the day of the
+decision (storage.target_weights.weights_for_trading_day says why strictly before) -- the rows the
+Dagster asset ``target_weights`` (assets/portfolio.py) writes each day.  In the
 stream configuration its name is ``target_rebalance``; ``create_stream_strategy``
 (streaming/ml_strategy.py) builds it, e.g. ``{"rebal": ["target_rebalance", {"portfolio": "main",
 "every": 60}]}``.  New weights are traded at the next bar; ``every`` re-trades the drift in between.
@@ -16,7 +17,7 @@ Why it is flat is said the way RegistrySignal says it (``flat_reason`` in GET /m
 tradeloop_model_flat gauge, one log line per new reason):
   * weights not loaded yet (start-up, Postgres never answered): no targets at all, positions are held,
     so that a restart does not sell what the first query buys back a second later;
-  * no rows for the portfolio up to the day (or all weights zero): target 0 for every held symbol.
+  * no rows for the portfolio before the day (or all weights zero): target 0 for every held symbol.
 Postgres going down after a load keeps the last weights, with a warning in the view.
 
 Sizing: a weight is a target for the engine's sizer.  Rebalance's contract is a fraction-of-equity sizer
@@ -48,14 +49,6 @@ DEFAULT_PORTFOLIO = "main"  # assets.portfolio.TargetWeightsConfig.portfolio (no
 NS_PER_DAY = 86_400_000_000_000
 _EPOCH = date(1970, 1, 1)
 
-# the latest as_of of the portfolio up to the day; the primary key (portfolio, as_of, symbol) serves both
-_LATEST = """
-    SELECT as_of, symbol, weight, model, solver_status
-    FROM target_weights
-    WHERE portfolio = :p AND as_of = (SELECT max(as_of) FROM target_weights WHERE portfolio = :p AND as_of <= :d)
-    ORDER BY symbol
-"""
-
 
 def utc_day(ts_ns: int) -> date:
     return _EPOCH + timedelta(days=ts_ns // NS_PER_DAY)
@@ -66,7 +59,7 @@ class LoadedWeights:
     """One read of the table: what the strategy trades until the next one."""
 
     portfolio: str
-    for_day: date  # read with as_of <= for_day
+    for_day: date  # read with as_of < for_day
     as_of: date | None = None  # None: the portfolio has no rows up to for_day
     weights: dict[str, float] = field(default_factory=dict)  # the non-zero ones: what Rebalance trades
     model: str | None = None
@@ -81,14 +74,14 @@ class LoadedWeights:
     def reason(self) -> str | None:
         """Why these weights hold the slot flat, or None."""
         if self.as_of is None:
-            return f"no target_weights rows for portfolio {self.portfolio!r} with as_of <= {self.for_day}"
+            return f"no target_weights rows for portfolio {self.portfolio!r} with as_of < {self.for_day}"
         if not self.weights:
             return f"the target weights of {self.portfolio!r} as of {self.as_of} are all zero"
         return None
 
 
 def to_loaded(portfolio: str, day: date, rows: list) -> LoadedWeights:
-    """Rows of _LATEST -> LoadedWeights.  The rule of trading.portfolio.record.rebalance_weights, not the
+    """storage.target_weights.WeightRow rows -> LoadedWeights.  The rule of trading.portfolio.record.rebalance_weights, not the
     function: importing trading.portfolio loads cvxpy (~1.5 s) into the worker for eight lines.  Zero
     weights are left out (Rebalance closes held symbols missing from its weights); a weight that is not a
     finite number (numeric 'NaN') raises ValueError, and the source keeps its last weights."""
@@ -125,21 +118,21 @@ class TargetWeightsSource:
 
     def _db(self) -> Any:
         if self._engine is None:
-            import sqlalchemy as sa
+            from storage import db
 
             # one small query per poll from one thread at a time: one connection is plenty
-            self._engine = sa.create_engine(self.database_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+            self._engine = db.create_engine(self.database_url, pool_size=1, max_overflow=0)
         return self._engine
 
     def refresh(self, day: date) -> bool:
         """Read the weights for ``day``. True when they differ from the ones loaded before."""
-        import sqlalchemy as sa
+        from storage.target_weights import weights_for_trading_day
 
         self._last_poll, self._polled_day = self._clock(), day
         self.queries += 1
         try:
             with self._db().connect() as conn:
-                rows = conn.execute(sa.text(_LATEST), {"p": self.portfolio, "d": day}).all()
+                rows = weights_for_trading_day(conn, self.portfolio, day)
             loaded = to_loaded(self.portfolio, day, rows)
         except Exception as exc:  # noqa: BLE001 -- Postgres down, a bad row: keep the last weights, say why
             self._warning = f"target_weights of {self.portfolio!r} unavailable: {type(exc).__name__}: {exc}"[:500]
@@ -258,9 +251,10 @@ class TargetRebalance(Rebalance, WeightsBacked):
             st = self.source.status
             self._say(st["warning"] or st["reason"])
             return []
-        if loaded.as_of is not None and loaded.as_of > day:  # read for a later day (wall clock at start-up)
+        if loaded.as_of is not None and loaded.as_of >= day:  # read for a later day (wall clock at start-up)
             self.counters["held_future_weights"] += 1
-            self._say(f"the loaded weights are as of {loaded.as_of}, after the current day {day}: awaiting a re-read")
+            self._say(f"the loaded weights are as of {loaded.as_of}, not before the current day {day}: "
+                      "awaiting a re-read")
             return []
         if loaded.key != self._traded_key:
             # new weights (or none any more) are traded at this decision, not up to `every` bars later

@@ -183,25 +183,24 @@ def replay_ticks(bars: Iterable[Bar], step_ns: int) -> Iterator[Tick]:
 
 def load_clean_bars(url: str, symbols: list[str] | None, start: str | None, end: str | None,
                     interval: str = "1m") -> list[Bar]:
-    import psycopg
+    """Clean bars of every exchange in [start, end) (ISO times, UTC when no offset), in time order."""
+    from datetime import datetime, timezone
 
-    from streaming.store import dsn, ns_of
+    from storage import db, market_data
 
-    sql = ("SELECT exchange, symbol, interval, ts, open, high, low, close, volume FROM market_data_clean"
-           " WHERE interval = %s")
-    args: list = [interval]
-    if symbols:
-        sql += " AND symbol = ANY(%s)"
-        args.append(symbols)
-    if start:
-        sql += " AND ts >= %s::timestamptz"
-        args.append(start)
-    if end:
-        sql += " AND ts < %s::timestamptz"
-        args.append(end)
-    with psycopg.connect(dsn(url)) as conn:
-        rows = conn.execute(sql + " ORDER BY ts, symbol", args).fetchall()
-    return [Bar(r[0], r[1], r[2], ns_of(r[3]), ns_of(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows]
+    def ns(iso: str | None) -> int | None:
+        if iso is None:
+            return None
+        t = datetime.fromisoformat(iso)
+        t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+
+    with db.engine(url).connect() as conn:
+        frame = market_data.load_clean_bars(conn, exchange=None, symbols=symbols, interval=interval,
+                                            start_ns=ns(start), end_ns=ns(end))
+    # prices back to Decimal through repr: each stored price is the text of a float (exact round trip)
+    return [Bar(e, s, i, t, t, *(Decimal(repr(v)) for v in prices))
+            for e, s, i, t, *prices in frame.sort("ts", "symbol", "exchange").iter_rows()]
 
 
 async def publish(bootstrap: str, ticks: AsyncIterator[Tick], limit: int | None = None,
@@ -320,7 +319,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m streaming.produce
     elif args.source == "replay":
         from datetime import datetime
 
-        import psycopg
+        import sqlalchemy as sa
 
         if not settings.database_url:
             print("replay: DATABASE_URL is not set (the bars come from market_data_clean)", file=sys.stderr)
@@ -333,8 +332,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m streaming.produce
                 p.error(f"--{name} must be an ISO time such as 2026-11-20 or 2026-11-20T12:00Z, got {value!r}")
         try:
             bars = load_clean_bars(settings.database_url, args.symbols, args.start, args.end)
-        except psycopg.OperationalError as exc:
-            print(f"replay: cannot read market_data_clean: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        except sa.exc.OperationalError as exc:
+            print(f"replay: cannot read market_data_clean: {str(exc.orig or exc).strip().splitlines()[0]}", file=sys.stderr)
             return 1
         if not bars:
             print("replay: no 1m bars in market_data_clean for that selection", file=sys.stderr)

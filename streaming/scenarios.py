@@ -1,7 +1,7 @@
 """VaR return scenarios for the worker's risk engine, from the clean market-data layer.
 
 The risk engine wants a T x N matrix of 1-day simple returns (trading/risk: it scales by sqrt(horizon)).
-``step`` chooses how they are sampled from ``market_data_clean``:
+``step`` chooses how they are sampled from ``market_data_clean`` (the query: storage.market_data.scenario_closes):
 
 * ``1d``: the close of each UTC day over the close of the day before (non-overlapping; needs ~months of
   history for a few dozen scenarios);
@@ -32,19 +32,6 @@ def check_config(step: str, count: int, min_count: int) -> None:
         raise ScenarioConfigError(f"var scenario step {step!r} unknown; expected one of {sorted(STEPS)}")
     if count < 2 or min_count < 2 or min_count > count:
         raise ScenarioConfigError(f"var scenarios: need 2 <= min_count ({min_count}) <= count ({count})")
-
-
-def closes_sql() -> str:
-    """Last close per (symbol, bucket) over the window before the newest clean row of those symbols."""
-    return """
-        WITH last AS (SELECT max(ts) AS t FROM market_data_clean
-                      WHERE exchange = %(ex)s AND interval = %(iv)s AND symbol = ANY(%(syms)s))
-        SELECT symbol, date_bin(%(step)s::interval, ts, TIMESTAMPTZ '2000-01-01 00:00+00') AS b,
-               (array_agg(close ORDER BY ts DESC))[1] AS c
-        FROM market_data_clean, last
-        WHERE exchange = %(ex)s AND interval = %(iv)s AND symbol = ANY(%(syms)s)
-          AND ts > last.t - %(window)s::interval
-        GROUP BY symbol, b ORDER BY b, symbol"""
 
 
 def build(rows: Iterable[Sequence[Any]], symbols: Sequence[str], *, step: str, count: int, min_count: int,
@@ -83,10 +70,9 @@ def build(rows: Iterable[Sequence[Any]], symbols: Sequence[str], *, step: str, c
     return have, matrix, info
 
 
-def window(step: str, count: int) -> str:
-    """SQL interval covering ``count`` returns of ``step`` plus the day each return looks back over."""
-    span = STEPS[step] * (count + 1) + DAY
-    return f"{int(span.total_seconds())} seconds"
+def window_seconds(step: str, count: int) -> int:
+    """Seconds of history covering ``count`` returns of ``step`` plus the day each return looks back over."""
+    return int((STEPS[step] * (count + 1) + DAY).total_seconds())
 
 
 def now_iso() -> str:

@@ -41,7 +41,7 @@ def stack_settings() -> Settings:
 @pytest.fixture(scope="session")
 def pg_url(stack_settings: Settings):
     """URL of a real PostgreSQL with the schema migrated to head."""
-    from deploy import migrations
+    from storage import migrations
     from deploy.stack import postgres
     from deploy.stack.process import stop
 

@@ -96,7 +96,7 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, Ser
 
 
 def _migrate(pg_url: str) -> None:
-    from deploy import migrations
+    from storage import migrations
 
     try:
         migrations.upgrade(pg_url)

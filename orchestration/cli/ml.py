@@ -20,11 +20,12 @@ def _db_url() -> str:
 
     from deploy.settings import get_settings
     from deploy.stack import postgres
+    from storage import db
 
     settings = get_settings()
     url = settings.database_url or postgres.url(settings, settings.pg_port)
     try:
-        with sa.create_engine(url).connect():
+        with db.engine(url).connect():
             pass
     except sa.exc.OperationalError as exc:
         hint = "" if settings.database_url else " (the embedded one: is the platform up? `tradeloop up`)"
@@ -66,13 +67,12 @@ def model() -> None:
 @model.command("status")
 def status() -> None:
     """Champion, challenger and every version with its status."""
-    import sqlalchemy as sa
-
     from deploy.settings import get_settings
     from ml.registry import model_status
+    from storage import db
 
     s = get_settings()
-    out = model_status(sa.create_engine(_db_url()), s.tracking_uri, s.model_name)
+    out = model_status(db.engine(_db_url()), s.tracking_uri, s.model_name)
     json.dump(out, sys.stdout, default=str, indent=2)
     click.echo()
 
@@ -81,14 +81,13 @@ def status() -> None:
 @click.option("--reason", required=True, help="Why (goes to audit_log).")
 def rollback(reason: str) -> None:
     """Give the champion alias back to the previously promoted version."""
-    import sqlalchemy as sa
-
     from deploy.settings import get_settings
     from ml.registry import PromotionError, rollback as do_rollback
+    from storage import db
 
     s = get_settings()
     try:
-        frm, to = do_rollback(sa.create_engine(_db_url()), s.tracking_uri, s.model_name, reason)
+        frm, to = do_rollback(db.engine(_db_url()), s.tracking_uri, s.model_name, reason)
     except PromotionError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{s.model_name}: champion v{frm} -> v{to}")
@@ -102,14 +101,13 @@ def rollback(reason: str) -> None:
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 def shadow(strategy: str, horizon_bars: int, min_n: int, alpha: float) -> None:
     """Challenger vs champion on the same live bars: paired t-test and Wilcoxon (ml/shadow.py)."""
-    import sqlalchemy as sa
-
     from deploy.settings import get_settings
     from ml.shadow import ShadowError, load_and_compare
+    from storage import db
 
     s = get_settings()
     try:
-        out = load_and_compare(sa.create_engine(_db_url()), s.account, strategy, s.stream_exchange,
+        out = load_and_compare(db.engine(_db_url()), s.account, strategy, s.stream_exchange,
                                horizon_bars=horizon_bars, min_n=min_n, alpha=alpha)
     except ShadowError as exc:
         raise click.ClickException(str(exc)) from None

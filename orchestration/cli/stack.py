@@ -67,7 +67,7 @@ def status(as_json: bool) -> None:
 @click.command()
 def migrate() -> None:
     """Apply database migrations to DATABASE_URL (or the embedded server, which must be up)."""
-    from deploy import migrations
+    from storage import migrations
     from deploy.stack import postgres
 
     settings = _settings()

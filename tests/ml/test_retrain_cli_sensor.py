@@ -79,7 +79,7 @@ def _store_champion_and_features(engine, ml: MLResource, shift: float) -> None:
     """A champion trained on [day 0 00:00, 10:00) and 10 h of recent features two days later; ``shift``
     moves ret_1's recent distribution (in standard deviations). Deterministic ids: reruns add nothing."""
     from ml.features import FEATURE_NAMES, FEATURE_SET_VERSION
-    from ml.registry import record_model
+    from storage.ml import record_model
 
     rng = np.random.default_rng(5)
     rows = []

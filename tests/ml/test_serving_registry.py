@@ -5,7 +5,8 @@ from mlflow import MlflowClient
 
 from ml.features import FeatureParams, compute_features
 from ml.labels import LabelParams, compute_labels
-from ml.registry import GateConfig, PromotionError, alias_version, apply_gate, gate_decision, record_model, rollback
+from ml.registry import GateConfig, PromotionError, alias_version, apply_gate, gate_decision, rollback
+from storage.ml import record_model
 from ml.serving import ChampionModel
 from ml.training import TrainConfig, TrainingError, build_dataset, train_and_register, validate_dataset
 

@@ -12,7 +12,7 @@ from tests.streaming.conftest import produce_ticks, sim_ticks, start_worker
 
 
 def test_worker_waits_out_a_postgres_outage_and_loses_nothing(stream_env, kafka_bootstrap, tmp_path):
-    from deploy import migrations
+    from storage import migrations
     from deploy.stack import postgres
     from deploy.stack.process import stop
     from tests.conftest import make_settings

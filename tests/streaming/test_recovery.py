@@ -78,9 +78,9 @@ def test_sigkill_mid_burst_loses_nothing_and_duplicates_nothing(worker_factory, 
 
 def test_store_waits_out_a_postgres_outage_and_loses_nothing(tmp_path):
     """The store retries with backoff while its Postgres is down; once back, the batch is written once."""
-    from deploy import migrations
+    from storage import migrations
     from deploy.stack import postgres
-    from deploy.stack.process import free_port, stop
+    from deploy.stack.process import stop
     from tests.conftest import make_settings
     from streaming.store import Store
     from streaming.trader import Trader

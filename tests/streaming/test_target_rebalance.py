@@ -292,7 +292,6 @@ def test_worker_trades_the_stored_weights(worker_factory, stream_env, engine, ka
     """A real worker: TRADELOOP_STREAM_STRATEGIES names target_rebalance; flat with the reason in /model
     and /metrics while the portfolio has no rows; rows appear -> the weights_poller timer loads them, no
     restart -> orders and fills at the slot's own allocation of equity (not the stream's per-symbol sizer)."""
-    from streaming import config
 
     allocation = 0.3
     pf = "trb-w-" + stream_env["TRADELOOP_ACCOUNT"]

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 
 import orjson
 import sqlalchemy as sa
 
-from tests.streaming.conftest import FAST, REPO, TOKEN, consume_all, produce, produce_ticks, sim_ticks, start_worker
+from tests.streaming.conftest import consume_all, produce, produce_ticks, sim_ticks, start_worker
 
 
 # -- producer side ---------------------------------------------------------------------------------------

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
-from decimal import Decimal
 
 import sqlalchemy as sa
 
-from tests.streaming.conftest import TOKEN, consume_all, produce, produce_ticks, sim_ticks
+from tests.streaming.conftest import consume_all, produce, produce_ticks, sim_ticks
 
 
 def signed_fill_sums(engine, account: str) -> dict:

@@ -108,7 +108,7 @@ def test_constraints_refuse_impossible_orders(engine):
 def test_migrations_are_idempotent_and_at_head(pg_url):
     from alembic.script import ScriptDirectory
 
-    from deploy import migrations
+    from storage import migrations
 
     migrations.upgrade(pg_url)  # a second `up` runs them again: nothing to do, nothing breaks
     heads = ScriptDirectory.from_config(migrations.alembic_config(pg_url)).get_heads()
@@ -117,7 +117,7 @@ def test_migrations_are_idempotent_and_at_head(pg_url):
 
 def test_downgrade_and_upgrade_round_trip(stack_settings, pg_url):
     """In a scratch database, so the shared one stays intact."""
-    from deploy import migrations
+    from storage import migrations
     from deploy.stack import postgres
 
     admin = sa.create_engine(postgres.url(stack_settings, stack_settings.pg_port, "postgres"),
@@ -139,6 +139,6 @@ def test_downgrade_and_upgrade_round_trip(stack_settings, pg_url):
 def _downgrade(url: str) -> None:
     from alembic import command
 
-    from deploy.migrations import alembic_config
+    from storage.migrations import alembic_config
 
     command.downgrade(alembic_config(url), "base")

@@ -1,4 +1,5 @@
-"""SQL for the market data layers: replace one partition's rows atomically, read them back.
+"""The market data layers (market_data, market_data_clean, market_data_quarantine, market_data_gaps,
+dq_results): replace one partition's rows atomically, read them back, and every read of clean bars.
 
 Prices travel as text between PostgreSQL NUMERIC and here so that what is stored stays exact: the
 clean layer writes the very strings the raw layer holds.
@@ -6,7 +7,7 @@ clean layer writes the very strings the raw layer holds.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 import sqlalchemy as sa
@@ -54,7 +55,7 @@ def replace_raw(conn: sa.Connection, frame: pl.DataFrame, exchange: str, symbol:
                             AND ts >= :a AND ts < :b"""), params)
     conn.execute(sa.text("""DELETE FROM market_data_quarantine WHERE layer = 'raw' AND partition_key = :p
                             AND symbol = :s"""), {"p": partition_key, "s": symbol})
-    raw = conn.connection.driver_connection
+    raw = conn.connection.driver_connection  # COPY is psycopg's own: the fastest bulk write
     with raw.cursor() as cur:
         with cur.copy("COPY market_data (exchange, symbol, interval, ts, open, high, low, close, volume, "
                       "record_id, source) FROM STDIN") as copy:
@@ -130,3 +131,79 @@ def store_dq_result(conn: sa.Connection, asset: str, partition_key: str, summary
             results = EXCLUDED.results, docs_url = EXCLUDED.docs_url, validated_at = now()
     """), {"asset": asset, "p": partition_key, "suite": summary.suite, "run": run_id, "ok": summary.success,
            "n": summary.evaluated, "f": summary.failed, "results": json.dumps(summary.results), "url": docs_url})
+
+
+# -- reads of the clean layer ---------------------------------------------------------------------------
+
+def load_clean_bars(conn: sa.Connection, *, exchange: str | None, symbols: list[str] | None, interval: str = "1m",
+                    start_ns: int | None = None, end_ns: int | None = None) -> pl.DataFrame:
+    """Clean bars in [start_ns, end_ns) (open bounds when None) of ``exchange`` (None: every exchange) and
+    ``symbols`` (None or empty: all), ordered by symbol then time.  Columns exchange, symbol, interval,
+    ts (open time, ns) and open/high/low/close/volume as floats: every stored price was written as the
+    text of a float (decimal_text), so the float reads back exactly."""
+    where, params = ["interval = :i"], {"i": interval}
+    if exchange is not None:
+        where.append("exchange = :e")
+        params["e"] = exchange
+    if symbols:
+        where.append("symbol = ANY(:s)")
+        params["s"] = list(symbols)
+    if start_ns is not None:
+        where.append("ts >= :a")
+        params["a"] = _ts(start_ns)
+    if end_ns is not None:
+        where.append("ts < :b")
+        params["b"] = _ts(end_ns)
+    rows = conn.execute(sa.text(f"""
+        SELECT exchange, symbol, interval, (extract(epoch FROM ts) * 1000000)::bigint * 1000 AS ts,
+               open::float8, high::float8, low::float8, close::float8, volume::float8
+        FROM market_data_clean WHERE {" AND ".join(where)}
+        ORDER BY symbol, ts"""), params).fetchall()
+    return pl.DataFrame([tuple(r) for r in rows], orient="row", schema=CLEAN_BARS_SCHEMA)
+
+
+CLEAN_BARS_SCHEMA = {"exchange": pl.Utf8, "symbol": pl.Utf8, "interval": pl.Utf8, "ts": pl.Int64,
+                     "open": pl.Float64, "high": pl.Float64, "low": pl.Float64, "close": pl.Float64,
+                     "volume": pl.Float64}
+
+
+def last_clean_ts(conn: sa.Connection, exchange: str, symbol: str, interval: str = "1m") -> datetime | None:
+    """Open time of the newest clean bar of ``symbol``, or None."""
+    return conn.execute(sa.text("SELECT max(ts) FROM market_data_clean WHERE exchange = :e AND symbol = :s "
+                                "AND interval = :i"), {"e": exchange, "s": symbol, "i": interval}).scalar()
+
+
+def daily_closes(conn: sa.Connection, exchange: str, symbols: list[str], first: date, last: date) -> pl.DataFrame:
+    """Last 1m close of each UTC day in [first, last] per symbol, as a (days x symbols) polars frame
+    (column ``day``, then one column per symbol that has bars; a day without a bar is null)."""
+    rows = conn.execute(sa.text("""
+        SELECT DISTINCT ON (symbol, day) symbol, day, close
+        FROM (SELECT symbol, (ts AT TIME ZONE 'UTC')::date AS day, ts, close FROM market_data_clean
+              WHERE exchange = :exchange AND interval = '1m' AND symbol = ANY(:symbols)
+                AND ts >= :start AND ts < :end) bars
+        ORDER BY symbol, day, ts DESC
+    """), {"exchange": exchange, "symbols": list(symbols),
+           "start": datetime.combine(first, datetime.min.time(), timezone.utc),
+           "end": datetime.combine(last + timedelta(days=1), datetime.min.time(), timezone.utc)}).all()
+    frame = pl.DataFrame([(s, d, float(c)) for s, d, c in rows], schema={"symbol": pl.String, "day": pl.Date,
+                                                                          "close": pl.Float64}, orient="row")
+    if frame.height == 0:
+        return frame
+    return frame.pivot(on="symbol", index="day", values="close").sort("day")
+
+
+def scenario_closes(conn: sa.Connection, exchange: str, interval: str, symbols: list[str], *, step_s: int,
+                    window_s: int) -> list[tuple]:
+    """(symbol, bucket start, close) rows: the last close per symbol and ``step_s`` bucket over the
+    ``window_s`` seconds before the newest clean row of those symbols (the VaR scenarios' input)."""
+    rows = conn.execute(sa.text("""
+        WITH last AS (SELECT max(ts) AS t FROM market_data_clean
+                      WHERE exchange = :ex AND interval = :iv AND symbol = ANY(:syms))
+        SELECT symbol, date_bin(make_interval(secs => :step), ts, TIMESTAMPTZ '2000-01-01 00:00+00') AS b,
+               (array_agg(close ORDER BY ts DESC))[1] AS c
+        FROM market_data_clean, last
+        WHERE exchange = :ex AND interval = :iv AND symbol = ANY(:syms)
+          AND ts > last.t - make_interval(secs => :window)
+        GROUP BY symbol, b ORDER BY b, symbol"""),
+        {"ex": exchange, "iv": interval, "syms": list(symbols), "step": step_s, "window": window_s}).all()
+    return [tuple(r) for r in rows]

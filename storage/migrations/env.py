@@ -1,4 +1,4 @@
-"""Alembic environment: online migrations only, URL from the config set by deploy.migrations."""
+"""Alembic environment: online migrations only, URL from the config set by storage.migrations."""
 
 import sqlalchemy as sa
 from alembic import context
