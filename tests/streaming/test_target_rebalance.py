@@ -96,14 +96,15 @@ def test_materialised_weights_are_traded_and_the_next_day_replaces_them(pg_url, 
     from streaming.portfolio_strategy import TargetRebalance, TargetWeightsSource
 
     pf = f"trb-{uuid.uuid4().hex[:8]}"
-    materialise(pg_url, "2026-11-22", portfolio=pf)  # min variance: the low-volatility symbol dominates
+    # weights as of D are computed from D's closes: they are traded on the days after D, never on D
+    materialise(pg_url, "2026-11-21", portfolio=pf)  # min variance: the low-volatility symbol dominates
     # the next day's decision caps BTC+ETH, so most of the weight moves to SOL
-    materialise(pg_url, "2026-11-23", portfolio=pf, sector_map={"BTC/USDT": "L1", "ETH/USDT": "L1", "SOL/USDT": "alt"},
+    materialise(pg_url, "2026-11-22", portfolio=pf, sector_map={"BTC/USDT": "L1", "ETH/USDT": "L1", "SOL/USDT": "alt"},
                 sector_caps={"L1": 0.4})
-    w22, w23 = stored(engine, pf, "2026-11-22"), stored(engine, pf, "2026-11-23")
-    assert set(w22) == set(w23) == set(SYMBOLS)
-    assert max(abs(w22[s] - w23[s]) for s in SYMBOLS) > 0.2  # far apart: following one is not following the other
-    insert_weights(engine, pf, "2026-11-24", {"BTC/USDT": 1.0})  # a later day's: not for the 23rd's decisions
+    w21, w22 = stored(engine, pf, "2026-11-21"), stored(engine, pf, "2026-11-22")
+    assert set(w21) == set(w22) == set(SYMBOLS)
+    assert max(abs(w21[s] - w22[s]) for s in SYMBOLS) > 0.2  # far apart: following one is not following the other
+    insert_weights(engine, pf, "2026-11-23", {"BTC/USDT": 1.0})  # the 23rd's own: not for the 23rd's decisions
 
     clock = [0.0]
     source = TargetWeightsSource(pg_url, pf, poll_interval_s=3600, clock=lambda: clock[0])
@@ -111,26 +112,26 @@ def test_materialised_weights_are_traded_and_the_next_day_replaces_them(pg_url, 
     trader = make_trader(strat, f"trb-{pf}")
     midnight = DAY22 + 24 * 60 * MINUTE
 
-    # 22:30 -> 23:58 on the 22nd: the 22nd's weights (the 23:59 bar closes at midnight, on the 23rd)
+    # 22:30 -> 23:58 on the 22nd: the 21st's weights (the 23:59 bar closes at midnight, on the 23rd)
     for t in ticks_between(midnight - 90 * MINUTE, midnight - MINUTE):
         trader.on_tick(t)
     before = trader.drain()
     assert before.fills and {f.strategy for f in before.fills} == {"rebal"}
-    assert_near(held(trader), w22)
-    assert {(s.model_name, s.model_version) for s in before.signals} == {(f"target_weights:{pf}", "2026-11-22")}
-    assert strat.flat_reason is None and strat.view()["traded_as_of"] == "2026-11-22"
+    assert_near(held(trader), w21)
+    assert {(s.model_name, s.model_version) for s in before.signals} == {(f"target_weights:{pf}", "2026-11-21")}
+    assert strat.flat_reason is None and strat.view()["traded_as_of"] == "2026-11-21"
 
     # past midnight: the day changed, so the source re-reads at once (the clock did not move) and the new
-    # decision is traded at the next bar, not `every` bars later; the 24th's rows stay unused
+    # decision is traded at the next bar, not `every` bars later; the 23rd's rows stay unused
     for t in ticks_between(midnight - MINUTE, midnight + 40 * MINUTE):
         trader.on_tick(t)
     after = trader.drain()
     assert after.fills and any(f.side.value == "sell" for f in after.fills)
-    assert_near(held(trader), w23)
-    assert {s.model_version for s in after.signals} == {"2026-11-23"}
+    assert_near(held(trader), w22)
+    assert {s.model_version for s in after.signals} == {"2026-11-22"}
     assert min(s.ts for s in after.signals) == midnight  # the first decision of the 23rd, off the `every` grid
     view = strat.view()
-    assert view["weights_source"]["as_of"] == "2026-11-23" and view["day"] == "2026-11-23"
+    assert view["weights_source"]["as_of"] == "2026-11-22" and view["day"] == "2026-11-23"
     assert view["counters"]["weights_loaded"] == 2 and source.queries == 2
     assert sum(trader.engine.rejected.values()) == 0, trader.engine.rejected
 
@@ -148,7 +149,7 @@ def test_no_rows_is_flat_with_the_reason_until_rows_arrive(pg_url, engine):
         trader.on_tick(t)
     b = trader.drain()
     assert not b.orders and not b.fills and not b.signals
-    assert strat.flat_reason == f"no target_weights rows for portfolio {pf!r} with as_of <= 2026-11-22"
+    assert strat.flat_reason == f"no target_weights rows for portfolio {pf!r} with as_of < 2026-11-22"
     assert strat.view()["flat_reason"] == strat.flat_reason and strat.view()["traded_as_of"] == "none"
 
     weights = {"BTC/USDT": 0.5, "ETH/USDT": 0.3, "SOL/USDT": 0.2}
@@ -181,7 +182,7 @@ def test_worker_mode_reads_only_off_the_hot_path(pg_url, engine):
 
     pf = f"trb-off-{uuid.uuid4().hex[:8]}"
     weights = {"BTC/USDT": 0.2, "SOL/USDT": 0.6}
-    insert_weights(engine, pf, "2026-11-22", weights)
+    insert_weights(engine, pf, "2026-11-21", weights)
     strat = create_stream_strategy("target_rebalance", {"portfolio": pf, "every": 60}, model_name="",
                                    tracking_uri="", poll_interval_s=30, symbols=SYMBOLS, database_url=pg_url)
     assert strat.inline_refresh is False and not isinstance(strat, ModelBacked)
@@ -196,7 +197,7 @@ def test_worker_mode_reads_only_off_the_hot_path(pg_url, engine):
     assert strat.flat_reason == "target weights not loaded yet"
 
     assert asyncio.run(asyncio.to_thread(strat.refresh_weights)) is True
-    assert strat.day == date(2026, 11, 22) and strat.source.status["as_of"] == "2026-11-22"
+    assert strat.day == date(2026, 11, 22) and strat.source.status["as_of"] == "2026-11-21"
     for t in ticks_between(start + 5 * MINUTE, start + 10 * MINUTE):
         trader.on_tick(t)
     fills = trader.drain().fills
@@ -242,7 +243,7 @@ def test_a_bad_row_keeps_the_last_weights(pg_url, engine):
         conn.execute(sa.text("INSERT INTO target_weights (portfolio, as_of, symbol, weight, model, estimator, solver,"
                              " solver_status, inputs) VALUES (:p, '2026-11-22', 'BTC/USDT', 'NaN', 'm', 'e', 's',"
                              " 'optimal', '{}')"), {"p": pf})
-    assert source.refresh(date(2026, 11, 22)) is False
+    assert source.refresh(date(2026, 11, 23)) is False  # the 23rd reads the 22nd's rows
     assert str(source.current().as_of) == "2026-11-21" and source.current().weights == {"BTC/USDT": 0.7}
     assert "ValueError: target weight of 'BTC/USDT' as of 2026-11-22 is not finite" in source.status["warning"]
 
@@ -314,15 +315,15 @@ def test_worker_trades_the_stored_weights(worker_factory, stream_env, engine, ka
     produce_ticks(kafka_bootstrap, prefix, ticks[early:half])
     w.wait_ticks(half)
     view = w.get("/model")["slots"]["rebal"]
-    assert view["flat_reason"] == f"no target_weights rows for portfolio {pf!r} with as_of <= 2024-01-01", view
+    assert view["flat_reason"] == f"no target_weights rows for portfolio {pf!r} with as_of < 2024-01-01", view
     assert 'tradeloop_model_flat{slot="rebal"} 1.0' in w.text("/metrics")
     assert "is flat: no target_weights rows" in w.log.read_text()
     with engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM orders WHERE account=:a"), {"a": account}).scalar() == 0
 
     weights = {"BTC/USDT": 0.5, "ETH/USDT": 0.3, "SOL/USDT": 0.2}
-    insert_weights(engine, pf, "2024-01-01", weights)
-    wait_until(lambda: w.get("/model")["slots"]["rebal"]["weights_source"]["as_of"] == "2024-01-01", 20,
+    insert_weights(engine, pf, "2023-12-31", weights)  # computed the day before: traded on 2024-01-01
+    wait_until(lambda: w.get("/model")["slots"]["rebal"]["weights_source"]["as_of"] == "2023-12-31", 20,
           "the weights to be read", w.log)
     produce_ticks(kafka_bootstrap, prefix, ticks[half:])
     w.wait_ticks(len(ticks))
@@ -338,9 +339,9 @@ def test_worker_trades_the_stored_weights(worker_factory, stream_env, engine, ka
     for s, wt in weights.items():  # equity stays ~ the starting cash over 20 minutes at these sizes
         assert notional[s] == pytest.approx(wt * allocation * float(get_settings().starting_cash), rel=0.05), notional
     view = w.get("/model")["slots"]["rebal"]
-    assert view["flat_reason"] is None and view["traded_as_of"] == "2024-01-01"
+    assert view["flat_reason"] is None and view["traded_as_of"] == "2023-12-31"
     assert 'tradeloop_model_flat{slot="rebal"} 0.0' in w.text("/metrics")
     with engine.connect() as c:
         sig = c.execute(sa.text("SELECT DISTINCT model_name, model_version FROM signals WHERE account=:a"),
                         {"a": account}).fetchall()
-    assert sig == [(f"target_weights:{pf}", "2024-01-01")]
+    assert sig == [(f"target_weights:{pf}", "2023-12-31")]
