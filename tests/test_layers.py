@@ -32,6 +32,8 @@ SIDEWAYS = {
     "assets": {"streaming"},
     "streaming": {"assets"},
     "deploy.settings": {"storage", "ml"},
+    # the stack starts processes; it runs their code in those processes (python -m ...), never imports it
+    "deploy.stack": {"assets", "streaming"},
 }
 # the domain talks to no framework, database, network, tracking server or exchange, and to no other layer
 DOMAIN = "trading"

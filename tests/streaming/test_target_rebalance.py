@@ -86,7 +86,7 @@ def materialise(pg_url: str, partition: str, **config) -> None:
 
 @pytest.fixture(scope="module")
 def closes(engine):
-    from tests.assets_portfolio.conftest import insert_closes
+    from tests.assets.conftest import insert_closes
 
     insert_closes(engine, EXCHANGE, SYMBOLS, date(2026, 10, 20), date(2026, 11, 23), seed=11)
     return EXCHANGE

@@ -8,7 +8,7 @@ import re
 import dagster as dg
 import pytest
 
-from tests.warehouse.conftest import ACCOUNT, D3
+from tests.assets.warehouse.conftest import ACCOUNT, D3
 
 pytestmark = pytest.mark.stack
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.warehouse.conftest import ACCOUNT, D1, D2, D3, DBT_VARS, rows
+from tests.assets.warehouse.conftest import ACCOUNT, D1, D2, D3, DBT_VARS, rows
 
 pytestmark = pytest.mark.stack
 
