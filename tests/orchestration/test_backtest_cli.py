@@ -12,19 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from orchestration.cli import main
-from tests.trading.strategies.conftest import random_bars
+from tests.trading.strategies.conftest import plain_bars as _plain, write_bars_file as _write
 
 TRADELOOP = Path(sys.executable).parent / "tradeloop"
-
-
-def _write(tmp_path, frame, name="bars.csv"):
-    path = tmp_path / name
-    (frame.write_parquet if name.endswith(".parquet") else frame.write_csv)(path)
-    return path
-
-
-def _plain(n=400, seed=2):
-    return random_bars(n, seed=seed).drop("symbol")
 
 
 def test_cli_json_output(tmp_path):

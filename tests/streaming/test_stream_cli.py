@@ -13,15 +13,20 @@ from tests.streaming.conftest import consume_all
 TRADELOOP = str(Path(sys.executable).parent / "tradeloop")
 
 
-def test_stream_sim_publishes_every_tick_keyed_by_symbol(stream_env, kafka_bootstrap):
-    prefix = stream_env["TRADELOOP_TOPIC_PREFIX"]
-    done = subprocess.run([TRADELOOP, "stream", "--limit", "300", "sim", "--speed", "0"], env=stream_env,
+def publish_sim(env: dict, kafka_bootstrap: str, limit: int) -> list[dict]:
+    """Run `tradeloop stream --limit N sim` and return every tick it published (batches unpacked)."""
+    done = subprocess.run([TRADELOOP, "stream", "--limit", str(limit), "sim", "--speed", "0"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     ticks = []
-    for raw in consume_all(kafka_bootstrap, prefix + "market.ticks"):
+    for raw in consume_all(kafka_bootstrap, env["TRADELOOP_TOPIC_PREFIX"] + "market.ticks"):
         value = orjson.loads(raw)
         ticks += value if isinstance(value, list) else [value]
+    return ticks
+
+
+def test_stream_sim_publishes_every_tick_keyed_by_symbol(stream_env, kafka_bootstrap):
+    ticks = publish_sim(stream_env, kafka_bootstrap, 300)
     assert len(ticks) == 300
     assert {t["symbol"] for t in ticks} == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
     assert {t["exchange"] for t in ticks} == {stream_env["TRADELOOP_STREAM_EXCHANGE"]}
@@ -53,13 +58,6 @@ def test_the_sim_feed_publishes_the_symbols_of_the_settings(stream_env, kafka_bo
     import json
 
     env = {**stream_env, "TRADELOOP_SYMBOLS": json.dumps(["ETH/USDT", "SOL/USDT"])}
-    prefix = env["TRADELOOP_TOPIC_PREFIX"]
-    done = subprocess.run([TRADELOOP, "stream", "--limit", "200", "sim", "--speed", "0"], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    ticks = []
-    for raw in consume_all(kafka_bootstrap, prefix + "market.ticks"):
-        value = orjson.loads(raw)
-        ticks += value if isinstance(value, list) else [value]
+    ticks = publish_sim(env, kafka_bootstrap, 200)
     assert len(ticks) == 200
     assert {t["symbol"] for t in ticks} == {"ETH/USDT", "SOL/USDT"}

@@ -28,3 +28,15 @@ def random_bars(n: int, seed: int = 0, symbol: str = "BTC/USDT", start: float = 
 @pytest.fixture
 def bars() -> pl.DataFrame:
     return random_bars(3000, seed=1)
+
+
+def write_bars_file(tmp_path, frame, name="bars.csv"):
+    """Write ``frame`` as CSV or Parquet (by the name's suffix) and return the path."""
+    path = tmp_path / name
+    (frame.write_parquet if name.endswith(".parquet") else frame.write_csv)(path)
+    return path
+
+
+def plain_bars(n=400, seed=2):
+    """Single-symbol bars as a user's file holds them (no symbol column)."""
+    return random_bars(n, seed=seed).drop("symbol")

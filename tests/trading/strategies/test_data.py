@@ -7,17 +7,7 @@ import pytest
 
 from trading.backtest.data import DataError, load_bars
 
-from .conftest import T0, random_bars
-
-
-def _write(tmp_path, frame, name="bars.csv"):
-    path = tmp_path / name
-    (frame.write_parquet if name.endswith(".parquet") else frame.write_csv)(path)
-    return path
-
-
-def _plain(n=400, seed=2):
-    return random_bars(n, seed=seed).drop("symbol")
+from .conftest import T0, plain_bars as _plain, write_bars_file as _write
 
 
 @pytest.mark.parametrize("unit", ["iso", "s", "ms", "datetime"])
