@@ -48,7 +48,9 @@ def ensure_chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API runs it holds an event loop in the main thread,
+# so every later asyncio.run() in the session (broker, worker tests) would fail
+@pytest.fixture(scope="module")
 def browser():
     """A headless Chromium (Playwright Browser), shared by the session's browser checks."""
     try:
