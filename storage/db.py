@@ -45,3 +45,22 @@ def ensure_schema(url: str, schema: str) -> None:
         pass  # two processes created it at the same moment: it exists, which is all we need
     finally:
         eng.dispose()
+
+
+def ensure_databases(server_url: str, names: list[str]) -> list[str]:
+    """CREATE DATABASE for each of ``names`` missing on the server (``server_url`` names an existing
+    database to connect to, e.g. ``postgres``); returns the names created.  CREATE DATABASE cannot run in a
+    transaction, hence AUTOCOMMIT."""
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise ValueError(f"database names {bad} are not plain SQL identifiers")
+    eng = create_engine(server_url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with eng.connect() as conn:
+            existing = set(conn.execute(sa.text("SELECT datname FROM pg_database")).scalars())
+            created = [n for n in names if n not in existing]
+            for name in created:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        return created
+    finally:
+        eng.dispose()

@@ -126,11 +126,6 @@ def _accepts(bin_dir: Path, settings: Settings, port: int) -> bool:
 
 
 def create_databases(settings: Settings, port: int) -> None:
-    import psycopg
+    from storage.db import ensure_databases
 
-    with psycopg.connect(host=settings.host, port=port, user=settings.pg_user, dbname="postgres",
-                         autocommit=True) as conn:
-        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-        for name in DATABASES:
-            if name not in existing:
-                conn.execute(f'CREATE DATABASE "{name}"')
+    ensure_databases(url(settings, port, "postgres"), list(DATABASES))

@@ -29,3 +29,20 @@ def test_shared_engine_per_url_and_schema_creation(pg_url):
         assert conn.execute(sa.text("SELECT to_regnamespace('st_scratch') IS NOT NULL")).scalar()
     with pytest.raises(ValueError, match="identifier"):
         db.ensure_schema(pg_url, 'x"; DROP TABLE trades; --')
+
+
+def test_missing_databases_are_created_once(pg_url):
+    import uuid
+
+    name = f"st_db_{uuid.uuid4().hex[:8]}"
+    server = pg_url.rsplit("/", 1)[0] + "/postgres"
+    try:
+        assert db.ensure_databases(server, [name, "tradeloop"]) == [name]  # tradeloop exists already
+        assert db.ensure_databases(server, [name]) == []
+    finally:
+        eng = db.create_engine(server, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        with eng.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        eng.dispose()
+    with pytest.raises(ValueError, match="identifier"):
+        db.ensure_databases(server, ['x"; DROP DATABASE tradeloop; --'])
