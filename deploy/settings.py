@@ -186,6 +186,15 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
 
+def error_lines(exc) -> list[str]:
+    """A pydantic ValidationError of the settings as one line per problem, naming the variable."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        lines.append(f"error: configuration: TRADELOOP_{field.upper()}: {error['msg']}")
+    return lines
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

@@ -79,8 +79,23 @@ def _topic(name: str, value_type: Any = None) -> faust.TopicT:
     return app.topic(name, value_type=value_type, key_type=str, key_serializer="raw")
 
 
+def _settings_or_exit() -> Settings:
+    """A worker started by hand (not by `tradeloop up`) with a bad setting: one line per problem, exit 2."""
+    import sys
+
+    from pydantic import ValidationError
+
+    from deploy.settings import error_lines
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        print("\n".join(error_lines(exc)), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 # `faust -A streaming.app` imports this module for `app`: the worker's configuration is read here, once
-settings = get_settings()
+settings = _settings_or_exit()
 app = create_app(settings)
 ticks_topic = _topic("market.ticks")
 control_topic = _topic("control")

@@ -35,9 +35,10 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ValidationError as exc:
-            for error in exc.errors():
-                field = ".".join(str(p) for p in error["loc"]) or "settings"
-                click.echo(f"error: configuration: TRADELOOP_{field.upper()}: {error['msg']}", err=True)
+            from deploy.settings import error_lines
+
+            for line in error_lines(exc):
+                click.echo(line, err=True)
             ctx.exit(2)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -45,3 +45,19 @@ def test_every_setting_is_read_somewhere():
               if not any(re.search(rf"\.{name}\b", text) for text in sources)
               and not re.search(rf"self\.{name}\b", own)]
     assert unread == []
+
+
+def test_a_worker_started_by_hand_with_a_bad_setting_says_so_in_one_line():
+    """`faust -A streaming.app worker` outside `tradeloop up`: the same one line as the CLI, exit 2."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "TRADELOOP_MODE": "live"}
+    faust = Path(sys.executable).parent / "faust"
+    done = subprocess.run([str(faust), "-A", "streaming.app", "worker"], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [l for l in done.stderr.strip().splitlines() if "TRADELOOP_MODE" in l]
+    assert "live trading is not available yet" in done.stderr and "Traceback" not in done.stderr
