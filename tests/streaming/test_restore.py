@@ -123,3 +123,15 @@ def test_stream_slot_capabilities_are_declared_not_sniffed():
     assert not any(isinstance(plain, c) for c in (ModelBacked, WeightsBacked, OwnSignals, Replayable))
     trader = _trader("caps-a")
     assert trader.ml_strategies() == {} == trader.weights_strategies() == trader.model_driven_strategies()
+
+
+def test_live_ticks_and_the_bars_they_close_raise_no_anomaly():
+    """A bar's close reaches the risk gate at the bar's end, not its open: in time order with the ticks
+    (marked at its open it came after newer ticks, a false price_out_of_order at every bar)."""
+    trader = _trader("no-anomaly")
+    ticks = sim_ticks(30, "sim")
+    for t in ticks:
+        trader.on_tick(t)
+        trader.drain()
+    assert trader.counters["ticks"] == len(ticks) and len(trader.bars.open_ts) == 3
+    assert dict(trader.risk.counters) == {}

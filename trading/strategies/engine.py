@@ -149,7 +149,9 @@ class StrategyEngine:
         if self.clock is not None and bars:
             self.clock.set(bars[0].exchange_ts + interval_ns(bars[0].interval))
         for bar in bars:
-            self._mark(bar.symbol, bar.close, bar.exchange_ts)
+            # the close is the price at the bar's end: marked at its open time it reached the risk gate
+            # older than the ticks already seen (counted as price_out_of_order at every bar in the stream)
+            self._mark(bar.symbol, bar.close, bar.exchange_ts + interval_ns(bar.interval))
             if self.sizer.lookback:
                 self._vol_now[bar.symbol] = self._vol_obj(bar.symbol).update(float(bar.close))
         if self._history.maxlen:
@@ -224,7 +226,7 @@ class StrategyEngine:
             while k < len(decisions) and decisions[k] < i:
                 k += 1
             if k < len(decisions) and decisions[k] == i:
-                self._mark(symbol, _dec(c[i]), int(ts[i]))
+                self._mark(symbol, _dec(c[i]), int(ts[i]) + step)
                 if vol is not None:
                     self._vol_now[symbol] = None if np.isnan(vol[i]) else float(vol[i])
                 t_close = int(ts[i]) + step
@@ -237,7 +239,7 @@ class StrategyEngine:
             else:
                 i = int(decisions[k]) if k < len(decisions) else n
         if n:
-            self._mark(symbol, _dec(c[-1]), int(ts[-1]))
+            self._mark(symbol, _dec(c[-1]), int(ts[-1]) + step)
             if vol is not None:
                 self._vol_now[symbol] = None if np.isnan(vol[-1]) else float(vol[-1])
         return fills
