@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestration.cli import main
-from tests.trading.strategies.conftest import plain_bars as _plain, write_bars_file as _write
+from tests.trading.bars import plain_bars as _plain, write_bars_file as _write
 
 TRADELOOP = Path(sys.executable).parent / "tradeloop"
 

@@ -14,7 +14,7 @@ from trading.strategies import create_strategy
 from trading.strategies.engine import StrategyEngine, make_bar
 from trading.venue import PaperVenue
 
-from .conftest import random_bars
+from tests.trading.bars import random_bars
 
 SYM = "BTC/USDT"
 INSTR = {SYM: Instrument("sim", SYM)}

@@ -20,7 +20,7 @@ from trading.strategies import (
 )
 from trading.strategies.engine import make_bar
 
-from .conftest import random_bars
+from tests.trading.bars import random_bars
 
 
 class _Ctx:

@@ -7,7 +7,7 @@ import pytest
 
 from trading.backtest.data import DataError, load_bars
 
-from .conftest import T0, plain_bars as _plain, write_bars_file as _write
+from tests.trading.bars import T0, plain_bars as _plain, write_bars_file as _write
 
 
 @pytest.mark.parametrize("unit", ["iso", "s", "ms", "datetime"])

@@ -19,7 +19,7 @@ from trading.strategies.engine import StrategyEngine, make_bar
 from trading.strategies.sma_cross import SmaCross
 from trading.venue import FeeSchedule, ImpactModel, PaperVenue
 
-from .conftest import MINUTE, T0, random_bars
+from tests.trading.bars import MINUTE, T0, random_bars
 
 SYM = "BTC/USDT"
 INSTR = {SYM: Instrument("sim", SYM, lot_size=Decimal("0.0001"))}
