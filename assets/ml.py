@@ -58,8 +58,9 @@ class MLResource(dg.ConfigurableResource):
     min_sharpe: float = 0.0
     monitor_account: str = ""
     """Account whose paper/live trades the decay sensor reads; empty: the settings' account."""
-    monitor_strategy: str = "ml_signal"
-    """Strategy name (trades.strategy) of the champion's trades in that account."""
+    monitor_strategy: str = ""
+    """Stream slot (trades.strategy) of the champion's trades in that account; empty: every slot whose live
+    signals name the model, as the stream wrote them."""
 
     @classmethod
     def from_settings(cls, settings) -> "MLResource":

@@ -21,7 +21,7 @@ from trading.backtest.trades import round_trips
 
 @dataclass(frozen=True)
 class DecayThresholds:
-    strategy: str = "ml_signal"
+    strategy: str = ""  # the slot (trades.strategy) to watch; empty: every slot whose signals name the model
     window_trades: int = 50
     min_trades: int = 20
     min_hit_rate: float = 0.45
@@ -52,11 +52,24 @@ def trade_performance(pnls: list[float]) -> dict[str, float]:
     return {"trades": len(x), "hit_rate": float((x > 0).mean()), "trade_sharpe": float(x.mean() / sd) if sd > 0 else 0.0}
 
 
-def live_trade_pnls(engine: sa.Engine, account: str, strategy: str, limit: int) -> list[float]:
+def live_trade_pnls(engine: sa.Engine, account: str, strategies: list[str], limit: int) -> list[float]:
+    """P&L of the last ``limit`` closed round trips of these slots (each slot's trips are its own)."""
+    closed = []
     with engine.connect() as conn:
-        fills = ml_store.strategy_fills(conn, account, strategy)
-    closed = [t for t in round_trips(fills) if not t.is_open]
+        for strategy in strategies:
+            closed += [t for t in round_trips(ml_store.strategy_fills(conn, account, strategy)) if not t.is_open]
+    closed.sort(key=lambda t: t.exit_time)
     return [float(t.pnl) for t in closed[-limit:]]
+
+
+def watched_slots(engine: sa.Engine, account: str, model_name: str, strategy: str = "") -> list[str]:
+    """The stream slots whose trades judge the model: ``strategy`` if given, else what the stream wrote --
+    every slot whose live signals name the model (the stream records slot names, e.g. ``ml_champion``,
+    not the strategy's class name)."""
+    if strategy:
+        return [strategy]
+    with engine.connect() as conn:
+        return ml_store.model_slots(conn, account, model_name)
 
 
 def decay_reasons(engine: sa.Engine, ml: Any, th: DecayThresholds, account: str | None = None) -> list[str]:
@@ -65,7 +78,9 @@ def decay_reasons(engine: sa.Engine, ml: Any, th: DecayThresholds, account: str 
     from ml.features import FEATURE_NAMES
 
     reasons: list[str] = []
-    perf = trade_performance(live_trade_pnls(engine, account or get_settings().account, th.strategy, th.window_trades))
+    account = account or get_settings().account
+    slots = watched_slots(engine, account, ml.model_name, th.strategy)
+    perf = trade_performance(live_trade_pnls(engine, account, slots, th.window_trades))
     if perf["trades"] >= th.min_trades:
         if perf["hit_rate"] < th.min_hit_rate:
             reasons.append(f"hit rate {perf['hit_rate']:.2f} < {th.min_hit_rate:.2f} over {perf['trades']} trades")

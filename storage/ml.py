@@ -209,6 +209,13 @@ def strategy_fills(conn: sa.Connection, account: str, strategy: str) -> list[Fil
                  Liquidity(r[11]), int(r[12])) for r in rows]
 
 
+def model_slots(conn: sa.Connection, account: str, model_name: str) -> list[str]:
+    """The stream slots of ``account`` that traded ``model_name``: those whose live (not shadow) signals name it."""
+    return list(conn.execute(sa.text(
+        "SELECT DISTINCT strategy FROM signals WHERE account = :a AND model_name = :m AND NOT shadow"
+        " ORDER BY strategy"), {"a": account, "m": model_name}).scalars())
+
+
 def slot_signals(conn: sa.Connection, account: str, strategy: str) -> list[tuple]:
     """(ts ns, symbol, target, shadow, model_version) of one stream slot's signals, in time order."""
     return [tuple(r) for r in conn.execute(sa.text(

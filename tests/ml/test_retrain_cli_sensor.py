@@ -100,20 +100,31 @@ def _store_champion_and_features(engine, ml: MLResource, shift: float) -> None:
                      {"window_start_ns": ns, "holdout_start_ns": ns + 600 * 60 * 1_000_000_000})
 
 
-def _store_round_trips(engine, account: str, wins: int, losses: int) -> None:
-    """``wins + losses`` closed long round trips of the champion's strategy in ``account`` (paper mode)."""
-    rows = []
+def _store_round_trips(engine, account: str, wins: int, losses: int, model_name: str = "decay-steady",
+                       slot: str = "ml_champion", shadow_model: str | None = None) -> None:
+    """``wins + losses`` closed long round trips of the stream slot ``slot`` in ``account`` (paper mode),
+    written as the stream writes them (storage.stream.write_batch): its fills, and its live signals naming
+    ``model_name`` (plus, with ``shadow_model``, shadow signals of a challenger on the same bars)."""
+    from decimal import Decimal
+
+    from storage.stream import write_batch
+    from streaming.trader import SignalOut
+    from trading.records import Fill, Liquidity, Side, stable_id
+
+    fills, signals = [], []
     for k in range(wins + losses):
-        exit_px = 101 + k % 3 if k % (wins + losses) < wins else 99 - k % 3  # wins first, then losses
-        for j, (side, px) in enumerate((("buy", 100), ("sell", exit_px))):
-            rows.append({"id": f"{account}-{k}-{j}", "o": f"{account}-{k}-{j}", "a": account, "side": side, "px": px,
-                         "ts": _ts(2 * 1440 + 2 * k + j)})
+        exit_px = 101 + k % 3 if k < wins else 99 - k % 3  # wins first, then losses
+        for j, (side, px, target) in enumerate(((Side.BUY, 100, 1.0), (Side.SELL, exit_px, 0.0))):
+            ns = int(_ts(2 * 1440 + 2 * k + j).timestamp()) * 1_000_000_000
+            fills.append(Fill(f"{account}-{k}-{j}", f"{account}-{k}-{j}", account, slot, "sim", "BTC/USDT", side,
+                              Decimal(px), Decimal(1), Decimal(0), "USDT", Liquidity.TAKER, ns))
+            signals.append(SignalOut(stable_id("signal", account, slot, "BTC/USDT", ns), slot, "BTC/USDT", target, ns,
+                                     model_name, "1", score=0.5))
+            if shadow_model:
+                signals.append(SignalOut(stable_id("shadow", account, slot, "BTC/USDT", ns), slot, "BTC/USDT", target,
+                                         ns, shadow_model, "2", score=0.5, shadow=True))
     with engine.begin() as conn:
-        conn.execute(sa.text("""
-            INSERT INTO trades (fill_id, client_order_id, account, strategy, exchange, symbol, side, price, quantity,
-                                fee, fee_currency, liquidity, ts, mode)
-            VALUES (:id, :o, :a, 'ml_signal', 'sim', 'BTC/USDT', :side, :px, 1, 0, 'USDT', 'taker', :ts, 'paper')
-            ON CONFLICT DO NOTHING"""), rows)
+        write_batch(conn, mode="paper", account=account, fills=fills, signals=signals)
 
 
 def _evaluate(pg_url, **ml_kwargs):
@@ -150,3 +161,22 @@ def test_decay_sensor_requests_retrain_on_decay_and_drift_only(engine, pg_url):
     assert isinstance(_evaluate(pg_url, monitor_account="decay-nobody", **steady), dg.SkipReason)
     # the sensor's job is retrain
     assert ml_decay_sensor.job_name == "retrain"
+
+
+def test_decay_sensor_watches_the_slot_the_stream_wrote_for_the_model(engine, pg_url):
+    """The stream records its slot names (ml_champion, or whatever TRADELOOP_STREAM_STRATEGIES calls it),
+    not the strategy's class name: the sensor finds the slot through the signals that name the model.
+    A challenger scored in shadow on the same slot is not judged by the champion's trades."""
+    steady = dict(model_name="decay-slot", exchange="decay-slot")
+    _store_champion_and_features(engine, MLResource(tracking_uri="x", **steady), shift=0.0)
+    _store_round_trips(engine, "decay-slot-bad", wins=4, losses=21, model_name="decay-slot", slot="my_ml_slot",
+                       shadow_model="decay-challenger")
+    decayed = _evaluate(pg_url, monitor_account="decay-slot-bad", **steady)
+    assert isinstance(decayed, dg.RunRequest), decayed
+    assert "over 25 trades" in decayed.tags["tradeloop/retrain_reason"]
+    # the shadow model never traded: its name finds no slot, so no performance verdict for it
+    other = dict(model_name="decay-challenger", exchange="decay-slot")
+    assert isinstance(_evaluate(pg_url, monitor_account="decay-slot-bad", **other), dg.SkipReason)
+    # an explicit slot still overrides the discovery
+    assert isinstance(_evaluate(pg_url, monitor_account="decay-slot-bad", monitor_strategy="nobody", **steady),
+                      dg.SkipReason)
