@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import orjson
 import sqlalchemy as sa
 
+from storage.market_data import ensure_partitions
 from trading.records import Bar, Fill, Liquidity, Side, stable_id
 
 OPEN_STATUSES = ("new", "ack", "partially_filled")
@@ -36,6 +37,19 @@ def ts_of(ns: int) -> datetime:
 
 def ns_of(dt: datetime) -> int:
     return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+# the stream's time-series tables: monthly range partitions on the embedded server (hypertables with
+# TimescaleDB, where the function does nothing); a row with no partition for its month lands in the
+# default partition, which grows without bound
+PARTITIONED = ("market_data", "trades", "risk_metrics", "audit_log")
+PARTITION_AHEAD_NS = 35 * 86_400 * 1_000_000_000  # next month's partition exists before the month starts
+
+
+def ensure_partitions_ahead(conn: sa.Connection, now_ns: int) -> None:
+    """This month's and next month's partitions of every table the stream writes (idempotent)."""
+    for table in PARTITIONED:
+        ensure_partitions(conn, table, now_ns, now_ns + PARTITION_AHEAD_NS)
 
 
 # -- writes ------------------------------------------------------------------------------------------

@@ -86,6 +86,10 @@ class Store:
             conn, mode=self.mode, account=batch.account, bars=batch.bars, orders=batch.orders, events=batch.events,
             fills=batch.fills, positions=batch.positions, signals=batch.signals, transitions=batch.transitions))
 
+    def ensure_partitions(self, now_ns: int) -> None:
+        """Partitions of the stream's tables for this month and the next (at start and hourly)."""
+        self._run(lambda conn: stream_store.ensure_partitions_ahead(conn, now_ns))
+
     def audit(self, event_id: str, ts_ns: int, actor: str, action: str, scope: str, reason: str,
               details: dict) -> None:
         self._run(lambda conn: stream_store.write_audit(conn, event_id, ts_ns, actor, action, scope, reason, details))

@@ -1,5 +1,6 @@
-"""What needs time to pass rather than ticks: the risk monitor, model and weights refresh, the flush of
-effects that happen without a tick (a kill switch's flatten), and readiness after the rebuild."""
+"""What needs time to pass rather than ticks: the risk monitor, partition upkeep, model and weights
+refresh, the flush of effects that happen without a tick (a kill switch's flatten), and readiness after
+the rebuild."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ async def risk_monitor() -> None:
     m = trader.risk.metrics()
     await asyncio.to_thread(worker.store.write_risk_metrics, trader.account, m, time.time_ns())
     await flush(trader)
+
+
+@app.timer(interval=3600.0)
+async def partition_upkeep() -> None:
+    """Next month's partitions exist well before the month starts (a 24/7 worker outlives its start-up's)."""
+    if worker.store is not None:
+        await asyncio.to_thread(worker.store.ensure_partitions, time.time_ns())
 
 
 @app.timer(interval=settings.model_poll_interval_s)

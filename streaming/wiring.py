@@ -95,6 +95,7 @@ async def _build(worker: WorkerState, settings: Settings) -> Trader:
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set: the stream needs Postgres, its system of record")
     store = Store(settings.database_url, mode=settings.mode)
+    await asyncio.to_thread(store.ensure_partitions, time.time_ns())
     trader = build_trader(settings)
     await refresh_models(trader)  # before the warm-up, so the first live bar is scored by the current champion
     # ML features need a longer warm-up than the rule-based strategies (regime fit window)

@@ -104,3 +104,31 @@ def test_signals_need_their_account(engine):
 
     with pytest.raises(ValueError, match="account"), engine.begin() as conn:
         stream.write_batch(conn, mode="paper", signals=[object()])
+
+
+def test_the_stream_keeps_its_partitions_ahead_and_rows_land_in_them(engine):
+    """A month with no partition sends its rows to the default partition; the worker creates this month's
+    and next month's at start and hourly (storage.stream.ensure_partitions_ahead)."""
+    from datetime import datetime, timezone
+
+    now = datetime(2031, 1, 20, tzinfo=timezone.utc)  # far from the months the migration pre-creates
+    now_ns = int(now.timestamp()) * 1_000_000_000
+
+    def parts(table: str) -> set[str]:
+        with engine.connect() as c:
+            return set(c.execute(sa.text("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                          " WHERE i.inhparent = CAST(:t AS regclass)"), {"t": table}).scalars())
+
+    assert not any(p.endswith(("_p203101", "_p203102")) for t in stream.PARTITIONED for p in parts(t))
+    with engine.begin() as conn:
+        stream.ensure_partitions_ahead(conn, now_ns)
+        stream.ensure_partitions_ahead(conn, now_ns)  # again: nothing to do
+    for table in stream.PARTITIONED:
+        assert {f"{table}_p203101", f"{table}_p203102"} <= parts(table), table
+    account = f"parts-{uuid.uuid4().hex[:6]}"
+    with engine.begin() as conn:
+        stream.write_audit(conn, f"{account}-1", now_ns, "test", "probe", account, "partition probe", {})
+    with engine.connect() as c:
+        where = c.execute(sa.text("SELECT tableoid::regclass::text FROM audit_log WHERE scope = :s"),
+                          {"s": account}).scalar()
+    assert where == "audit_log_p203101"
