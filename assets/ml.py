@@ -293,7 +293,7 @@ def _promotion_result(decision: dict, challenger: str, before: str | None, after
                 description="Checks only, moves nothing: the recorded decision follows from its evidence under the "
                             "gate config, and the registry's champion is the one the decision left.")
 def promotion_gate(context: dg.AssetCheckExecutionContext, ml: MLResource) -> dg.AssetCheckResult:
-    from ml.registry import CHAMPION, alias_version
+    from ml.registry import CHAMPION, alias_version, promotion_problems
 
     event = context.instance.get_latest_materialization_event(ml_promotion.key)
     if event is None or event.asset_materialization is None:
@@ -305,23 +305,3 @@ def promotion_gate(context: dg.AssetCheckExecutionContext, ml: MLResource) -> dg
         "problems": dg.MetadataValue.json(problems), "challenger_version": recorded.get("challenger_version"),
         "champion_after": recorded.get("champion_after"), "reason": recorded.get("reason", ""),
     })
-
-
-def promotion_problems(recorded: dict, gate, champion_now: str | None) -> list[str]:
-    """What is wrong with a recorded promotion decision (ml_promotion's metadata), given the gate config and
-    the registry's champion now: a pure function, so the check has no side effect."""
-    from ml.registry import gate_decision
-
-    decision = recorded["decision"]
-    problems = []
-    if decision.get("reason") != "already champion":
-        again = gate_decision(decision["challenger"], decision["champion"], gate)
-        if again["passed"] != decision["passed"]:
-            problems.append(f"the evidence gives passed={again['passed']} under the gate config, "
-                            f"the decision recorded passed={decision['passed']}")
-    expected = recorded["challenger_version"] if decision["passed"] else decision.get("champion_version")
-    if recorded["champion_after"] != str(expected):
-        problems.append(f"the decision should leave champion v{expected}, it recorded v{recorded['champion_after']}")
-    if str(champion_now) != recorded["champion_after"]:
-        problems.append(f"the registry's champion is v{champion_now}, the last decision left v{recorded['champion_after']}")
-    return problems

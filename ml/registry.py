@@ -52,6 +52,24 @@ def gate_decision(challenger: dict[str, float], champion: dict[str, float] | Non
         f"{cfg.sharpe_margin:.3f}")}
 
 
+def promotion_problems(recorded: dict, gate: GateConfig, champion_now: str | None) -> list[str]:
+    """What is wrong with a recorded promotion decision (ml_promotion's metadata), given the gate config and
+    the registry's champion now: a pure function, so the check has no side effect."""
+    decision = recorded["decision"]
+    problems = []
+    if decision.get("reason") != "already champion":
+        again = gate_decision(decision["challenger"], decision["champion"], gate)
+        if again["passed"] != decision["passed"]:
+            problems.append(f"the evidence gives passed={again['passed']} under the gate config, "
+                            f"the decision recorded passed={decision['passed']}")
+    expected = recorded["challenger_version"] if decision["passed"] else decision.get("champion_version")
+    if recorded["champion_after"] != str(expected):
+        problems.append(f"the decision should leave champion v{expected}, it recorded v{recorded['champion_after']}")
+    if str(champion_now) != recorded["champion_after"]:
+        problems.append(f"the registry's champion is v{champion_now}, the last decision left v{recorded['champion_after']}")
+    return problems
+
+
 def _client(tracking_uri: str):
     from mlflow import MlflowClient
 

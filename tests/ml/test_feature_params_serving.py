@@ -17,6 +17,7 @@ from ml.serving import ChampionModel
 from ml.training import TrainConfig, build_dataset, train_and_register
 
 from .conftest import SMALL_FEATURES, as_records, sim_bars
+from tests.trading.context import FlatContext
 
 TRAINED = FeatureParams(**SMALL_FEATURES)
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
@@ -32,22 +33,6 @@ class RecordingChampion(ChampionModel):
     def score(self, features):
         self.rows.append(dict(features))
         return super().score(features)
-
-
-class _Ctx:
-    ts = 0
-
-    def position(self, symbol):
-        return Decimal(0)
-
-    def price(self, symbol):
-        return None
-
-    def equity(self):
-        return Decimal(100_000)
-
-    def symbols(self):
-        return SYMBOLS
 
 
 def test_feature_params_round_trip_and_bad_metadata():
@@ -72,7 +57,7 @@ def test_stream_features_follow_the_served_models_params(tracking_uri):
 
     strategy = RegistrySignal(champion, SYMBOLS)  # stream defaults: cross_window 30, regime_window 720, ...
     assert strategy.feature_params == FeatureParams()
-    ctx = _Ctx()
+    ctx = FlatContext(Decimal(100_000), SYMBOLS)
     records = as_records(bars)
     for bar in records:
         ctx.ts = bar.exchange_ts

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -21,22 +20,7 @@ from trading.strategies import (
 from trading.strategies.engine import make_bar
 
 from tests.trading.bars import random_bars
-
-
-class _Ctx:
-    ts = 0
-
-    def position(self, symbol):
-        return Decimal(0)
-
-    def price(self, symbol):
-        return None
-
-    def equity(self):
-        return Decimal(10000)
-
-    def symbols(self):
-        return []
+from tests.trading.context import FlatContext
 
 
 def _bars_of(frame):
@@ -47,7 +31,7 @@ def _bars_of(frame):
 def _incremental(strategy, frame):
     out = np.full(frame.height, np.nan)
     for i, bar in enumerate(_bars_of(frame)):
-        for t in strategy.on_bar(bar, _Ctx()):
+        for t in strategy.on_bar(bar, FlatContext()):
             out[i] = t.target
     return out
 
@@ -146,7 +130,7 @@ def test_ml_signal_thresholds_model_score():
     for score, short, expected in [(0.5, False, 1.0), (-0.5, True, -1.0), (-0.5, False, None)]:
         s = create_strategy("ml_signal", {"lookback": 10, "long_threshold": 0.1, "short_threshold": -0.1,
                                           "allow_short": short}, model=Const(score))
-        outs = [t.target for b in bars for t in s.on_bar(b, _Ctx())]
+        outs = [t.target for b in bars for t in s.on_bar(b, FlatContext())]
         assert outs == ([] if expected is None else [expected])  # one decision once warm, then none
     with pytest.raises(ParameterValueError, match="has no predict"):
         create_strategy("ml_signal", {}, model=object())
@@ -156,7 +140,7 @@ def test_ml_signal_thresholds_model_score():
     c = frame["close"].to_numpy()
     state = 0.0
     for i, b in enumerate(_bars_of(frame)):
-        for t in s.on_bar(b, _Ctx()):
+        for t in s.on_bar(b, FlatContext()):
             state = t.target
         if i >= 19:
             assert state == (1.0 if c[i] / c[i - 19] - 1 > 0 else 0.0)
