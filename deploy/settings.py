@@ -56,8 +56,16 @@ class Settings(BaseSettings):
     worker_port: int = Field(16066, description="Faust worker web port (/health, /metrics).")
 
     docs_port: int = Field(18080, description="Static site port: Data Docs and reports, readable offline.")
+    supervisor_port: int = Field(16067, description="Supervisor's /metrics port (service restarts, up/down).")
 
     start_timeout_s: float = Field(120.0, description="How long `up` waits for one service to be healthy.")
+    supervise_interval_s: float = Field(1.0, gt=0, description="How often the supervisor checks each service.")
+    restart_backoff_s: float = Field(1.0, gt=0, description="Wait before restarting a dead service; doubles with "
+                                                           "each restart inside the restart window.")
+    restart_backoff_max_s: float = Field(60.0, gt=0, description="Longest wait between restarts of one service.")
+    restart_budget: int = Field(5, ge=0, description="Restarts of one service allowed inside the restart window; "
+                                                     "then the supervisor leaves it stopped (0: never restart).")
+    restart_window_s: float = Field(600.0, gt=0, description="The restart budget's window.")
 
     symbols: list[str] = Field(["BTC/USDT", "ETH/USDT", "SOL/USDT"],
                                description="Symbols of the historical store and of the stream: what the "
@@ -169,6 +177,22 @@ class Settings(BaseSettings):
     @property
     def worker_url(self) -> str:
         return f"http://{self.host}:{self.worker_port}"
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as environment variables: a child process (the supervisor) reads the same ones."""
+        import json
+
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            key = f"TRADELOOP_{name.upper()}"
+            if isinstance(value, (list, dict)):
+                env[key] = json.dumps(value)
+            else:
+                env[key] = str(value)
+        return env
 
     def get_control_token(self) -> str:
         """The configured token, or the one generated for this home (created once, owner-only)."""

@@ -11,7 +11,8 @@ from deploy.stack import broker, postgres, services
 from deploy.stack.process import ServiceRecord, StackError, http_ok, port_in_use, stop
 
 # start order; `down` goes in reverse
-ORDER = ("postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker", "feed")
+ORDER = ("postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker", "feed",
+         "supervisor")
 
 
 @dataclass
@@ -22,6 +23,7 @@ class ServiceStatus:
     port: int | None
     url: str
     log: str
+    restarts: int = 0  # restarts by the supervisor since it started
 
 
 def _ports(settings: Settings) -> dict[str, int]:
@@ -34,6 +36,7 @@ def _ports(settings: Settings) -> dict[str, int]:
         "dagster-daemon": 0,
         "worker": settings.worker_port,
         "feed": 0,
+        "supervisor": settings.supervisor_port,
     }
 
 
@@ -72,27 +75,42 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, Ser
         echo(f"  {name:<18} up (pid {record.pid}{f', port {record.port}' if record.port else ''})")
 
     try:
+        start = starters(settings)
         if settings.database_url:
             echo(f"  {'postgres':<18} external ({_redact(settings.database_url)})")
         else:
-            run("postgres", lambda: postgres.start(settings, settings.pg_port))
+            run("postgres", start["postgres"])
         _migrate(pg_url)
         if settings.kafka_bootstrap:
             echo(f"  {'broker':<18} external ({settings.kafka_bootstrap})")
         else:
-            run("broker", lambda: broker.start(settings, settings.broker_port))
+            run("broker", start["broker"])
         _topics(bootstrap, settings)
-        run("mlflow", lambda: services.start_mlflow(settings, pg_url, bootstrap))
-        run("docs", lambda: services.start_docs(settings))
-        run("dagster-webserver", lambda: services.start_dagster_webserver(settings, pg_url, bootstrap))
-        run("dagster-daemon", lambda: services.start_dagster_daemon(settings, pg_url, bootstrap))
-        run("worker", lambda: services.start_worker(settings, pg_url, bootstrap))
-        run("feed", lambda: services.start_feed(settings, pg_url, bootstrap))
+        for name in ORDER[2:]:
+            run(name, start[name])
     except BaseException:
         for record in reversed(started):
             stop(record, settings.run_dir, sig=_stop_signal(record.name))
         raise
     return records
+
+
+def starters(settings: Settings) -> dict[str, Callable[[], ServiceRecord]]:
+    """How each service starts (and waits until healthy): used by `up` and by the supervisor's restarts."""
+    from deploy.stack import supervisor
+
+    pg_url, bootstrap = _urls(settings)
+    return {
+        "postgres": lambda: postgres.start(settings, settings.pg_port),
+        "broker": lambda: broker.start(settings, settings.broker_port),
+        "mlflow": lambda: services.start_mlflow(settings, pg_url, bootstrap),
+        "docs": lambda: services.start_docs(settings),
+        "dagster-webserver": lambda: services.start_dagster_webserver(settings, pg_url, bootstrap),
+        "dagster-daemon": lambda: services.start_dagster_daemon(settings, pg_url, bootstrap),
+        "worker": lambda: services.start_worker(settings, pg_url, bootstrap),
+        "feed": lambda: services.start_feed(settings, pg_url, bootstrap),
+        "supervisor": lambda: supervisor.start(settings),
+    }
 
 
 def _migrate(pg_url: str) -> None:
@@ -126,7 +144,8 @@ def _stop_signal(name: str) -> int:
 
 
 # `down` stops each wave in parallel, waves in order: the clients first, then the broker, then the database
-DOWN_WAVES = (("feed",), ("worker", "dagster-daemon", "dagster-webserver", "mlflow", "docs"), ("broker",),
+# the supervisor goes first, so nothing is started again while the rest stops
+DOWN_WAVES = (("supervisor",), ("feed",), ("worker", "dagster-daemon", "dagster-webserver", "mlflow", "docs"), ("broker",),
               ("postgres",))
 
 
@@ -147,6 +166,9 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> list[str]:
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
+    from deploy.stack.supervisor import read_state
+
+    supervised = read_state(settings.run_dir)
     result = []
     for name in ORDER:
         if name == "postgres" and settings.database_url:
@@ -156,12 +178,18 @@ def status(settings: Settings) -> list[ServiceStatus]:
             result.append(ServiceStatus(name, "external", None, None, settings.kafka_bootstrap, ""))
             continue
         record = ServiceRecord.load(settings.run_dir, name)
+        health = supervised.get(name, {})
+        restarts = int(health.get("restarts", 0))
         if record is None or record.process() is None:
-            result.append(ServiceStatus(name, "stopped", None, None, "", record.log if record else ""))
+            # a record without a process: crashed; `restarting` while the supervisor is on it
+            state = "stopped"
+            if record is not None and _running(settings, "supervisor") is not None:
+                state = "failed" if health.get("gave_up") else "restarting"
+            result.append(ServiceStatus(name, state, None, None, "", record.log if record else "", restarts))
             continue
         healthy = _healthy(settings, record)
         result.append(ServiceStatus(name, "running" if healthy else "unhealthy", record.pid,
-                                    record.port or None, record.url, record.log))
+                                    record.port or None, record.url, record.log, restarts))
     return result
 
 
@@ -175,6 +203,7 @@ def _healthy(settings: Settings, record: ServiceRecord) -> bool:
         "dagster-daemon": lambda: True,  # alive is all we can ask of it cheaply
         "worker": lambda: http_ok(f"{record.url}/health"),
         "feed": lambda: True,  # alive is its health; it exits when it cannot publish
+        "supervisor": lambda: http_ok(f"{record.url}/metrics"),
     }
     return checks[record.name]()
 

@@ -34,6 +34,7 @@ def up() -> None:
     click.echo(f"  MLflow UI    {records['mlflow'].url}")
     click.echo(f"  Worker web   {records['worker'].url}/health")
     click.echo(f"  Data Docs    {records['docs'].url}/data_docs/index.html")
+    click.echo(f"  Supervisor   {records['supervisor'].url}/metrics (restarts a service that dies)")
     click.echo("tradeloop is up. `tradeloop status` shows each service; `tradeloop down` stops them.")
 
 
@@ -58,9 +59,10 @@ def status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([row.__dict__ for row in rows]))
     else:
-        click.echo(f"{'service':<18} {'state':<10} {'pid':>7} {'port':>6}  url")
+        click.echo(f"{'service':<18} {'state':<10} {'pid':>7} {'port':>6} {'restarts':>8}  url")
         for row in rows:
-            click.echo(f"{row.name:<18} {row.state:<10} {row.pid or '-':>7} {row.port or '-':>6}  {row.url}")
+            click.echo(f"{row.name:<18} {row.state:<10} {row.pid or '-':>7} {row.port or '-':>6} "
+                       f"{row.restarts:>8}  {row.url}")
     sys.exit(0 if all(row.state in ("running", "external") for row in rows) else 3)
 
 

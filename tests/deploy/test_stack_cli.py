@@ -29,6 +29,7 @@ def env_for(settings) -> dict[str, str]:
         "TRADELOOP_DAGSTER_PORT": str(settings.dagster_port),
         "TRADELOOP_WORKER_PORT": str(settings.worker_port),
         "TRADELOOP_DOCS_PORT": str(settings.docs_port),
+        "TRADELOOP_SUPERVISOR_PORT": str(settings.supervisor_port),
     })
     return env
 
@@ -57,7 +58,7 @@ def test_up_status_down_and_data_survives_a_restart(home):
     assert status.returncode == 0, status.stdout
     rows = {row["name"]: row for row in json.loads(status.stdout)}
     assert set(rows) == {"postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker",
-                         "feed"}
+                         "feed", "supervisor"}
     assert {row["state"] for row in rows.values()} == {"running"}
     assert all(isinstance(row["pid"], int) for row in rows.values())
 
@@ -84,6 +85,26 @@ def test_up_status_down_and_data_survives_a_restart(home):
             VALUES ('survives-restart', 'test', 'note', 'account:test', 'data must survive down/up')
         """))
     engine.dispose()
+
+    # a worker that crashes (SIGKILL: no chance to clean up) is started again by the supervisor and counted
+    import signal
+    import time
+
+    os.kill(rows["worker"]["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        now = {row["name"]: row for row in json.loads(tradeloop(home, "status", "--json").stdout)}
+        if now["worker"]["state"] == "running" and now["worker"]["restarts"] == 1:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"worker not restarted: {now['worker']}")
+    assert now["worker"]["pid"] != rows["worker"]["pid"]
+    rows["worker"] = now["worker"]
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{home.supervisor_port}/metrics", timeout=5) as resp:
+        assert 'tradeloop_service_restarts_total{service="worker"} 1.0' in resp.read().decode()
 
     down = tradeloop(home, "down")
     assert down.returncode == 0, down.stderr
