@@ -215,6 +215,10 @@ def ml_challenger(context: dg.AssetExecutionContext, config: RetrainConfig, db: 
         with db.begin() as conn:
             record_model(conn, ml.model_name, result.version, result.run_id, result.training_data_hash,
                          "challenger", metrics)
+            ml_store.audit(conn, "train", f"model:{ml.model_name}",
+                           f"trained v{result.version} ({result.kind}) on {metrics['rows']} rows",
+                           {"version": result.version, "run_id": result.run_id, "kind": result.kind,
+                            "dagster_run_id": context.run.run_id, **metrics}, ml.model_name, result.version)
     except Exception:
         from mlflow import MlflowClient
 

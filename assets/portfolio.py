@@ -14,6 +14,7 @@ import dagster as dg
 from assets.partitions import DAILY
 from assets.resources import PostgresResource
 from deploy.settings import get_settings
+from storage.audit import decision as record_decision
 from storage.market_data import daily_closes
 from storage.target_weights import replace_weights, weights_as_of, weights_for_trading_day
 
@@ -145,6 +146,12 @@ def target_weights(context: dg.AssetExecutionContext, config: TargetWeightsConfi
                         expected_return=sol.expected_return, expected_vol=sol.expected_vol,
                         solve_time_s=sol.solve_time_s, inputs=inputs, run_id=context.run.run_id)
         stored = weights_as_of(conn, config.portfolio, as_of)
+        record_decision(conn, "reweight", f"portfolio:{config.portfolio}",
+                        f"{config.model} weights for {as_of}: " + ", ".join(
+                            f"{s} {w:.3f}" for s, w in zip(sol.symbols, sol.weights)),
+                        {"as_of": str(as_of), "weights": dict(zip(sol.symbols, map(float, sol.weights))),
+                         "solver_status": sol.status, "dagster_run_id": context.run.run_id},
+                        config.portfolio, str(as_of), context.run.run_id, actor="portfolio")
     table = "| symbol | weight | expected return |\n|---|---:|---:|\n" + "\n".join(
         f"| {s} | {w:.4f} | {m:.4f} |" for s, w, m in zip(sol.symbols, sol.weights, mu))
     yield dg.MaterializeResult(metadata={

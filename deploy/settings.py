@@ -119,12 +119,36 @@ class Settings(BaseSettings):
                           "generated on first use into <home>/control-token (mode 0600).",
     )
 
+    # ---- autonomy: the loop's cadence (orchestration/automation.py); every schedule and sensor runs by default --
+    cron_market_data: str = Field("10 0 * * *", description="Yesterday's market data, every symbol (cron, UTC).")
+    cron_features: str = Field("40 0 * * *", description="Yesterday's model features and labels (cron, UTC).")
+    cron_target_weights: str = Field("30 0 * * *", description="Re-optimise the portfolio's target weights for "
+                                                              "yesterday's closes (cron, UTC).")
+    cron_reports: str = Field("30 0 * * *", description="Warehouse build and tear sheets (cron, UTC).")
+    cron_retrain: str = Field("30 2 * * *", description="Train a challenger and gate it (cron, UTC).")
+    cron_tune: str = Field("0 4 * * 0", description="Tune strategy parameters (cron, UTC; weekly by default).")
+    retrain_days: int = Field(7, ge=1, description="Days of stored features a scheduled retrain trains on.")
+    decay_interval_s: int = Field(900, ge=30, description="How often the decay/drift sensor looks at live results.")
+    bootstrap_days: int = Field(14, ge=1, description="Days of history a fresh platform backfills by itself before "
+                                                       "its first training (and keeps complete).")
+    bootstrap_interval_s: int = Field(60, ge=5, description="How often the cold-start sensor checks its stages.")
+
     @field_validator("history_start")
     @classmethod
     def _iso_date(cls, value: str) -> str:
         from datetime import date
 
         date.fromisoformat(value)  # raises ValueError naming the value: not a YYYY-MM-DD date
+        return value
+
+    @field_validator("cron_market_data", "cron_features", "cron_target_weights", "cron_reports", "cron_retrain",
+                     "cron_tune")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f"not a five-field cron expression (minute hour day month weekday): {value!r}")
         return value
 
     @field_validator("symbols")

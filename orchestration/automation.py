@@ -1,12 +1,15 @@
 """When the assets run: the jobs, schedules and sensors of the code location.
 
 The assets (assets/) say what is computed and how; this module says when. Partitioned jobs take their
-partitions from the assets they select.
+partitions from the assets they select. Every schedule and sensor runs by default (the platform is
+autonomous: a fresh `make run` backfills, trains, gates, re-weights, reports and watches with no human
+action); their cadences are settings (deploy/settings.py, `TRADELOOP_CRON_*`), read when the code location
+loads.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
@@ -17,23 +20,18 @@ from assets.reports import tear_sheets
 from assets.resources import PostgresResource
 from assets.tuning import strategy_tuning
 from assets.warehouse import warehouse_dbt_assets
+from deploy.settings import Settings
 
-# ---- market data --------------------------------------------------------------------------------
+RUNNING = dg.DefaultScheduleStatus.RUNNING
+SENSOR_RUNNING = dg.DefaultSensorStatus.RUNNING
+
+# ---- jobs: what runs together ------------------------------------------------------------------
 market_data_daily = dg.define_asset_job(
     "market_data_daily", selection=[ohlcv, ohlcv_clean],
-    description="Yesterday's bars for every symbol: raw, then clean, with their quality checks.",
+    description="A day's bars for one symbol: raw, then clean, with their quality checks and Data Docs.",
 )
-# shortly after midnight UTC, once the day's last bar has closed, for every symbol
-market_data_schedule = dg.build_schedule_from_partitioned_job(
-    market_data_daily, hour_of_day=0, minute_of_hour=10, default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-# ---- portfolio ----------------------------------------------------------------------------------
-target_weights_job = dg.define_asset_job("target_weights_job", selection=[target_weights])  # daily, from the asset
-# after each UTC day closes (and after the day's market data is in): that day's partition
-target_weights_schedule = dg.build_schedule_from_partitioned_job(target_weights_job, hour_of_day=0, minute_of_hour=30)
-
-# ---- warehouse and reports ----------------------------------------------------------------------
+target_weights_job = dg.define_asset_job("target_weights_job", selection=[target_weights],
+                                         description="The day's target weights of the portfolio (re-weighting).")
 warehouse_build = dg.define_asset_job(
     "warehouse_build", selection=dg.AssetSelection.assets(warehouse_dbt_assets),
     description="dbt build: every warehouse model and its tests (asset checks).",
@@ -42,41 +40,130 @@ daily_reports = dg.define_asset_job(
     "daily_reports", selection=dg.AssetSelection.assets(warehouse_dbt_assets, tear_sheets),
     description="Build the warehouse (dbt build), then the day's tear sheets.",
 )
-# 00:30 UTC: the previous day is complete (the report's default as_of is yesterday)
-daily_reports_schedule = dg.ScheduleDefinition(
-    job=daily_reports, cron_schedule="30 0 * * *", execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-# ---- ML -----------------------------------------------------------------------------------------
 retrain_job = dg.define_asset_job("retrain", selection=dg.AssetSelection.assets(ml_challenger, ml_promotion),
                                   description="Train a challenger on stored features/labels, then decide its "
                                               "promotion (and check the decision).")
-ml_features_job = dg.define_asset_job("ml_features_job", selection=dg.AssetSelection.assets(ml_features, ml_labels))
-ml_features_schedule = dg.build_schedule_from_partitioned_job(ml_features_job, hour_of_day=0, minute_of_hour=40)
-retrain_nightly = dg.ScheduleDefinition(name="retrain_nightly", job=retrain_job, cron_schedule="30 2 * * *",
-                                        execution_timezone="UTC")
-
-
-@dg.sensor(job=retrain_job, minimum_interval_seconds=900, default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Launch retrain when the champion's live rolling Sharpe / hit rate falls below its threshold "
-                       "or its features drift (population stability index) past the threshold.")
-def ml_decay_sensor(context: dg.SensorEvaluationContext, db: PostgresResource, ml: MLResource):
-    from ml.monitoring import DecayThresholds, decay_reasons
-
-    # account/strategy come from the resource so a deployment (or a test) can watch its own trades
-    reasons = decay_reasons(db.engine(), ml, DecayThresholds(strategy=ml.monitor_strategy),
-                            account=ml.monitor_account or None)
-    if not reasons:
-        return dg.SkipReason("champion performance and feature drift within thresholds")
-    hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
-    return dg.RunRequest(run_key=f"decay-{hour}", tags={"tradeloop/retrain_reason": "; ".join(reasons)[:200]})
-
-
+ml_features_job = dg.define_asset_job("ml_features_job", selection=dg.AssetSelection.assets(ml_features, ml_labels),
+                                      description="A day's model features and labels from the clean bars.")
 tune_job = dg.define_asset_job("tune", selection=dg.AssetSelection.assets(strategy_tuning),
                                description="Run (or resume) an Optuna study of a strategy's parameters.")
 
 JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job]
-SCHEDULES = [market_data_schedule, target_weights_schedule, daily_reports_schedule, ml_features_schedule,
-             retrain_nightly]
-SENSORS = [ml_decay_sensor]
+
+
+def _retrain_config(days: int) -> dict:
+    return {"ops": {"ml_challenger": {"config": {"days": days}}}}
+
+
+# ---- schedules: the steady state ----------------------------------------------------------------
+def daily_partition_schedule(job, name: str, cron: str, settings: Settings, by_symbol: bool = False):
+    """At each tick of `cron`, the job for the last complete UTC day (for every symbol when the job is
+    partitioned by day x symbol). Run keys make a repeated tick of the same day a no-op."""
+    from assets.partitions import symbol_key
+
+    @dg.schedule(name=name, job=job, cron_schedule=cron, execution_timezone="UTC", default_status=RUNNING,
+                 description=f"{job.name} for the previous UTC day at '{cron}' (UTC)")
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.astimezone(timezone.utc).date() - timedelta(days=1)
+        if day < date.fromisoformat(settings.history_start):
+            return dg.SkipReason(f"{day} is before the history start {settings.history_start}")
+        keys = [f"{day}|{symbol_key(s)}" for s in settings.symbols] if by_symbol else [day.isoformat()]
+        return [dg.RunRequest(partition_key=key, run_key=key) for key in keys]
+
+    return _schedule
+
+
+def schedules(settings: Settings) -> list:
+    """The daily and weekly cadence of the loop, from the settings; all RUNNING by default."""
+    return [
+        daily_partition_schedule(market_data_daily, "market_data_daily_schedule", settings.cron_market_data,
+                                 settings, by_symbol=True),
+        daily_partition_schedule(ml_features_job, "ml_features_job_schedule", settings.cron_features, settings),
+        daily_partition_schedule(target_weights_job, "target_weights_job_schedule", settings.cron_target_weights,
+                                 settings),
+        dg.ScheduleDefinition(name="daily_reports_schedule", job=daily_reports, cron_schedule=settings.cron_reports,
+                              execution_timezone="UTC", default_status=RUNNING),
+        dg.ScheduleDefinition(name="retrain_nightly", job=retrain_job, cron_schedule=settings.cron_retrain,
+                              execution_timezone="UTC", default_status=RUNNING,
+                              run_config=_retrain_config(settings.retrain_days)),
+        dg.ScheduleDefinition(name="tune_weekly", job=tune_job, cron_schedule=settings.cron_tune,
+                              execution_timezone="UTC", default_status=RUNNING),
+    ]
+
+
+# ---- sensors: what reacts -----------------------------------------------------------------------
+def decay_sensor(settings: Settings):
+    @dg.sensor(name="ml_decay_sensor", job=retrain_job, minimum_interval_seconds=settings.decay_interval_s,
+               default_status=SENSOR_RUNNING,
+               description="Launch retrain when the champion's live rolling Sharpe / hit rate falls below its "
+                           "threshold or its features drift (population stability index) past the threshold.")
+    def ml_decay_sensor(context: dg.SensorEvaluationContext, db: PostgresResource, ml: MLResource):
+        from ml.monitoring import DecayThresholds, decay_reasons
+
+        # account/strategy come from the resource so a deployment (or a test) can watch its own trades
+        reasons = decay_reasons(db.engine(), ml, DecayThresholds(strategy=ml.monitor_strategy),
+                                account=ml.monitor_account or None)
+        if not reasons:
+            return dg.SkipReason("champion performance and feature drift within thresholds")
+        hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
+        return dg.RunRequest(run_key=f"decay-{hour}", run_config=_retrain_config(settings.retrain_days),
+                             tags={"tradeloop/retrain_reason": "; ".join(reasons)[:200]})
+
+    return ml_decay_sensor
+
+
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def bootstrap_days(settings: Settings, today: date) -> list[str]:
+    """The complete UTC days the platform needs at first start: the last `bootstrap_days`, not before the
+    history start."""
+    first = max(date.fromisoformat(settings.history_start), today - timedelta(days=settings.bootstrap_days))
+    return [(first + timedelta(days=i)).isoformat() for i in range((today - first).days)]
+
+
+def bootstrap_sensor(settings: Settings):
+    """First start, with no human action: history, then features, then a first model through the gate, the
+    first target weights and reports. Each stage waits for the one before; the steady state is the schedules'.
+    Run keys make every request once-only, so the sensor can tick often and a restart repeats nothing."""
+    from assets.partitions import symbol_key
+
+    @dg.sensor(name="bootstrap_sensor", jobs=[market_data_daily, ml_features_job, retrain_job, target_weights_job,
+                                              daily_reports],
+               minimum_interval_seconds=settings.bootstrap_interval_s, default_status=SENSOR_RUNNING,
+               description="Cold start: backfills the last TRADELOOP_BOOTSTRAP_DAYS days of market data, builds "
+                           "their features, trains and gates a first model, computes the first target weights and "
+                           "writes the first reports; skips (saying what it waits for) once each stage is done.")
+    def bootstrap(context: dg.SensorEvaluationContext):
+        days = bootstrap_days(settings, _today())
+        if not days:
+            return dg.SkipReason(f"no complete day since the history start {settings.history_start} yet")
+        instance = context.instance
+        market = {f"{d}|{symbol_key(s)}" for d in days for s in settings.symbols}
+        missing = sorted(market - set(instance.get_materialized_partitions(ohlcv_clean.key)))
+        if missing:
+            return [dg.RunRequest(job_name=market_data_daily.name, partition_key=key, run_key=f"bootstrap-md-{key}")
+                    for key in missing]
+        missing = sorted(set(days) - set(instance.get_materialized_partitions(ml_features.key)))
+        if missing:
+            return [dg.RunRequest(job_name=ml_features_job.name, partition_key=d, run_key=f"bootstrap-features-{d}")
+                    for d in missing]
+        requests = []
+        if instance.get_latest_materialization_event(ml_promotion.key) is None:
+            requests.append(dg.RunRequest(job_name=retrain_job.name, run_key="bootstrap-retrain",
+                                          run_config=_retrain_config(min(settings.retrain_days, len(days))),
+                                          tags={"tradeloop/retrain_reason": "first model (bootstrap)"}))
+        if days[-1] not in set(instance.get_materialized_partitions(target_weights.key)):
+            requests.append(dg.RunRequest(job_name=target_weights_job.name, partition_key=days[-1],
+                                          run_key=f"bootstrap-weights-{days[-1]}"))
+        if instance.get_latest_materialization_event(tear_sheets.key) is None:
+            requests.append(dg.RunRequest(job_name=daily_reports.name, run_key="bootstrap-reports"))
+        return requests or dg.SkipReason(f"bootstrap complete: {len(days)} days of history, features, a gated "
+                                         f"model, target weights and reports exist")
+
+    return bootstrap
+
+
+def sensors(settings: Settings) -> list:
+    return [bootstrap_sensor(settings), decay_sensor(settings)]

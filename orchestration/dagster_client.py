@@ -75,9 +75,14 @@ def backfill_status(url: str, backfill_id: str) -> str:
 
 
 def wait_backfill(url: str, backfill_id: str, timeout_s: float = 600.0, poll_s: float = 2.0) -> str:
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+    # a busy (or just restarted) webserver can fail one poll; five in a row is an answer
+    poll = retry(retry=retry_if_exception_type(DagsterClientError), stop=stop_after_attempt(5),
+                 wait=wait_fixed(poll_s), reraise=True)(backfill_status)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = backfill_status(url, backfill_id)
+        status = poll(url, backfill_id)
         if status in TERMINAL:
             return status
         time.sleep(poll_s)

@@ -32,13 +32,17 @@ def resources(settings: Settings) -> dict:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    settings = get_settings()
+    return build(get_settings())
+
+
+def build(settings: Settings) -> dg.Definitions:
+    """The location's definitions for these settings."""
     return dg.Definitions(
         # partitioned by the deployment's history start and symbols (assets/partitions.py)
         assets=partitions.for_settings(dg.load_assets_from_package_module(assets), settings),
         asset_checks=dg.load_asset_checks_from_package_module(assets),
         jobs=automation.JOBS,
-        schedules=automation.SCHEDULES,
-        sensors=automation.SENSORS,
+        schedules=automation.schedules(settings),
+        sensors=automation.sensors(settings),
         resources=resources(settings),
     )

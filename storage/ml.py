@@ -15,13 +15,16 @@ from typing import Any, Sequence
 import polars as pl
 import sqlalchemy as sa
 
-from trading.records import Fill, Liquidity, Side, stable_id
+from trading.records import Fill, Liquidity, Side
 
 NS = 1_000_000_000
 
 
 def _ts(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / NS, tz=timezone.utc)
+
+
+from storage.audit import decision as audit  # noqa: E402,F401 - the ML callers' name
 
 
 def _json(x: Any) -> str:
@@ -137,19 +140,6 @@ def champion_window(conn: sa.Connection, model_name: str) -> tuple[int, int] | N
                                   FROM ml_models WHERE model_name = :m AND status = 'champion'"""),
                        {"m": model_name}).first()
     return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
-
-
-def audit(conn: sa.Connection, action: str, scope: str, reason: str, details: dict[str, Any], *key: Any,
-          actor: str = "ml") -> str:
-    """One audit row per deterministic event id (replays add nothing)."""
-    event_id = stable_id("audit", action, scope, *key)
-    conn.execute(sa.text("""
-        INSERT INTO audit_log (event_id, actor, action, scope, reason, details)
-        SELECT :id, :actor, :action, :scope, :reason, CAST(:details AS jsonb)
-        WHERE NOT EXISTS (SELECT 1 FROM audit_log WHERE event_id = :id)
-    """), {"id": event_id, "actor": actor, "action": action, "scope": scope, "reason": reason,
-           "details": _json(details)})
-    return event_id
 
 
 def reject_model(conn: sa.Connection, model_name: str, version: str, gate: dict | None = None) -> None:

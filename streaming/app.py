@@ -35,10 +35,13 @@ from streaming.transport import set_fetch_max_wait
 
 def create_app(settings: Settings) -> faust.App:
     bootstrap = settings.kafka_bootstrap or f"{settings.host}:{settings.broker_port}"
+    (settings.home / "stream").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.stream_app_id,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
         store="memory://",
+        # Faust's default is "<app id>-data" in the working directory; state belongs in the home
+        datadir=str(settings.home / "stream" / f"{settings.stream_app_id}-data"),
         autodiscover=["streaming.agents", "streaming.timers", "streaming.web"],
         topic_partitions=settings.topic_partitions,
         topic_allow_declare=False,  # created explicitly with one partition count (streaming/topics.py)

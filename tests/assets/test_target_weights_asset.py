@@ -46,7 +46,8 @@ def test_definitions_found_in_the_package():
     assert [a.key for a in dg.load_assets_from_modules([portfolio_assets])] == [target_weights.key]
     assert not dg.load_asset_checks_from_modules([portfolio_assets])  # weights_valid is declared on the asset
     defs = dg.Definitions(assets=partitions.for_settings([target_weights], get_settings()),
-                          jobs=[automation.target_weights_job], schedules=[automation.target_weights_schedule],
+                          jobs=[automation.target_weights_job], schedules=[s for s in automation.schedules(get_settings())
+                                                 if s.name == "target_weights_job_schedule"],
                           resources={"db": PostgresResource(url="x")})
     job = defs.resolve_job_def("target_weights_job")
     assert job.partitions_def.get_partition_keys()[0] == get_settings().history_start
@@ -90,6 +91,13 @@ def test_materialise_writes_weights_idempotently_with_inputs(pg_url, engine, pf_
                                        min(inputs->'constraints'->'sector_caps'->>'L1'), min(inputs->>'first_day')
                                        FROM target_weights WHERE portfolio = 'pf-main'""")).one()
     assert tuple(rows) == (3, "min_variance", "optimal", "ledoit_wolf", "0.7", "2026-10-22")
+    # the decision is in audit_log, once per run (a re-run is another decision)
+    with engine.connect() as conn:
+        audit = conn.execute(sa.text("""SELECT actor, reason, details->>'solver_status' FROM audit_log
+                                        WHERE action = 'reweight' AND scope = 'portfolio:pf-main'""")).all()
+    assert len(audit) == 2, audit  # the test materialises the day twice
+    assert {a[0] for a in audit} == {"portfolio"} and {a[2] for a in audit} == {"optimal"}
+    assert audit[0][1].startswith("min_variance weights for 2026-11-20: PFA/USD ")
 
 
 def test_turnover_is_measured_against_the_previous_day(pg_url, engine, pf_data):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,9 +37,10 @@ def env_for(settings) -> dict[str, str]:
     return env
 
 
-def tradeloop(settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([TRADELOOP, *args], env=env_for(settings), capture_output=True, text=True,
-                          timeout=timeout, cwd=Path(__file__).parents[2])
+def tradeloop(settings, *args: str, timeout: float = 300, extra_env: dict | None = None
+              ) -> subprocess.CompletedProcess:
+    return subprocess.run([TRADELOOP, *args], env={**env_for(settings), **(extra_env or {})}, capture_output=True,
+                          text=True, timeout=timeout, cwd=Path(__file__).parents[2])
 
 
 @pytest.fixture
@@ -46,9 +50,16 @@ def home(tmp_path):
     tradeloop(settings, "down")  # never leave a service behind, whatever the test did
 
 
+# accelerated autonomy: two symbols, two days of history, the cold-start sensor every 5 s
+AUTONOMY = {"TRADELOOP_SYMBOLS": '["BTC/USDT", "SOL/USDT"]', "TRADELOOP_BOOTSTRAP_DAYS": "2",
+            "TRADELOOP_BOOTSTRAP_INTERVAL_S": "5"}
+
+
 @pytest.mark.slow
 def test_up_status_down_and_data_survives_a_restart(home):
-    first = tradeloop(home, "up")
+    """A fresh stack, left alone, reaches its first model gate decision; the supervisor restarts a killed
+    worker; data survives down/up."""
+    first = tradeloop(home, "up", extra_env=AUTONOMY)
     assert first.returncode == 0, first.stderr + first.stdout
     for url in (f"http://127.0.0.1:{home.dagster_port}", f"http://127.0.0.1:{home.mlflow_port}",
                 f"http://127.0.0.1:{home.worker_port}/health"):
@@ -69,7 +80,7 @@ def test_up_status_down_and_data_survives_a_restart(home):
 
     # a backfill submitted the way the UI does it is run by the daemon, against the embedded Postgres
     backfill = tradeloop(home, "backfill", "--start", "2026-11-02", "--days", "1", "--symbol", "SOL/USDT", "--wait",
-                         timeout=400)
+                         timeout=600, extra_env=AUTONOMY)
     assert backfill.returncode == 0, backfill.stdout + backfill.stderr
     assert "COMPLETED_SUCCESS" in backfill.stdout
 
@@ -87,9 +98,6 @@ def test_up_status_down_and_data_survives_a_restart(home):
     engine.dispose()
 
     # a worker that crashes (SIGKILL: no chance to clean up) is started again by the supervisor and counted
-    import signal
-    import time
-
     os.kill(rows["worker"]["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -101,10 +109,25 @@ def test_up_status_down_and_data_survives_a_restart(home):
         raise AssertionError(f"worker not restarted: {now['worker']}")
     assert now["worker"]["pid"] != rows["worker"]["pid"]
     rows["worker"] = now["worker"]
-    import urllib.request
-
     with urllib.request.urlopen(f"http://127.0.0.1:{home.supervisor_port}/metrics", timeout=5) as resp:
         assert 'tradeloop_service_restarts_total{service="worker"} 1.0' in resp.read().decode()
+
+    # no human action since `up`: the cold-start sensor backfilled, built features, trained and gated a model
+    engine = sa.create_engine(url)
+    deadline = time.monotonic() + 900
+    decision = None
+    while decision is None and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            decision = conn.execute(sa.text("""SELECT action, reason FROM audit_log
+                                               WHERE action IN ('promote', 'gate_reject') LIMIT 1""")).first()
+        time.sleep(5)
+    with engine.connect() as conn:
+        days = conn.execute(sa.text("""SELECT count(DISTINCT (ts::date, symbol)) FROM market_data_clean
+                                       WHERE ts >= current_date - 2 AND ts < current_date""")).scalar()
+    engine.dispose()
+    assert decision is not None, "no gate decision within 15 minutes of a fresh start"
+    assert decision.reason
+    assert days == 4  # 2 days x 2 symbols, backfilled by the platform itself
 
     down = tradeloop(home, "down")
     assert down.returncode == 0, down.stderr
@@ -114,7 +137,7 @@ def test_up_status_down_and_data_survives_a_restart(home):
     for pid in (row["pid"] for row in rows.values()):
         assert not _alive(pid), f"pid {pid} still running after down"
 
-    second = tradeloop(home, "up")
+    second = tradeloop(home, "up", extra_env=AUTONOMY)
     assert second.returncode == 0, second.stderr + second.stdout
     engine = sa.create_engine(url)
     with engine.connect() as conn:

@@ -15,7 +15,10 @@ import sqlalchemy as sa
 
 from assets.ml import MLResource, ml_features, ml_labels
 from assets.resources import PostgresResource
-from orchestration.automation import ml_decay_sensor
+from deploy.settings import get_settings
+from orchestration.automation import decay_sensor
+
+ml_decay_sensor = decay_sensor(get_settings())
 
 from .conftest import ORIGIN, sim_bars, write_clean_bars
 

@@ -24,10 +24,15 @@ def _resources(pg_url, tracking_uri, **over):
 def test_definitions_load():
     from orchestration import automation
 
+    from deploy.settings import get_settings
+
+    settings = get_settings()
     defs = dg.Definitions(
         assets=dg.load_assets_from_modules([ml_assets]), asset_checks=dg.load_asset_checks_from_modules([ml_assets]),
         jobs=[automation.retrain_job, automation.ml_features_job],
-        schedules=[automation.ml_features_schedule, automation.retrain_nightly], sensors=[automation.ml_decay_sensor],
+        schedules=[s for s in automation.schedules(settings) if s.name in ("ml_features_job_schedule",
+                                                                             "retrain_nightly")],
+        sensors=[automation.decay_sensor(settings)],
         resources={"ml": MLResource(tracking_uri="sqlite:///unused.db"),
                    "db": PostgresResource(url="postgresql+psycopg://x@127.0.0.1:1/x")})
     retrain = defs.resolve_job_def("retrain")
