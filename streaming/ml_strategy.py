@@ -65,9 +65,9 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
     }
 
     def __init__(self, champion: Any, symbols: Iterable[str], *, challenger: Any = None, interval: str = "1m",
-                 inline_refresh: bool = True, online: Any = None, **params: Any) -> None:
+                 inline_refresh: bool = True, online_model: Any = None, **params: Any) -> None:
         self.champion, self.challenger = champion, challenger
-        self.online = online  # ml.online.OnlineModel when the parameter online=True
+        self.online = online_model  # ml.online.OnlineModel when the parameter online=True
         self.symbols = sorted(symbols)
         if not self.symbols:
             raise ParameterValueError("ml_signal needs the symbol universe of its features (none given)")
@@ -84,7 +84,7 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
         if self.p["online"] and self.p["shadow"]:
             # one shadow per slot: the paired comparison (ml/shadow.py) pairs the champion with one model
             raise ParameterValueError("parameters online=True and shadow=True exclude each other: a slot shadows one model")
-        if self.p["online"] and online is None:
+        if self.p["online"] and online_model is None:
             raise ParameterValueError("parameter online=True needs an online model (ml.online.OnlineModel)")
 
     def reset(self) -> None:
@@ -295,4 +295,4 @@ def create_stream_strategy(name: str, params: dict[str, Any] | None, *, model_na
                              tracking_uri=tracking_uri, database_url=database_url,
                              checkpoint_every=values["online_checkpoint"], min_learned=values["online_min_learned"])
     return RegistrySignal(champion, symbols, challenger=challenger, interval=interval, inline_refresh=inline_refresh,
-                          online=online, **(params or {}))
+                          online_model=online, **(params or {}))
