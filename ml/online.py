@@ -23,6 +23,7 @@ import math
 import pickle
 import time
 from collections import deque
+from itertools import islice
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -81,7 +82,7 @@ class OnlineLabels:
         if math.isnan(vol0):
             return None
         # the batch function on exactly this bar's window: the label definition lives in one place
-        closes = np.array([c0] + [it[2] for it in list(st.items)[:p.horizon]])
+        closes = np.array([c0] + [it[2] for it in islice(st.items, p.horizon)])
         vols = np.full(len(closes), math.nan)
         vols[0] = vol0
         label, _ = triple_barrier(closes, vols, p.horizon, p.barrier_k)

@@ -95,3 +95,84 @@ def test_ml_slot_scores_first_live_bar_after_warmup_from_history(worker_factory,
     with engine.connect() as c:
         buys = c.execute(sa.text("SELECT count(*) FROM orders WHERE account=:a AND side='buy'"), {"a": account}).scalar()
     assert buys == 3
+
+
+def _bar(sym: str, minute: int, close: str, receive: int = 1):
+    from decimal import Decimal
+
+    from trading.records import Bar
+
+    c = Decimal(close)
+    return Bar("x", sym, "1m", minute * MIN, receive, c, c, c, c, Decimal(1))
+
+
+def test_merge_warmup_one_bar_per_key_stream_wins_time_order():
+    from streaming.wiring import HISTORY_MARK, last_bar_ts, merge_warmup
+
+    history = [_bar(s, m, "1", HISTORY_MARK) for m in range(10) for s in ("A", "B")]
+    stream = [_bar("A", m, "2") for m in (8, 9, 10, 11)] + [_bar("B", 12, "2")]
+    out = merge_warmup(history, stream, 5)
+    keys = [(b.symbol, b.exchange_ts) for b in out]
+    assert len(keys) == len(set(keys))  # no duplicate at the seam
+    assert [b.exchange_ts for b in out] == sorted(b.exchange_ts for b in out)  # time order across symbols
+    a = [b for b in out if b.symbol == "A"]
+    assert [b.exchange_ts // MIN for b in a] == [7, 8, 9, 10, 11]  # the last 5 of the union
+    assert [str(b.close) for b in a] == ["1", "2", "2", "2", "2"]  # the stream's bar where both have one
+    assert [b.exchange_ts // MIN for b in out if b.symbol == "B"] == [6, 7, 8, 9, 12]
+    assert last_bar_ts(out) == {"A": 11 * MIN, "B": 12 * MIN}
+    assert merge_warmup([], [], 5) == []
+
+
+def test_registry_signal_online_shadow_in_process(tmp_path):
+    """In process: the online model learns through the warm-up replay and the live bars, is recorded in
+    shadow beside the champion, checkpoints to MLflow when due (inline), and cannot share a slot with the
+    registry challenger."""
+    from decimal import Decimal
+
+    import pytest
+
+    from ml.features import FeatureParams
+    from ml.labels import LabelParams
+    from ml.online import OnlineModel
+    from ml.serving import ChampionModel
+    from streaming.ml_strategy import RegistrySignal, create_stream_strategy
+    from streaming.trader import Restored, Trader
+    from trading.marketdata.sim import SimConfig, SimVenue
+    from trading.risk import RiskLimits
+    from trading.strategies.base import ParameterValueError
+
+    uri, exp = registry(tmp_path)
+    register_constant_model(uri, exp, "inproc-o", 1, alias="champion")
+    clock = [0.0]
+    fp = FeatureParams("1m", SMALL["cross_window"], SMALL["regime_window"], SMALL["regime_min_fit"], SMALL["regime_refit"])
+    online = OnlineModel("inproc-o", fp, LabelParams(horizon=5), tracking_uri=uri, checkpoint_every="15m",
+                         min_learned=5, clock=lambda: clock[0])
+    champ = ChampionModel("inproc-o", uri, poll_interval_s=10, clock=lambda: clock[0])
+    strat = RegistrySignal(champ, ["BTC/USDT", "ETH/USDT", "SOL/USDT"], online_model=online, online=True,
+                           label_horizon=5, **SMALL)
+    sim = SimVenue(SimConfig(seed=7))
+    trader = Trader("acct-o", {"ml": strat}, cash=Decimal(100000), limits=RiskLimits(),
+                    instruments={i.symbol: i for i in sim.instruments()})
+    ticks = sim_ticks(215)
+    history = _history_bars(ticks, 200)
+    champ.refresh()
+    strat.online_upkeep_inline()  # resume: nothing registered under 'online' yet
+    trader.restore(Restored(bars=history, watermark={b.symbol: b.exchange_ts for b in history}))
+    learned = online.state.n_learned
+    assert learned > 3 * 100 and not trader.drain().signals  # learned from history, nothing signalled
+    t0 = ticks[0].exchange_ts - ticks[0].exchange_ts % MIN
+    clock[0] += 16 * 60  # a checkpoint is due at the next live bar
+    for t in ticks:
+        if t.exchange_ts >= t0 + 200 * MIN:
+            trader.on_tick(t)
+    b = trader.drain()
+    shadow = [s for s in b.signals if s.shadow]
+    live = [s for s in b.signals if not s.shadow]
+    assert live and {s.model_version for s in live} == {"1"}
+    assert shadow and {(s.ts, s.symbol) for s in shadow} == {(s.ts, s.symbol) for s in live}  # paired bars
+    assert {s.model_version for s in shadow} <= {"online", "online@v2"} and online.base_version == "2"
+    assert online.state.n_learned > learned and strat.view()["online"]["n_learned"] == online.state.n_learned
+
+    kw = dict(model_name="m", tracking_uri=uri, poll_interval_s=1, symbols=["BTC/USDT"])
+    with pytest.raises(ParameterValueError, match="online=True and shadow=True exclude each other"):
+        create_stream_strategy("ml_signal", {"online": True, "shadow": True}, **kw)
