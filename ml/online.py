@@ -95,12 +95,11 @@ class OnlineLabels:
 
 # ---- the River model -----------------------------------------------------------------------------
 
-def new_river_model(seed: int = 0) -> Any:
+def new_river_model() -> Any:
     """Standardised features into one-vs-rest logistic regressions over the labels {-1, 0, 1}: cheap per
     bar (tens of microseconds) and well behaved from few rows."""
     from river import compose, linear_model, multiclass, optim, preprocessing
 
-    del seed  # plain SGD logistic regression has no randomness; kept for a future stochastic model
     return compose.Pipeline(
         preprocessing.StandardScaler(),
         multiclass.OneVsRestClassifier(linear_model.LogisticRegression(optimizer=optim.SGD(0.01))),
