@@ -176,3 +176,49 @@ def test_registry_signal_online_shadow_in_process(tmp_path):
     kw = dict(model_name="m", tracking_uri=uri, poll_interval_s=1, symbols=["BTC/USDT"])
     with pytest.raises(ParameterValueError, match="online=True and shadow=True exclude each other"):
         create_stream_strategy("ml_signal", {"online": True, "shadow": True}, **kw)
+
+
+def test_worker_refresh_resumes_and_checkpoints_the_online_model(tmp_path):
+    """The worker's path (streaming.wiring.refresh_models, the model poller's call): the first call resumes
+    from the 'online' alias, later calls checkpoint when due; a second Trader (a restarted worker) continues
+    from the checkpoint and does not learn the replayed bars twice."""
+    import asyncio
+    from decimal import Decimal
+
+    from ml.features import FeatureParams
+    from ml.labels import LabelParams
+    from ml.online import OnlineModel
+    from ml.serving import ChampionModel
+    from streaming.ml_strategy import RegistrySignal
+    from streaming.trader import Restored, Trader
+    from streaming.wiring import refresh_models
+    from trading.marketdata.sim import SimConfig, SimVenue
+    from trading.risk import RiskLimits
+
+    uri, _ = registry(tmp_path)
+    clock = [0.0]
+    fp = FeatureParams("1m", SMALL["cross_window"], SMALL["regime_window"], SMALL["regime_min_fit"], SMALL["regime_refit"])
+    history = _history_bars(sim_ticks(201), 200)
+    sim = SimVenue(SimConfig(seed=7))
+
+    def start() -> tuple[Trader, OnlineModel]:
+        online = OnlineModel("wired-o", fp, LabelParams(horizon=5), tracking_uri=uri, checkpoint_every="15m",
+                             min_learned=5, clock=lambda: clock[0])
+        strat = RegistrySignal(ChampionModel("wired-o", uri), ["BTC/USDT", "ETH/USDT", "SOL/USDT"], online_model=online,
+                               online=True, label_horizon=5, inline_refresh=False, **SMALL)
+        trader = Trader("acct-w", {"ml": strat}, cash=Decimal(100000), limits=RiskLimits(),
+                        instruments={i.symbol: i for i in sim.instruments()})
+        asyncio.run(refresh_models(trader))  # as _build does, before the warm-up
+        trader.restore(Restored(bars=history, watermark={b.symbol: b.exchange_ts for b in history}))
+        return trader, online
+
+    t1, o1 = start()
+    assert o1.resumed and o1.base_version is None and o1.state.n_learned > 300
+    asyncio.run(refresh_models(t1))
+    assert o1.base_version is None  # not due yet
+    clock[0] += 15 * 60
+    asyncio.run(refresh_models(t1))
+    assert o1.base_version == "1" and o1.warning is None
+    t2, o2 = start()  # the restarted worker
+    assert o2.base_version == "1" and o2.state.n_learned == o1.state.n_learned
+    assert o2.state.learned_until == o1.state.learned_until
