@@ -4,7 +4,9 @@
 rule) whose score comes from the model carrying the ``champion`` alias in MLflow, on the feature row
 ``ml.features.OnlineFeatures`` gives for each closed bar (the floats training used).  In shadow mode a
 second ChampionModel follows the ``challenger`` alias on the same feature rows; its scores are recorded
-(``shadow=True`` signals) and never reach the engine, so they cannot trade.
+(``shadow=True`` signals) and never reach the engine, so they cannot trade.  With ``online=True`` the shadow
+model is instead an online learner (ml/online.py, River) that learns from every bar whose label has become
+known and is scored, recorded and compared the same way.
 
 In the stream configuration (TRADELOOP_STREAM_STRATEGIES / streaming/config.py) the strategy name
 ``ml_signal`` means this class; ``create_stream_strategy`` builds it with the registry settings.
@@ -22,6 +24,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable
 
 from ml.features import FeatureError, FeatureParams, OnlineFeatures
+from ml.labels import LabelParams
 from trading.records import Bar, stable_id
 from trading.strategies import create_strategy
 from trading.strategies.base import Context, Param, ParameterValueError, Strategy, TargetPosition
@@ -48,11 +51,23 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
         "regime_refit": Param("categorical", FeatureParams.regime_refit, choices=REFIT_CHOICES, doc="regime refit block"),
         "shadow": Param("categorical", False, choices=(False, True),
                         doc="also score the 'challenger' alias on the same bars (recorded, never traded)"),
+        # ---- online learning (ml/online.py): the shadow model learns from each labelled bar ----
+        "online": Param("categorical", False, choices=(False, True),
+                        doc="shadow an online (River) model learning from every labelled bar (recorded, never "
+                            "traded; checkpointed to MLflow and proposed as challenger)"),
+        "online_checkpoint": Param("categorical", "6h", choices=REFIT_CHOICES,
+                                   doc="how often the online model is checkpointed to MLflow"),
+        "online_min_learned": Param(int, 100, 1, 10_000_000, doc="labelled rows learned before it is scored"),
+        "label_horizon": Param(int, LabelParams.horizon, 1, 100_000,
+                               doc="online labels: triple-barrier horizon (bars), as ml.labels.LabelParams"),
+        "label_barrier_k": Param(float, LabelParams.barrier_k, 1e-6, 1e6,
+                                 doc="online labels: barrier width in volatilities, as ml.labels.LabelParams"),
     }
 
     def __init__(self, champion: Any, symbols: Iterable[str], *, challenger: Any = None, interval: str = "1m",
-                 inline_refresh: bool = True, **params: Any) -> None:
+                 inline_refresh: bool = True, online_model: Any = None, **params: Any) -> None:
         self.champion, self.challenger = champion, challenger
+        self.online = online_model  # ml.online.OnlineModel when the parameter online=True
         self.symbols = sorted(symbols)
         if not self.symbols:
             raise ParameterValueError("ml_signal needs the symbol universe of its features (none given)")
@@ -66,6 +81,11 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
         super().__init__(model=champion, **params)
         if self.p["shadow"] and challenger is None:
             raise ParameterValueError("parameter shadow=True needs a challenger model (ChampionModel with alias 'challenger')")
+        if self.p["online"] and self.p["shadow"]:
+            # one shadow per slot: the paired comparison (ml/shadow.py) pairs the champion with one model
+            raise ParameterValueError("parameters online=True and shadow=True exclude each other: a slot shadows one model")
+        if self.p["online"] and online_model is None:
+            raise ParameterValueError("parameter online=True needs an online model (ml.online.OnlineModel)")
 
     def reset(self) -> None:
         p = self.p
@@ -143,6 +163,8 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
         if self.inline_refresh and not self.replaying:
             for m in self.models():
                 m.maybe_refresh()
+            if self.online is not None:
+                self.online_upkeep_inline()
         champion_params = self.params_of(self.champion)
         challenger_params = self.params_of(self.challenger) if self.challenger is not None else champion_params
         if (champion_params, challenger_params) != self._in_use:
@@ -153,6 +175,11 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
             self.counters["feature_errors"] += 1
             log.warning("%s: bar skipped by the features: %s", self._slot, exc)
             return []
+        online_feats = rows[self.feature_params]
+        if self.online is not None:
+            # every bar, warm-up replay included: learns the bar whose label this close completes
+            if self.online.observe(bar.symbol, int(bar.exchange_ts), float(bar.close), online_feats):
+                self.counters["online_learned"] += 1
         feats = rows[champion_params]
         if feats is None:
             self.counters["warming_up"] += 1
@@ -168,6 +195,11 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
             if shadow is not None:
                 self.counters["shadow_signals"] += 1
                 self._record(sym, ts, shadow[0], self._direction(shadow[0]), self.challenger, shadow[1], True)
+        if self.online is not None and online_feats is not None:
+            shadow = self._score(self.online, online_feats, "online")
+            if shadow is not None:
+                self.counters["shadow_signals"] += 1
+                self._record(sym, ts, shadow[0], self._direction(shadow[0]), self.online, shadow[1], True)
         scored = self._score(self.champion, feats, "champion")
         if scored is None:
             st = self.champion.status
@@ -187,6 +219,14 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
             return []
         self._target[sym] = target
         return [TargetPosition(sym, target)]
+
+    def online_upkeep_inline(self) -> None:
+        """In process (tests, replays): resume once, then checkpoint when due, on this thread."""
+        o = self.online
+        if not o.resumed:
+            o.resume()
+        elif o.checkpoint_due():
+            o.save(o.snapshot())
 
     def params_of(self, model: Any) -> FeatureParams:
         """The feature parameters ``model`` was trained with (logged with it), else the strategy's."""
@@ -209,6 +249,7 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
         return {"strategy": self.name, "params": dict(self.p),
                 "feature_params": self.params_of(self.champion).as_dict(),
                 "champion": self.champion.status, "challenger": self.challenger.status if self.challenger else None,
+                "online": self.online.status if self.online is not None else None,
                 "serving_version": (self.champion.current() or (None, None))[1], "flat_reason": self.flat_reason,
                 "last": self.last, "counters": dict(self.counters)}
 
@@ -244,5 +285,14 @@ def create_stream_strategy(name: str, params: dict[str, Any] | None, *, model_na
     champion = model_factory(model_name, tracking_uri, poll_interval_s=poll_interval_s, alias="champion")
     challenger = (model_factory(model_name, tracking_uri, poll_interval_s=poll_interval_s, alias="challenger")
                   if values["shadow"] else None)
+    online = None
+    if values["online"]:
+        from ml.online import OnlineModel
+
+        fp = FeatureParams(interval, values["cross_window"], values["regime_window"], values["regime_min_fit"],
+                           values["regime_refit"])
+        online = OnlineModel(model_name, fp, LabelParams(values["label_horizon"], values["label_barrier_k"]),
+                             tracking_uri=tracking_uri, database_url=database_url,
+                             checkpoint_every=values["online_checkpoint"], min_learned=values["online_min_learned"])
     return RegistrySignal(champion, symbols, challenger=challenger, interval=interval, inline_refresh=inline_refresh,
-                          **(params or {}))
+                          online_model=online, **(params or {}))

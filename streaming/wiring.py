@@ -48,7 +48,8 @@ def strategy_factory(settings: Settings, symbols: list[str]) -> Callable[[str, d
     def make(name: str, params: dict | None) -> Any:
         return create_stream_strategy(name, params, model_name=settings.model_name, tracking_uri=settings.tracking_uri,
                                       poll_interval_s=settings.model_poll_interval_s, symbols=symbols,
-                                      interval=config.BAR_INTERVAL, inline_refresh=False)
+                                      interval=config.BAR_INTERVAL, inline_refresh=False,
+                                      database_url=settings.database_url)
 
     return make
 
@@ -103,6 +104,13 @@ async def _build(worker: WorkerState, settings: Settings) -> Trader:
     restored = await asyncio.to_thread(store.load, trader.account, list(trader.instruments),
                                        exchange=trader.exchange, interval=config.BAR_INTERVAL,
                                        warmup_bars=warmup, now_ns=time.time_ns())
+    history = await asyncio.to_thread(load_history, settings.database_url, trader.exchange, list(trader.instruments),
+                                      config.BAR_INTERVAL, warmup)
+    restored.bars = merge_warmup(history, restored.bars, warmup)
+    restored.watermark = last_bar_ts(restored.bars)
+    from_store = sum(1 for b in restored.bars if b.receive_ts == HISTORY_MARK)
+    log.info("warm-up: %d bars (%d from market_data_clean, %d recorded by the stream)", len(restored.bars),
+             from_store, len(restored.bars) - from_store)
     trader.restore(restored)
     worker.store, worker.trader = store, trader
     try:
@@ -120,10 +128,74 @@ async def _build(worker: WorkerState, settings: Settings) -> Trader:
 async def refresh_models(trader: Trader) -> None:
     """Ask the registry for every ML slot's aliases, in a thread: a registry call or a model load must
     not stall the hot path.  ChampionModel swaps a new version in with one assignment, so the agent
-    sees the old or the new model for a whole bar, never a mix; an outage keeps the last model."""
+    sees the old or the new model for a whole bar, never a mix; an outage keeps the last model.
+    An online model (ml/online.py) resumes from its checkpoint on the first call (before the warm-up) and
+    is checkpointed when due: the snapshot is taken here, between bars, and registered in a thread."""
     for strat in trader.ml_strategies().values():
         for m in strat.models():
             await asyncio.to_thread(m.refresh)
+        online = getattr(strat, "online", None)
+        if online is None:
+            continue
+        if not online.resumed:
+            await asyncio.to_thread(online.resume)
+        elif online.checkpoint_due():
+            await asyncio.to_thread(online.save, online.snapshot())
+
+
+# receive_ts of the bars read from market_data_clean: they were never received by this stream
+HISTORY_MARK = 0
+
+
+def load_history(database_url: str, exchange: str, symbols: list[str], interval: str, warmup: int) -> list:
+    """The last ``warmup`` bars per symbol in the historical store (market_data_clean), as Bar records:
+    strategies and models warm up from the store instead of waiting for bars the stream records itself."""
+    from decimal import Decimal
+
+    from storage import db
+    from storage.market_data import last_clean_ts, load_clean_bars
+    from trading.marketdata.timeframes import interval_ns
+    from trading.records import Bar
+
+    step = interval_ns(interval)
+    engine = db.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            out = []
+            for sym in symbols:
+                last = last_clean_ts(conn, exchange, sym, interval)
+                if last is None:
+                    continue
+                end = int(last.timestamp()) * 1_000_000_000 + last.microsecond * 1000 + step
+                frame = load_clean_bars(conn, exchange=exchange, symbols=[sym], interval=interval,
+                                        start_ns=end - warmup * step, end_ns=end)
+                # the float of the stored text, as Decimal(repr(x)): the same value features get in training
+                out += [Bar(exchange, sym, interval, ts, HISTORY_MARK, *(Decimal(repr(x)) for x in ohlcv))
+                        for ts, *ohlcv in frame.select("ts", "open", "high", "low", "close", "volume").iter_rows()]
+    finally:
+        engine.dispose()
+    return out
+
+
+def merge_warmup(history: list, stream: list, warmup: int) -> list:
+    """One warm-up sequence from the historical store and the stream's own bars: one bar per (symbol, open
+    time) -- the stream's where both have it (what it traded on) -- the last ``warmup`` of each symbol, in
+    time order; live bars start after the newest of them (the watermark), so the seam has no duplicate
+    and nothing out of order."""
+    by_key = {(b.symbol, b.exchange_ts): b for b in history}
+    by_key.update({(b.symbol, b.exchange_ts): b for b in stream})
+    per: dict[str, list] = {}
+    for (sym, _), b in sorted(by_key.items()):
+        per.setdefault(sym, []).append(b)
+    kept = [b for bars in per.values() for b in bars[-warmup:]]
+    return sorted(kept, key=lambda b: (b.exchange_ts, b.symbol))
+
+
+def last_bar_ts(bars: list) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for b in bars:
+        out[b.symbol] = max(out.get(b.symbol, b.exchange_ts), b.exchange_ts)
+    return out
 
 
 async def refresh_weights(trader: Trader) -> None:
