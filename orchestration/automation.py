@@ -45,10 +45,14 @@ retrain_job = dg.define_asset_job("retrain", selection=dg.AssetSelection.assets(
                                               "promotion (and check the decision).")
 ml_features_job = dg.define_asset_job("ml_features_job", selection=dg.AssetSelection.assets(ml_features, ml_labels),
                                       description="A day's model features and labels from the clean bars.")
+gate_job = dg.define_asset_job("gate", selection=dg.AssetSelection.assets(ml_promotion),
+                               description="Decide the promotion of the registry's challenger (no training): for "
+                                           "versions proposed outside a retrain, such as an online model's checkpoint.")
 tune_job = dg.define_asset_job("tune", selection=dg.AssetSelection.assets(strategy_tuning),
                                description="Run (or resume) an Optuna study of a strategy's parameters.")
 
-JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job]
+JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job,
+        gate_job]
 
 
 def _retrain_config(days: int) -> dict:
@@ -116,6 +120,27 @@ def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
+def online_gate_sensor(settings: Settings):
+    """An online model's checkpoint becomes the challenger inside the worker (ml/online.py propose); this
+    sends it through the same gate as a retrained model, once per version."""
+    @dg.sensor(name="online_gate_sensor", job=gate_job, minimum_interval_seconds=settings.bootstrap_interval_s,
+               default_status=SENSOR_RUNNING,
+               description="Gate (ml_promotion) each online-model checkpoint the stream proposed as challenger.")
+    def online_gate(context: dg.SensorEvaluationContext, db: PostgresResource, ml: MLResource):
+        from ml.online import KIND
+        from storage.ml import undecided_challengers
+
+        with db.begin() as conn:
+            versions = undecided_challengers(conn, ml.model_name, KIND)
+        if not versions:
+            return dg.SkipReason("no online checkpoint waits for the gate")
+        # the gate judges the registry's challenger: the newest proposal
+        return dg.RunRequest(run_key=f"gate-online-{versions[-1]}",
+                             tags={"tradeloop/gate_reason": f"online checkpoint v{versions[-1]}"})
+
+    return online_gate
+
+
 def bootstrap_days(settings: Settings, today: date) -> list[str]:
     """The complete UTC days the platform needs at first start: the last `bootstrap_days`, not before the
     history start."""
@@ -166,4 +191,4 @@ def bootstrap_sensor(settings: Settings):
 
 
 def sensors(settings: Settings) -> list:
-    return [bootstrap_sensor(settings), decay_sensor(settings)]
+    return [bootstrap_sensor(settings), decay_sensor(settings), online_gate_sensor(settings)]

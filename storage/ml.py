@@ -128,6 +128,13 @@ def record_model(conn: sa.Connection, model_name: str, version: str, run_id: str
     """), {"m": model_name, "v": int(version), "r": run_id, "h": data_hash, "s": status, "metrics": _json(metrics)})
 
 
+def undecided_challengers(conn: sa.Connection, model_name: str, kind: str) -> list[str]:
+    """Versions of ``kind`` recorded as challenger that no gate has decided yet (oldest first)."""
+    rows = conn.execute(sa.text("""SELECT version FROM ml_models WHERE model_name = :m AND status = 'challenger'
+                                   AND metrics->>'kind' = :k ORDER BY version"""), {"m": model_name, "k": kind})
+    return [str(v) for (v,) in rows]
+
+
 def model_metrics(conn: sa.Connection, model_name: str, version: str) -> dict | None:
     """The metrics recorded with a model version, or None when it is not in ml_models."""
     return conn.execute(sa.text("SELECT metrics FROM ml_models WHERE model_name = :m AND version = :v"),

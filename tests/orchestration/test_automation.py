@@ -112,3 +112,25 @@ def test_bootstrap_walks_from_an_empty_store_to_a_gated_model(settings, repo, mo
         _materialize(instance, tear_sheets.key)
         done = tick(instance)
         assert not done.run_requests and "bootstrap complete" in done.skip_message
+
+
+def test_an_online_checkpoint_proposed_as_challenger_is_sent_to_the_gate_once(settings, repo, pg_url, engine):
+    from assets.ml import MLResource
+    from assets.resources import PostgresResource
+    from storage.ml import record_model
+
+    sensor = repo.get_sensor_def("online_gate_sensor")
+    resources = {"db": PostgresResource(url=pg_url), "ml": MLResource(tracking_uri="unused", model_name="gate-m")}
+
+    def tick():
+        with dg.instance_for_test() as instance, dg.build_sensor_context(
+                instance=instance, repository_def=repo, resources=resources) as ctx:
+            return sensor.evaluate_tick(ctx)
+
+    with engine.begin() as conn:  # a retrained (batch) challenger is gated by its own retrain run
+        record_model(conn, "gate-m", "1", "run-1", "h1", "challenger", {"kind": "lightgbm"})
+    assert not tick().run_requests
+    with engine.begin() as conn:
+        record_model(conn, "gate-m", "2", "run-2", "online", "challenger", {"kind": "river"})
+    [request] = tick().run_requests
+    assert request.run_key == "gate-online-2" and sensor.job_name == "gate"
