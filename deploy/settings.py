@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -110,6 +111,30 @@ class Settings(BaseSettings):
         None, description="Bearer token for control actions (kill switch, resume, swap). Unset: one is "
                           "generated on first use into <home>/control-token (mode 0600).",
     )
+
+    # ---- portfolio ----
+    weights_max_age_hours: float = Field(
+        26.0, gt=0, description="Target weights older than this (hours since the end of their day; fresh ones are "
+                                "0-24 h old) fail the target_weights `weights_fresh` check, write an audit_log alert "
+                                "and show as stale in the stream's GET /model and /metrics.")
+    portfolio_turnover_penalty: float = Field(
+        0.0, ge=0, description="Cost per unit of weight traded, sum |w - w_previous|, in the daily optimisation's "
+                               "objective (units of the objective: annualised variance or return); 0 = none. "
+                               "max_sharpe and risk_parity refuse it.")
+    portfolio_min_trade: float = Field(
+        0.0, ge=0, lt=1, description="Smallest weight change made: the daily optimisation keeps a symbol at its "
+                                     "previous weight when the change would be smaller, and the stream's "
+                                     "target_rebalance slot skips trades smaller than this fraction of its "
+                                     "allocation. 0 = none.")
+    portfolio_lot_method: Literal["fifo", "hifo"] = Field(
+        "fifo", description="Tax lots the target_rebalance slot relieves on a sale: `fifo` (oldest first) or `hifo` "
+                            "(highest cost first: the least realised gain).")
+    portfolio_wash_sale_days: int = Field(
+        0, ge=0, description="After a sale at a loss, the target_rebalance slot defers buying the symbol back for "
+                             "this many days (wash-sale rule); 0 = off.")
+    report_benchmark: str = Field(
+        "equal_weight", description="Benchmark of the tear sheets' beta/alpha: `equal_weight` (the symbols the book "
+                                    "traded, equal weights rebalanced daily) or one symbol, e.g. `BTC/USDT`.")
 
     @field_validator("history_start")
     @classmethod

@@ -12,7 +12,7 @@ import dagster as dg
 
 from assets.market_data import ohlcv, ohlcv_clean
 from assets.ml import MLResource, ml_challenger, ml_features, ml_labels, ml_promotion
-from assets.portfolio import target_weights
+from assets.portfolio import target_weights, weights_fresh
 from assets.reports import tear_sheets
 from assets.resources import PostgresResource
 from assets.tuning import strategy_tuning
@@ -76,7 +76,19 @@ def ml_decay_sensor(context: dg.SensorEvaluationContext, db: PostgresResource, m
 tune_job = dg.define_asset_job("tune", selection=dg.AssetSelection.assets(strategy_tuning),
                                description="Run (or resume) an Optuna study of a strategy's parameters.")
 
-JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job]
+# ---- portfolio upkeep (issue 13, item 7) ----------------------------------------------------------
+weights_freshness_job = dg.define_asset_job(
+    "weights_freshness", selection=dg.AssetSelection.checks(weights_fresh),
+    description="Are the target weights that trade now older than weights_max_age_hours? (alerts to audit_log)")
+# hourly, so a missed or failed daily optimisation is noticed within the hour after it becomes stale
+weights_freshness_schedule = dg.ScheduleDefinition(
+    name="weights_freshness_hourly", job=weights_freshness_job, cron_schedule="15 * * * *",
+    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+
+
+JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job,
+        weights_freshness_job]
 SCHEDULES = [market_data_schedule, target_weights_schedule, daily_reports_schedule, ml_features_schedule,
-             retrain_nightly]
+             retrain_nightly, weights_freshness_schedule]
 SENSORS = [ml_decay_sensor]
+

@@ -278,13 +278,14 @@ def test_bad_params_fail_clearly(pg_url):
                           ({"allocation": 1.5}, r"parameter allocation=1.5 is out of range")):
         with pytest.raises(ParameterValueError, match=match):
             create_stream_strategy("target_rebalance", params, **kw)
-    with pytest.raises(UnknownParameterError, match=r"unknown parameter 'portfolo'.*known: allocation, every, portfolio, threshold"):
+    with pytest.raises(UnknownParameterError, match=r"unknown parameter 'portfolo'.*known: allocation, every, lot_method, min_trade, portfolio, threshold, wash_sale_days"):
         create_stream_strategy("target_rebalance", {"portfolo": "main"}, **kw)
     with pytest.raises(StrategyError, match="DATABASE_URL is not set"):  # the test session's settings have none
         create_stream_strategy("target_rebalance", {}, **{**kw, "database_url": None})
     # an unknown portfolio is no error: it is a portfolio without rows, flat (see above)
     strat = create_stream_strategy("target_rebalance", {"portfolio": "nobody", "every": "60"}, **kw)
-    assert strat.p == {"every": 60, "threshold": 0.0, "allocation": 0.0, "portfolio": "nobody"}
+    assert strat.p == {"every": 60, "threshold": 0.0, "allocation": 0.0, "portfolio": "nobody",
+                       "min_trade": 0.0, "lot_method": "fifo", "wash_sale_days": 0}  # the settings' defaults
     assert strat.source.portfolio == "nobody" and getattr(strat, "sizer", None) is None  # the stream's sizer
     assert create_stream_strategy("target_rebalance", {"allocation": 0.3}, **kw).sizer.fraction == 0.3
 
