@@ -257,3 +257,19 @@ def test_a_portfolio_without_weights_is_stale(pg_url, engine, pf_data):
     missing = check_fresh(pg_url, portfolio="pf-never", at="2026-11-23T06:15:00")
     assert not missing.passed and missing.metadata["as_of"].value == "none" and "age_hours" not in missing.metadata
     assert alerts(engine, "pf-never")[0]["reason"] == "portfolio 'pf-never' has no target weights"
+
+
+def test_the_scheduled_job_of_the_code_location_runs_the_check(pg_url, engine, pf_data, monkeypatch):
+    """What the hourly schedule launches: the location's weights_freshness job, with its own resources."""
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    get_settings.cache_clear()
+    try:
+        from orchestration.definitions import defs
+
+        job = defs().resolve_job_def("weights_freshness")
+        result = job.execute_in_process(run_config={"ops": {"target_weights_weights_fresh": {
+            "config": {"portfolio": "pf-job", "at": "2026-11-23T06:15:00"}}}}, raise_on_error=False)
+        [evaluation] = result.get_asset_check_evaluations()
+        assert not evaluation.passed and len(alerts(engine, "pf-job")) == 1
+    finally:
+        get_settings.cache_clear()
