@@ -30,7 +30,8 @@ Costs and taxes (the settings portfolio_min_trade, portfolio_lot_method, portfol
 slot's params of the same names): a trade smaller than ``min_trade`` of the slot's allocation is not made;
 the slot's fills open and relieve tax lots (trading.portfolio.tax.TaxLedger: FIFO or HIFO relief,
 realised gains before fees); after a sale at a loss, a buy of that symbol is deferred for
-``wash_sale_days`` (0 = off).  The lots live in the worker's memory: a restart starts them empty.
+``wash_sale_days`` (0 = off).  A restarted worker rebuilds the lots from the slot's stored fills
+(``restore_fills``, as it rebuilds positions); a strategy swapped in at run time starts with none.
 
 Sizing: a weight is a target for the engine's sizer.  Rebalance's contract is a fraction-of-equity sizer
 of 1.0 (weight 0.25 = 25 % of equity), as in the tests; the stream's Trader sizes every slot with
@@ -54,7 +55,7 @@ from trading.records import Bar, Fill, Side
 from trading.sizing import FixedFraction
 from trading.strategies.base import Context, Param, ParameterValueError, StrategyError, TargetPosition, UnknownParameterError
 from trading.strategies.rebalance import Rebalance
-from trading.strategies.capabilities import WeightsBacked
+from trading.strategies.capabilities import FillHistory, WeightsBacked
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class TargetWeightsSource:
                 "poll_interval_s": self.poll_interval_s, "queries": self.queries}
 
 
-class TargetRebalance(Rebalance, WeightsBacked):
+class TargetRebalance(Rebalance, WeightsBacked, FillHistory):
     name = STREAM_PORTFOLIO_NAME
     version = "1"
     params = {  # and ``portfolio`` (a string), checked in validate_params
@@ -339,6 +340,12 @@ class TargetRebalance(Rebalance, WeightsBacked):
             if qty - covered > 1e-12:
                 self.untracked_sells[fill.symbol] = self.untracked_sells.get(fill.symbol, 0.0) + qty - covered
         return []
+
+    def restore_fills(self, fills: list) -> None:
+        """The slot's stored fills, oldest first, at worker start: the same lots and wash-sale windows as
+        before the restart."""
+        for f in fills:
+            self.on_fill(f, None)
 
     def weights_age_hours(self) -> float:
         """Age of the loaded weights at the last decision (the wall clock before one); inf if none loaded."""

@@ -169,3 +169,37 @@ def test_the_traders_fills_open_the_slots_tax_lots(pg_url, engine):
     for sym in ("BTC/USDT", "ETH/USDT"):
         held = float(trader.portfolio.position(sym, "rebal").quantity)
         assert held > 0 and strat.lots.position(sym) == pytest.approx(held, rel=1e-9)
+
+
+def test_a_restarted_worker_rebuilds_lots_and_wash_sale_windows_from_stored_fills(pg_url, engine):
+    """The slot's fills go to Postgres; a new Trader restored from them (as the worker restarts) has the
+    same lots, the same realised gain and the same open wash-sale window, and only its own slot's fills."""
+    from storage.stream import restore_account, write_batch
+    from streaming.portfolio_strategy import TargetRebalance, TargetWeightsSource
+    from streaming.trader import Restored
+
+    account = f"trc-restart-{uuid.uuid4().hex[:8]}"
+    sold = D0 + timedelta(days=5)
+
+    def f(i, slot, side, qty, price, day):
+        return Fill(f"{account}-{i}", f"{account}-o{i}", account, slot, "sim", "BTC/USDT", Side(side),
+                    Decimal(price), Decimal(qty), Decimal(0), "USDT", Liquidity.TAKER, ns(day))
+
+    fills = [f(1, "rebal", "buy", "1", "100", D0), f(2, "rebal", "buy", "1", "300", D0 + timedelta(days=1)),
+             f(3, "rebal", "sell", "1.5", "250", sold), f(4, "other", "buy", "5", "90", D0)]
+    with engine.begin() as conn:
+        write_batch(conn, mode="paper", account=account, fills=fills)
+        rows = restore_account(conn, account, [], mode="paper", exchange="sim", interval="1m", warmup_bars=0)
+    assert [x.fill_id for x in rows.fills] == [x.fill_id for x in fills[:1] + fills[3:] + fills[1:3]]  # by time
+
+    pf = f"trc-{uuid.uuid4().hex[:8]}"
+    insert_weights(engine, pf, "2026-11-01", {"BTC/USDT": 0.5})
+    strat = TargetRebalance(TargetWeightsSource(pg_url, pf), lot_method="hifo", wash_sale_days=30)
+    trader = make_trader(strat, account)
+    trader.restore(Restored(fills=rows.fills, known_order_ids=rows.known_order_ids))
+    assert float(trader.portfolio.position("BTC/USDT", "rebal").quantity) == pytest.approx(0.5)
+    # HIFO: the 300 lot then half of the 100 lot at 250 -> -50 + 75; the 300 lot's loss opens a window
+    assert strat.lots.position("BTC/USDT") == pytest.approx(0.5)
+    assert strat.tax_view()["realized_gain"] == pytest.approx(25.0)
+    assert strat.lots.blocked("BTC/USDT", sold + timedelta(days=10))
+    assert strat.untracked_sells == {}  # the other slot's buy is not this slot's
