@@ -217,10 +217,9 @@ class TargetRebalance(Rebalance, WeightsBacked, FillHistory):
         super().__init__(weights=self._current_weights, **params)
         if self.p["allocation"] > 0:  # the engine sizes this slot with it instead of the stream's sizer
             self.sizer = FixedFraction(self.p["allocation"])
-        if self.p["allocation"] > 0:
             self._weight_scale = self.p["allocation"]
-        if self._weight_scale is None:
-            self._weight_scale = 1.0
+        elif self._weight_scale is None:
+            self._weight_scale = 1.0  # Rebalance's contract: a fraction-of-equity sizer of 1.0
         if self.p["portfolio"] != source.portfolio:
             raise ParameterValueError(f"parameter portfolio={self.p['portfolio']!r} differs from the weights "
                                       f"source's portfolio {source.portfolio!r}")
@@ -326,7 +325,7 @@ class TargetRebalance(Rebalance, WeightsBacked, FillHistory):
             out.append(t)
         return out
 
-    def on_fill(self, fill: Fill, ctx: Context) -> list[TargetPosition]:
+    def on_fill(self, fill: Fill, ctx: Context | None) -> list[TargetPosition]:
         """Each fill of the slot opens (buy) or relieves (sell, by lot_method) tax lots."""
         qty, price, day = float(fill.quantity), float(fill.price), utc_day(fill.ts)
         if qty <= 0 or price <= 0:
