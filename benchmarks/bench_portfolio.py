@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from trading.portfolio.constraints import Constraints
+from trading.portfolio.constraints import Constraints, Costs
 from trading.portfolio.covariance import estimate_cov
 from trading.portfolio.optimizer import optimize
 
@@ -61,6 +61,12 @@ def main() -> None:
         "mean_variance", symbols, estimate_cov(returns, "ledoit_wolf") * 365, mu, constraints=mt,
         current=current, risk_aversion=5.0), repeat=1)
     print(f"    solves {sol.diagnostics['solves']}, frozen {len(sol.frozen)}, status {sol.status}")
+    # the turnover penalty (setting portfolio_turnover_penalty): |w - w_current| terms in the objective
+    for penalty in (0.0, 0.1, 0.5):
+        sol = timed(f"mean_variance  CLARABEL turnover penalty {penalty}", lambda: optimize(
+            "mean_variance", symbols, cov, mu, constraints=cons, current=current, risk_aversion=5.0,
+            costs=Costs(fee=penalty)))
+        print(f"    status {sol.status}, turnover {np.abs(sol.weights - 1 / n).sum():.4f}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -127,11 +128,36 @@ class Settings(BaseSettings):
     cron_reports: str = Field("30 0 * * *", description="Warehouse build and tear sheets (cron, UTC).")
     cron_retrain: str = Field("30 2 * * *", description="Train a challenger and gate it (cron, UTC).")
     cron_tune: str = Field("0 4 * * 0", description="Tune strategy parameters (cron, UTC; weekly by default).")
+    cron_weights_freshness: str = Field("15 * * * *", description="Check that the trading target weights are not "
+                                                                  "stale (cron, UTC).")
     retrain_days: int = Field(7, ge=1, description="Days of stored features a scheduled retrain trains on.")
     decay_interval_s: int = Field(900, ge=30, description="How often the decay/drift sensor looks at live results.")
     bootstrap_days: int = Field(14, ge=1, description="Days of history a fresh platform backfills by itself before "
                                                        "its first training (and keeps complete).")
     bootstrap_interval_s: int = Field(60, ge=5, description="How often the cold-start sensor checks its stages.")
+    # ---- portfolio ----
+    weights_max_age_hours: float = Field(
+        26.0, gt=0, description="Target weights older than this (hours since the end of their day; fresh ones are "
+                                "0-24 h old) fail the target_weights `weights_fresh` check, write an audit_log alert "
+                                "and show as stale in the stream's GET /model and /metrics.")
+    portfolio_turnover_penalty: float = Field(
+        0.0, ge=0, description="Cost per unit of weight traded, sum |w - w_previous|, in the daily optimisation's "
+                               "objective (units of the objective: annualised variance or return); 0 = none. "
+                               "max_sharpe and risk_parity refuse it.")
+    portfolio_min_trade: float = Field(
+        0.0, ge=0, lt=1, description="Smallest weight change made: the daily optimisation keeps a symbol at its "
+                                     "previous weight when the change would be smaller, and the stream's "
+                                     "target_rebalance slot skips trades smaller than this fraction of its "
+                                     "allocation. 0 = none.")
+    portfolio_lot_method: Literal["fifo", "hifo"] = Field(
+        "fifo", description="Tax lots the target_rebalance slot relieves on a sale: `fifo` (oldest first) or `hifo` "
+                            "(highest cost first: the least realised gain).")
+    portfolio_wash_sale_days: int = Field(
+        0, ge=0, description="After a sale at a loss, the target_rebalance slot defers buying the symbol back for "
+                             "this many days (wash-sale rule); 0 = off.")
+    report_benchmark: str = Field(
+        "equal_weight", description="Benchmark of the tear sheets' beta/alpha: `equal_weight` (the symbols the book "
+                                    "traded, equal weights rebalanced daily) or one symbol, e.g. `BTC/USDT`.")
 
     @field_validator("history_start")
     @classmethod
@@ -142,7 +168,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("cron_market_data", "cron_features", "cron_target_weights", "cron_reports", "cron_retrain",
-                     "cron_tune")
+                     "cron_tune", "cron_weights_freshness")
     @classmethod
     def _cron(cls, value: str) -> str:
         from croniter import croniter

@@ -317,7 +317,7 @@ class OnlineFeatures:
         if st.last_ts is not None and ts <= st.last_ts:
             raise FeatureError(f"{s} bar at {ts} is not after the previous one at {st.last_ts}")
         st.last_ts = ts
-        o, h, lo, c, v = (float(bar.open), float(bar.high), float(bar.low), float(bar.close), float(bar.volume))
+        h, lo, c, v = (float(bar.high), float(bar.low), float(bar.close), float(bar.volume))
         if c <= 0:
             raise FeatureError(f"{s} bar at {ts} has a non-positive close {c}")
         prev = list(st.closes)

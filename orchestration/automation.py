@@ -15,7 +15,7 @@ import dagster as dg
 
 from assets.market_data import ohlcv, ohlcv_clean
 from assets.ml import MLResource, ml_challenger, ml_features, ml_labels, ml_promotion
-from assets.portfolio import target_weights
+from assets.portfolio import target_weights, weights_fresh
 from assets.reports import tear_sheets
 from assets.resources import PostgresResource
 from assets.tuning import strategy_tuning
@@ -51,8 +51,12 @@ gate_job = dg.define_asset_job("gate", selection=dg.AssetSelection.assets(ml_pro
 tune_job = dg.define_asset_job("tune", selection=dg.AssetSelection.assets(strategy_tuning),
                                description="Run (or resume) an Optuna study of a strategy's parameters.")
 
+weights_freshness_job = dg.define_asset_job(
+    "weights_freshness", selection=dg.AssetSelection.checks(weights_fresh),
+    description="Are the target weights that trade now older than weights_max_age_hours? (alerts to audit_log)")
+
 JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job,
-        gate_job]
+        gate_job, weights_freshness_job]
 
 
 def _retrain_config(days: int) -> dict:
@@ -92,6 +96,10 @@ def schedules(settings: Settings) -> list:
                               run_config=_retrain_config(settings.retrain_days)),
         dg.ScheduleDefinition(name="tune_weekly", job=tune_job, cron_schedule=settings.cron_tune,
                               execution_timezone="UTC", default_status=RUNNING),
+        # hourly by default, so a missed or failed daily optimisation is noticed within the hour it goes stale
+        dg.ScheduleDefinition(name="weights_freshness_hourly", job=weights_freshness_job,
+                              cron_schedule=settings.cron_weights_freshness, execution_timezone="UTC",
+                              default_status=RUNNING),
     ]
 
 

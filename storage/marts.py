@@ -28,3 +28,15 @@ def daily_pnl(conn: sa.Connection, as_of: date, accounts: list[str]):
     portfolios = pd.read_sql(sa.text(f"select * from {MARTS_SCHEMA}.mart_account_daily_pnl where {where} "
                                      "order by account, day"), conn, params=params)
     return strategies, portfolios
+
+
+def symbol_daily_pnl(conn: sa.Connection, as_of: date, accounts: list[str]):
+    """Per account/strategy/symbol daily P&L and marks up to ``as_of`` (pandas), for attribution."""
+    import pandas as pd
+
+    if conn.execute(sa.text("select to_regclass(:t)"), {"t": f"{MARTS_SCHEMA}.mart_symbol_daily_pnl"}).scalar() is None:
+        raise MartsMissing("warehouse mart mart_symbol_daily_pnl does not exist: run the warehouse_build job first")
+    where = "day <= :as_of" + (" and account = any(:accounts)" if accounts else "")
+    return pd.read_sql(sa.text(f"select account, strategy, symbol, day, pnl, mark_price from {MARTS_SCHEMA}."
+                               f"mart_symbol_daily_pnl where {where} order by account, strategy, symbol, day"),
+                       conn, params={"as_of": as_of, "accounts": accounts})

@@ -27,6 +27,10 @@ MODEL_WARNING = Gauge("tradeloop_model_registry_warning",
                       ["slot", "alias"], registry=REGISTRY)
 MODEL_FLAT = Gauge("tradeloop_model_flat", "1 while an ML slot is held flat (no champion, warm-up, model error)",
                    ["slot"], registry=REGISTRY)
+WEIGHTS_AGE = Gauge("tradeloop_target_weights_age_hours",
+                    "Age of the target weights a target_rebalance slot trades: hours since their day ended "
+                    "(fresh: 0-24; +Inf = none loaded); stale beyond TRADELOOP_WEIGHTS_MAX_AGE_HOURS",
+                    ["slot"], registry=REGISTRY)
 VAR_SCENARIOS = Gauge("tradeloop_var_scenarios", "Return scenarios loaded for VaR (0 = none, see GET /risk)",
                       registry=REGISTRY)
 

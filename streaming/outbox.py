@@ -72,4 +72,6 @@ def update_gauges(trader: Trader) -> None:
             metrics.MODEL_WARNING.labels(slot, m.alias).set(1.0 if st["warning"] else 0.0)
     for slot, strat in trader.model_driven_strategies().items():  # model- and weights-backed slots
         metrics.MODEL_FLAT.labels(slot).set(1.0 if strat.flat_reason else 0.0)
+    for slot, strat in trader.weights_strategies().items():
+        metrics.WEIGHTS_AGE.labels(slot).set(strat.weights_age_hours())
     metrics.VAR_SCENARIOS.set(float(trader.scenarios.get("count", 0)))

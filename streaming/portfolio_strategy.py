@@ -20,6 +20,19 @@ tradeloop_model_flat gauge, one log line per new reason):
   * no rows for the portfolio before the day (or all weights zero): target 0 for every held symbol.
 Postgres going down after a load keeps the last weights, with a warning in the view.
 
+Staleness: the source judges the weights it holds against ``max_age_hours`` (the setting
+weights_max_age_hours, as the Dagster check ``weights_fresh`` does, trading.portfolio.staleness) at the
+time of the slot's last decision; GET /model shows it under ``weights_source`` and /metrics as
+tradeloop_target_weights_age_hours.  Stale weights keep trading (the last decision stands); the alert is
+the check's and the gauge's.
+
+Costs and taxes (the settings portfolio_min_trade, portfolio_lot_method, portfolio_wash_sale_days, or the
+slot's params of the same names): a trade smaller than ``min_trade`` of the slot's allocation is not made;
+the slot's fills open and relieve tax lots (trading.portfolio.tax.TaxLedger: FIFO or HIFO relief,
+realised gains before fees); after a sale at a loss, a buy of that symbol is deferred for
+``wash_sale_days`` (0 = off).  A restarted worker rebuilds the lots from the slot's stored fills
+(``restore_fills``, as it rebuilds positions); a strategy swapped in at run time starts with none.
+
 Sizing: a weight is a target for the engine's sizer.  Rebalance's contract is a fraction-of-equity sizer
 of 1.0 (weight 0.25 = 25 % of equity), as in the tests; the stream's Trader sizes every slot with
 ``FixedFraction(config.FRACTION_PER_SYMBOL)``, so there the slot holds the weights scaled by that fraction
@@ -36,11 +49,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
-from trading.records import Bar
+from trading.portfolio.staleness import Staleness, staleness
+from trading.portfolio.tax import TaxLedger
+from trading.records import Bar, Fill, Side
 from trading.sizing import FixedFraction
 from trading.strategies.base import Context, Param, ParameterValueError, StrategyError, TargetPosition, UnknownParameterError
 from trading.strategies.rebalance import Rebalance
-from trading.strategies.capabilities import WeightsBacked
+from trading.strategies.capabilities import FillHistory, WeightsBacked
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +118,10 @@ class TargetWeightsSource:
     the old or the new weights, never a mix, while a thread refreshes."""
 
     def __init__(self, database_url: str, portfolio: str, poll_interval_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_age_hours: float = 26.0) -> None:
         self.database_url, self.portfolio = database_url, portfolio
         self.poll_interval_s = poll_interval_s
+        self.max_age_hours = max_age_hours
         self._clock = clock
         self._engine: Any = None
         self._loaded: LoadedWeights | None = None
@@ -160,6 +176,11 @@ class TargetWeightsSource:
     def current(self) -> LoadedWeights | None:
         return self._loaded
 
+    def staleness(self, at: datetime) -> Staleness | None:
+        """How old the loaded weights are at ``at``; None before the first load."""
+        loaded = self._loaded
+        return None if loaded is None else staleness(self.portfolio, loaded.as_of, at, self.max_age_hours)
+
     @property
     def status(self) -> dict:
         loaded = self._loaded
@@ -171,23 +192,34 @@ class TargetWeightsSource:
                 "poll_interval_s": self.poll_interval_s, "queries": self.queries}
 
 
-class TargetRebalance(Rebalance, WeightsBacked):
+class TargetRebalance(Rebalance, WeightsBacked, FillHistory):
     name = STREAM_PORTFOLIO_NAME
     version = "1"
     params = {  # and ``portfolio`` (a string), checked in validate_params
         **Rebalance.params,
         "allocation": Param(float, 0.0, 0.0, 1.0, doc="share of account equity the weights apply to; "
                                                       "0 = the stream's per-symbol sizer fraction"),
+        "min_trade": Param(float, 0.0, 0.0, 1.0, doc="trades smaller than this share of the slot's allocation "
+                                                     "are not made"),
+        "lot_method": Param("categorical", "fifo", choices=("fifo", "hifo"), doc="tax lots relieved by a sale"),
+        "wash_sale_days": Param(int, 0, 0, 366, doc="days a buy-back is deferred after a loss sale; 0 = off"),
     }
 
-    def __init__(self, source: Any, *, inline_refresh: bool = True, **params: Any) -> None:
+    def __init__(self, source: Any, *, inline_refresh: bool = True, weight_scale: float | None = None,
+                 **params: Any) -> None:
         self.source = source
+        # share of equity a weight of 1 is held at: the slot's allocation, else the engine's sizer fraction
+        # (which the strategy cannot see: the stream passes it); it puts min_trade in allocation units
+        self._weight_scale = weight_scale
         # in the worker the weights_poller timer refreshes off the event loop; in process, per bar
         self.inline_refresh = inline_refresh
         params.setdefault("portfolio", source.portfolio)
         super().__init__(weights=self._current_weights, **params)
         if self.p["allocation"] > 0:  # the engine sizes this slot with it instead of the stream's sizer
             self.sizer = FixedFraction(self.p["allocation"])
+            self._weight_scale = self.p["allocation"]
+        elif self._weight_scale is None:
+            self._weight_scale = 1.0  # Rebalance's contract: a fraction-of-equity sizer of 1.0
         if self.p["portfolio"] != source.portfolio:
             raise ParameterValueError(f"parameter portfolio={self.p['portfolio']!r} differs from the weights "
                                       f"source's portfolio {source.portfolio!r}")
@@ -215,6 +247,11 @@ class TargetRebalance(Rebalance, WeightsBacked):
         self.counters: Counter[str] = Counter()
         self.flat_reason: str | None = "no bar seen yet"
         self._logged_reason: str | None = None
+        self.ts: int | None = None  # of the last decision: what staleness is judged at
+        wash = self.p["wash_sale_days"]
+        self.lots = TaxLedger(method=self.p["lot_method"], wash_days=wash if wash > 0 else None)
+        self.deferred: dict[str, str] = {}  # symbol -> day of the buy the wash-sale rule deferred last
+        self.untracked_sells: dict[str, float] = {}  # sold beyond the lots held (e.g. bought before a restart)
 
     # -- what the stream's machinery reads ---------------------------------------------------------
     @property
@@ -242,7 +279,7 @@ class TargetRebalance(Rebalance, WeightsBacked):
 
     def on_bar(self, bar: Bar, ctx: Context) -> list[TargetPosition]:
         day = utc_day(ctx.ts)  # decisions are made at the bar's close
-        self.day = day
+        self.day, self.ts = day, ctx.ts
         if self.inline_refresh:
             self.source.maybe_refresh(day)
         loaded = self.source.current()
@@ -262,15 +299,79 @@ class TargetRebalance(Rebalance, WeightsBacked):
             self._count = 0
             self.counters["weights_loaded"] += 1
         self._say(loaded.reason)
-        targets = super().on_bar(bar, ctx)
+        targets = self._costs_and_taxes(super().on_bar(bar, ctx), ctx, day)
         if targets:
             self.counters["rebalances"] += 1
             self.unpriced = sorted(s for s in self._weights if ctx.price(s) is None)
         return targets
 
+    def _costs_and_taxes(self, targets: list[TargetPosition], ctx: Context, day: date) -> list[TargetPosition]:
+        """Rebalance's targets less the trades below min_trade and the buys the wash-sale rule defers."""
+        if not targets or (self.p["min_trade"] == 0 and self.lots.wash_days is None):
+            return targets
+        equity, scale = float(ctx.equity()), self._weight_scale
+        out = []
+        for t in targets:
+            price = ctx.price(t.symbol)
+            held = float(ctx.position(t.symbol) * price) / equity / scale if price is not None and equity > 0 else 0.0
+            trade = t.target - held  # in weights of the slot's allocation
+            if abs(trade) < self.p["min_trade"]:
+                self.counters["skipped_min_trade"] += 1
+                continue
+            if trade > 0 and self.lots.blocked(t.symbol, day):
+                self.counters["wash_sale_deferred"] += 1
+                self.deferred[t.symbol] = str(day)
+                continue
+            out.append(t)
+        return out
+
+    def on_fill(self, fill: Fill, ctx: Context | None) -> list[TargetPosition]:
+        """Each fill of the slot opens (buy) or relieves (sell, by lot_method) tax lots."""
+        qty, price, day = float(fill.quantity), float(fill.price), utc_day(fill.ts)
+        if qty <= 0 or price <= 0:
+            return []
+        if fill.side is Side.BUY:
+            self.lots.buy(fill.symbol, qty, price, day)
+        else:
+            covered = min(qty, self.lots.position(fill.symbol))
+            if covered > 1e-12:
+                self.lots.sell(fill.symbol, covered, price, day)
+            if qty - covered > 1e-12:
+                self.untracked_sells[fill.symbol] = self.untracked_sells.get(fill.symbol, 0.0) + qty - covered
+        return []
+
+    def restore_fills(self, fills: list) -> None:
+        """The slot's stored fills, oldest first, at worker start: the same lots and wash-sale windows as
+        before the restart."""
+        for f in fills:
+            self.on_fill(f, None)
+
+    def weights_age_hours(self) -> float:
+        """Age of the loaded weights at the last decision (the wall clock before one); inf if none loaded."""
+        verdict = self.source.staleness(self._judged_at())
+        return math.inf if verdict is None else verdict.age_hours
+
+    def _judged_at(self) -> datetime:
+        if self.ts is None:
+            return datetime.now(timezone.utc)
+        return datetime.fromtimestamp(self.ts / 1e9, timezone.utc)
+
+    def tax_view(self) -> dict:
+        return {"lot_method": self.lots.method, "wash_sale_days": self.p["wash_sale_days"],
+                "realized_gain": sum(r.gain for r in self.lots.realized),
+                "disallowed_loss": sum(loss for _, _, loss in self.lots.disallowed),
+                "lots": {s: [{"qty": lot.qty, "cost": lot.cost, "acquired": str(lot.acquired)} for lot in lots]
+                         for s, lots in sorted(self.lots.lots.items()) if lots},
+                "deferred_buys": dict(self.deferred), "untracked_sells": dict(self.untracked_sells)}
+
     def view(self) -> dict:
         """JSON-ready state for GET /model."""
+        verdict = self.source.staleness(self._judged_at())
+        fresh = None if verdict is None else {"stale": verdict.stale, "reason": verdict.reason,
+                                              "age_hours": None if verdict.as_of is None else verdict.age_hours,
+                                              "max_age_hours": verdict.max_age_hours}
         return {"strategy": self.name, "params": dict(self.p), "weights_source": self.source.status,
+                "weights_freshness": fresh, "tax": self.tax_view(),
                 "traded_as_of": self.model_version, "traded_weights": dict(self._weights),
                 "day": str(self.day) if self.day else None, "flat_reason": self.flat_reason,
                 "unpriced": self.unpriced, "counters": dict(self.counters)}
@@ -279,14 +380,19 @@ class TargetRebalance(Rebalance, WeightsBacked):
 def create_target_rebalance(params: dict[str, Any] | None, *, database_url: str | None = None,
                             poll_interval_s: float | None = None, inline_refresh: bool = False) -> TargetRebalance:
     """``target_rebalance`` of the stream configuration; unset arguments come from the settings."""
-    values = TargetRebalance.validate_params(dict(params or {}))  # bad params fail before any connection
-    if database_url is None or poll_interval_s is None:
-        from deploy.settings import get_settings
+    from deploy.settings import get_settings
+    from streaming import config
 
-        settings = get_settings()
-        database_url = database_url or settings.database_url
-        poll_interval_s = poll_interval_s or settings.weights_poll_interval_s
+    settings = get_settings()
+    # the settings' cost and tax rules, unless the slot's params say otherwise
+    params = {"min_trade": settings.portfolio_min_trade, "lot_method": settings.portfolio_lot_method,
+              "wash_sale_days": settings.portfolio_wash_sale_days, **(params or {})}
+    values = TargetRebalance.validate_params(dict(params))  # bad params fail before any connection
+    database_url = database_url or settings.database_url
+    poll_interval_s = poll_interval_s or settings.weights_poll_interval_s
     if not database_url:
         raise StrategyError(f"{STREAM_PORTFOLIO_NAME} reads the target_weights table: DATABASE_URL is not set")
-    source = TargetWeightsSource(database_url, values["portfolio"], poll_interval_s=poll_interval_s)
-    return TargetRebalance(source, inline_refresh=inline_refresh, **(params or {}))
+    source = TargetWeightsSource(database_url, values["portfolio"], poll_interval_s=poll_interval_s,
+                                 max_age_hours=settings.weights_max_age_hours)
+    # without an allocation the stream's Trader sizes the slot with FixedFraction(FRACTION_PER_SYMBOL)
+    return TargetRebalance(source, inline_refresh=inline_refresh, weight_scale=config.FRACTION_PER_SYMBOL, **params)

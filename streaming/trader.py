@@ -29,7 +29,7 @@ from trading.records import (
 from trading.risk import FlattenRequest, RiskEngine, RiskLimits, StateTransition, TradingState
 from trading.sizing import FixedFraction, Sizer
 from trading.strategies import Strategy, TargetPosition, create_strategy
-from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable, WeightsBacked
+from trading.strategies.capabilities import FillHistory, ModelBacked, OwnSignals, Replayable, WeightsBacked
 from trading.strategies.engine import StrategyEngine
 from trading.venue import PaperVenue
 
@@ -89,6 +89,7 @@ class _Tap:
         self.model_backed = isinstance(strategy, ModelBacked)
         self.weights_backed = isinstance(strategy, WeightsBacked)
         self.replayable = isinstance(strategy, Replayable)
+        self.fill_history = isinstance(strategy, FillHistory)
         # ML strategies record a signal per scored bar (score, version, shadow rows) themselves; the tap
         # would only see target changes, so it records nothing for them
         self._own = isinstance(strategy, OwnSignals)
@@ -228,6 +229,9 @@ class Trader:
             self.clock.set(f.ts)
             self.portfolio.apply_fill(f)
             self.risk.on_fill(f)
+        for slot, t in self.engine.slots.items():
+            if t.fill_history:
+                t.inner.restore_fills([f for f in state.fills if f.strategy == slot])
         self.known_ids |= state.known_order_ids
         if state.bars:
             last_close = max(b.exchange_ts for b in state.bars) + self.bars.step

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -278,13 +279,14 @@ def test_bad_params_fail_clearly(pg_url):
                           ({"allocation": 1.5}, r"parameter allocation=1.5 is out of range")):
         with pytest.raises(ParameterValueError, match=match):
             create_stream_strategy("target_rebalance", params, **kw)
-    with pytest.raises(UnknownParameterError, match=r"unknown parameter 'portfolo'.*known: allocation, every, portfolio, threshold"):
+    with pytest.raises(UnknownParameterError, match=r"unknown parameter 'portfolo'.*known: allocation, every, lot_method, min_trade, portfolio, threshold, wash_sale_days"):
         create_stream_strategy("target_rebalance", {"portfolo": "main"}, **kw)
     with pytest.raises(StrategyError, match="DATABASE_URL is not set"):  # the test session's settings have none
         create_stream_strategy("target_rebalance", {}, **{**kw, "database_url": None})
     # an unknown portfolio is no error: it is a portfolio without rows, flat (see above)
     strat = create_stream_strategy("target_rebalance", {"portfolio": "nobody", "every": "60"}, **kw)
-    assert strat.p == {"every": 60, "threshold": 0.0, "allocation": 0.0, "portfolio": "nobody"}
+    assert strat.p == {"every": 60, "threshold": 0.0, "allocation": 0.0, "portfolio": "nobody",
+                       "min_trade": 0.0, "lot_method": "fifo", "wash_sale_days": 0}  # the settings' defaults
     assert strat.source.portfolio == "nobody" and getattr(strat, "sizer", None) is None  # the stream's sizer
     assert create_stream_strategy("target_rebalance", {"allocation": 0.3}, **kw).sizer.fraction == 0.3
 
@@ -317,6 +319,8 @@ def test_worker_trades_the_stored_weights(worker_factory, stream_env, engine, ka
     view = w.get("/model")["slots"]["rebal"]
     assert view["flat_reason"] == f"no target_weights rows for portfolio {pf!r} with as_of < 2024-01-01", view
     assert 'tradeloop_model_flat{slot="rebal"} 1.0' in w.text("/metrics")
+    assert 'tradeloop_target_weights_age_hours{slot="rebal"} +Inf' in w.text("/metrics")  # no weights at all
+    assert view["weights_freshness"]["stale"] is True and view["weights_freshness"]["age_hours"] is None
     assert "is flat: no target_weights rows" in w.log.read_text()
     with engine.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM orders WHERE account=:a"), {"a": account}).scalar() == 0
@@ -341,6 +345,11 @@ def test_worker_trades_the_stored_weights(worker_factory, stream_env, engine, ka
     view = w.get("/model")["slots"]["rebal"]
     assert view["flat_reason"] is None and view["traded_as_of"] == "2023-12-31"
     assert 'tradeloop_model_flat{slot="rebal"} 0.0' in w.text("/metrics")
+    # the weights' age at the last decision (00:2x on 2024-01-01: under an hour since the 31st ended)
+    assert view["weights_freshness"]["stale"] is False and 0 <= view["weights_freshness"]["age_hours"] < 1
+    age = re.search(r'tradeloop_target_weights_age_hours\{slot="rebal"\} (\S+)', w.text("/metrics"))
+    assert age and 0 <= float(age.group(1)) < 1, age
+    assert set(view["tax"]["lots"]) == set(weights)  # the slot's own fills opened its tax lots
     with engine.connect() as c:
         sig = c.execute(sa.text("SELECT DISTINCT model_name, model_version FROM signals WHERE account=:a"),
                         {"a": account}).fetchall()

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from trading.portfolio.black_litterman import View, black_litterman
-from trading.portfolio.constraints import Constraints
+from trading.portfolio.constraints import Constraints, Costs
 from trading.portfolio.covariance import estimate_cov, returns_from_prices
 from trading.portfolio.errors import ModelError
 from trading.portfolio.optimizer import MODELS, Solution, kelly, optimize
@@ -37,6 +37,8 @@ class AllocationSpec:
     tau: float = 0.05
     kelly_fraction: float = 0.5
     leverage_cap: float | None = None
+    costs: Costs = field(default_factory=Costs)
+    """Transaction costs in the objective on the trade from ``current`` (fee = the turnover penalty)."""
 
     def solved_constraints(self) -> Constraints:
         """The constraints the model's weights meet: Kelly sizes the net exposure itself (no budget) under its
@@ -58,17 +60,18 @@ def allocate(spec: AllocationSpec, symbols: Sequence[str], prices: np.ndarray,
     cons = spec.constraints
     if spec.model in MODELS:
         sol = optimize(spec.model, symbols, cov, mu, risk_aversion=spec.risk_aversion, target=spec.target,
-                       risk_free=spec.risk_free, constraints=cons, current=current)
+                       risk_free=spec.risk_free, constraints=cons, current=current, costs=spec.costs)
     elif spec.model == "black_litterman":
         mu, cov_bl, _ = black_litterman(symbols, cov, list(spec.views), risk_aversion=spec.risk_aversion, tau=spec.tau)
         sol = optimize("mean_variance", symbols, cov_bl, mu, risk_aversion=spec.risk_aversion, constraints=cons,
-                       current=current)
+                       current=current, costs=spec.costs)
     elif spec.model == "kelly":
         # Kelly sizes the net exposure itself: the budget does not apply, every other constraint does
         sol = kelly(symbols, cov, mu, fraction=spec.kelly_fraction, leverage_cap=spec.leverage_cap,
-                    risk_free=spec.risk_free, constraints=replace(cons, budget=None))
+                    risk_free=spec.risk_free, constraints=replace(cons, budget=None), current=current,
+                    costs=spec.costs)
     else:  # risk_parity
-        extra = _risk_parity_extras(cons)
+        extra = _risk_parity_extras(cons) + (["turnover_penalty"] if spec.costs.active else [])
         if extra:
             raise ModelError(f"risk_parity is long-only and takes no other constraints; remove {extra}")
         sol = risk_parity(symbols, cov, budget=cons.budget)

@@ -296,7 +296,8 @@ def efficient_frontier(symbols: Sequence[str], cov: np.ndarray, mu: np.ndarray, 
 
 def kelly(symbols: Sequence[str], cov: np.ndarray, mu: np.ndarray, *, fraction: float = 1.0,
           leverage_cap: float | None = None, risk_free: float = 0.0, long_only: bool = False,
-          constraints: Constraints | None = None, solver: str | None = None) -> Solution:
+          constraints: Constraints | None = None, solver: str | None = None,
+          current: Mapping[str, float] | None = None, costs: Costs | None = None) -> Solution:
     """Multi-asset (fractional) Kelly: maximise the growth approximation (mu - rf)'w - w'Sw / (2 f).
 
     Unconstrained this is f * inv(S)(mu - rf); with ``leverage_cap`` the gross exposure sum |w| is capped
@@ -309,4 +310,5 @@ def kelly(symbols: Sequence[str], cov: np.ndarray, mu: np.ndarray, *, fraction: 
     base = constraints or Constraints(long_only=long_only, budget=None)
     c = Constraints(**{**base.as_dict(), "gross_leverage": leverage_cap if leverage_cap is not None else base.gross_leverage})
     excess = np.asarray(mu, dtype=float) - risk_free
-    return optimize("mean_variance", symbols, cov, excess, constraints=c, risk_aversion=1.0 / fraction, solver=solver)
+    return optimize("mean_variance", symbols, cov, excess, constraints=c, risk_aversion=1.0 / fraction, solver=solver,
+                    current=current, costs=costs)

@@ -5,7 +5,8 @@ highest-cost-first (HIFO, which realises the least gain).  A loss sale opens a w
 ``wash_days``: ``blocked`` says a buy-back is not allowed yet; a buy made inside the window anyway
 (forced) disallows the loss on up to the quantity bought, records it in ``disallowed``, and adds it to
 the new lot's cost basis (the deferral the rule prescribes).  Only buys *after* the loss sale are
-tracked (not purchases in the window before it).
+tracked (not purchases in the window before it).  ``wash_days=None`` turns the rule off (no window, no
+disallowed loss).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class _LossSale:
 @dataclass
 class TaxLedger:
     method: str = "fifo"
-    wash_days: int = 30
+    wash_days: int | None = 30
     lots: dict[str, list[Lot]] = field(default_factory=dict)
     realized: list[Realized] = field(default_factory=list)
     disallowed: list[tuple[str, date, float]] = field(default_factory=list)  # (symbol, buy day, loss)
@@ -63,7 +64,7 @@ class TaxLedger:
     def __post_init__(self) -> None:
         if self.method not in ("fifo", "hifo"):
             raise TaxLotError(f"lot relief method must be 'fifo' or 'hifo', got {self.method!r}")
-        if self.wash_days < 0:
+        if self.wash_days is not None and self.wash_days < 0:
             raise TaxLotError(f"wash_days must be >= 0, got {self.wash_days}")
 
     def position(self, symbol: str) -> float:
@@ -71,6 +72,8 @@ class TaxLedger:
 
     def blocked(self, symbol: str, day: date) -> bool:
         """True while a loss sale of ``symbol`` is within the wash-sale window before ``day``."""
+        if self.wash_days is None:
+            return False
         return any(day - s.day <= timedelta(days=self.wash_days) and s.qty_open > EPS
                    for s in self._losses.get(symbol, []))
 
@@ -78,7 +81,7 @@ class TaxLedger:
         if not (qty > 0 and price > 0):
             raise TaxLotError(f"buy of {symbol}: quantity and price must be > 0, got {qty} @ {price}")
         basis, left = qty * price, qty
-        for sale in self._losses.get(symbol, []):
+        for sale in self._losses.get(symbol, []) if self.wash_days is not None else []:
             if left <= EPS or day - sale.day > timedelta(days=self.wash_days) or day < sale.day:
                 continue
             n = min(left, sale.qty_open)
@@ -126,7 +129,7 @@ class TaxLedger:
         self.lots[symbol] = [l for l in self.lots[symbol] if l.qty > EPS]
         self.realized.extend(out)
         loss_qty = sum(r.qty for r in out if r.gain < 0)
-        if loss_qty > EPS:
+        if loss_qty > EPS and self.wash_days is not None:
             loss = -sum(r.gain for r in out if r.gain < 0)
             self._losses.setdefault(symbol, []).append(_LossSale(day, loss / loss_qty, loss_qty))
         return out

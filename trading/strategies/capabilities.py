@@ -55,3 +55,11 @@ class Replayable(Protocol):
 
     replaying: bool
 
+
+
+@runtime_checkable
+class FillHistory(Protocol):
+    """Keeps state that the slot's own fills determine (e.g. tax lots): at start-up the stream hands it
+    the slot's stored fills, oldest first, before any bar -- as it rebuilds positions from them."""
+
+    def restore_fills(self, fills: list) -> None: ...

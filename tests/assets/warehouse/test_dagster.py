@@ -103,6 +103,16 @@ def test_tear_sheets_embed_plots_and_load_nothing_remote(pg_url, materialized):
             assert text.count("src='data:image/png;base64,") == 6, page.name
     alpha = (index.parent / f"{ACCOUNT}__wh-alpha.html").read_text()
     assert "<th>P&L</th><td>17.00</td>" in alpha and "<th>Win rate</th><td>50.00%</td>" in alpha
+    # attribution: per asset on a strategy's page; per strategy and asset on the portfolio's (P&L, its
+    # contribution to the return on 100,000, its share); three days give two benchmark returns: no beta
+    assert "<h2>Attribution</h2>" in alpha and "<td style='text-align:left'>WHBTC/USDT</td><td>17.00</td>" in alpha
+    book = (index.parent / f"portfolio__{ACCOUNT}.html").read_text()
+    assert ("<td style='text-align:left'>wh-alpha</td><td>17.00</td><td>0.02%</td><td>123.19%</td>" in book
+            and "<td style='text-align:left'>wh-exec</td><td>-3.2000</td>" in book)
+    assert "<td style='text-align:left'>WHBTC/USDT</td><td>13.80</td>" in book
+    assert ("Benchmark: equal weight of WHBTC/USDT, WHETH/USDT. Beta and alpha n/a: beta needs at least 3 "
+            "periods with both returns, got 2") in book
+    assert meta["benchmark"].value == "equal_weight"
     assert len(list((index.parent / "img").glob("*.png"))) == 4 * 6
     assert "wh-alpha.html" in index.read_text()
 

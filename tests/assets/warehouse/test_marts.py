@@ -62,6 +62,19 @@ def test_daily_pnl_by_hand(engine, warehouse_book):
     assert [account[(d,)]["pnl"] for d in (D1, D2, D3)] == [Decimal("28.8"), -54, 39]
 
 
+def test_symbol_daily_pnl_is_the_per_asset_part_of_daily_pnl(engine, warehouse_book):
+    per_symbol = rows(engine, "select * from analytics_marts.mart_symbol_daily_pnl where account = :a", a=ACCOUNT)
+    by_key = _by(per_symbol, "strategy", "symbol", "day")
+    assert by_key[("wh-alpha", "WHBTC/USDT", D2)]["pnl"] == -22 and by_key[("wh-alpha", "WHBTC/USDT", D3)]["mark_price"] == 100
+    assert by_key[("wh-beta", "WHETH/USDT", D2)]["mark_price"] == 10  # no bars: its fill price
+    daily = _by(rows(engine, "select * from analytics_marts.mart_daily_pnl where account = :a", a=ACCOUNT),
+                "strategy", "day")
+    sums: dict = {}
+    for r in per_symbol:
+        sums[(r["strategy"], str(r["day"]))] = sums.get((r["strategy"], str(r["day"])), 0) + r["pnl"]
+    assert sums == {k: r["pnl"] for k, r in daily.items()}
+
+
 def test_round_trips_and_strategy_performance_by_hand(engine, warehouse_book):
     trips = rows(engine, "select * from analytics_marts.mart_round_trips where account = :a and strategy = 'wh-alpha' "
                          "order by round_trip_no", a=ACCOUNT)
