@@ -111,6 +111,12 @@ class Settings(BaseSettings):
                           "generated on first use into <home>/control-token (mode 0600).",
     )
 
+    # ---- releases ----
+    release_poll_interval_s: float = Field(
+        10.0, gt=0, description="How often the stream reads strategy_releases: a promoted or rolled-back release is "
+                                "swapped into the slots running its strategy, a candidate's shadow started or "
+                                "stopped, without a restart.")
+
     @field_validator("history_start")
     @classmethod
     def _iso_date(cls, value: str) -> str:
