@@ -147,19 +147,18 @@ def _set(conn: sa.Connection, rel: Release, **cols: Any) -> None:
 
 
 def seed_release(conn: sa.Connection, account: str, strategy: str, params: dict[str, Any], *, actor: str,
-                 now_ns: int | None = None) -> Release | None:
-    """Record what the stream runs as release v1 (``live``) of a strategy that has no release yet, so that
-    the gate has a running release to compare a candidate with.  None when releases exist already."""
+                 now_ns: int | None = None, reason: str = "configured parameters of the stream") -> Release | None:
+    """Record what the stream runs as release v1 (``live``, promoted at ``now_ns``) of a strategy that has no
+    release yet, so that the gate has a running release to compare a candidate with.  None when releases
+    exist already."""
     _lock(conn, account, strategy)
     if conn.execute(sa.text("SELECT 1 FROM strategy_releases WHERE account = :a AND strategy = :s LIMIT 1"),
                     {"a": account, "s": strategy}).first():
         return None
     now_ns = now_ns or time.time_ns()
-    rel = create_release(conn, account, strategy, params, {"source": "the stream's configured parameters"},
-                         source="configured")
-    _set(conn, rel, status="live", promoted_at=ts_of(now_ns), reason="configured parameters of the stream")
-    audit(conn, account, "release_seeded", strategy, actor, "configured parameters of the stream",
-          {"version": rel.version, "params": params}, now_ns)
+    rel = create_release(conn, account, strategy, params, {"source": reason}, source="stream")
+    _set(conn, rel, status="live", promoted_at=ts_of(now_ns), reason=reason)
+    audit(conn, account, "release_seeded", strategy, actor, reason, {"version": rel.version, "params": params}, now_ns)
     return get_release(conn, account, strategy, rel.version)
 
 

@@ -4,7 +4,7 @@ At start (streaming.wiring, before the warm-up) a worker puts back what was chan
 operator's strategy swaps per slot and limit changes (``stream_runtime``) -- and then the live release of
 each slot's strategy (``strategy_releases``).  The newest decision wins: a release promoted after an
 operator's swap of a slot replaces it; an operator's swap after the promotion stays.  A strategy the
-stream runs that has no release yet is recorded as release v1 (its configured parameters), so that the
+stream runs that has no release yet is recorded as release v1 (the parameters it runs), so that the
 release gate always has a running release to beat.
 
 While running, ``refresh`` (a timer, every ``release_poll_interval_s``) reads the live and shadow releases
@@ -71,8 +71,12 @@ async def restore_runtime(worker: WorkerState, store: Store, trader: Trader) -> 
     now = time.time_ns()
 
     def seed(conn):
-        for tap in taps.values():  # slot order: the first slot of a strategy gives its v1
-            rel.seed_release(conn, account, tap.inner.name, dict(tap.inner.p), actor=ACTOR, now_ns=now)
+        for slot, tap in taps.items():  # slot order: the first slot of a strategy gives its v1
+            swapped = worker.slot_overrides.get(slot)
+            # seeded from an operator's swap, v1 dates from the swap: not a newer decision than the swap
+            rel.seed_release(conn, account, tap.inner.name, dict(tap.inner.p), actor=ACTOR, now_ns=swapped or now,
+                             reason="parameters of an operator's swap" if swapped else
+                             "configured parameters of the stream")
         return rel.running(conn, account)
 
     running = await asyncio.to_thread(store.run, seed)
