@@ -177,7 +177,7 @@ def _gate(context, db: PostgresResource, config: TuningConfig, gate_cfg, result,
         return {"decision": "no candidate", "reason": "no complete trial", "version": 0, "running_version": 0}
     cls = get_strategy(config.strategy)
     candidate = cls.validate_params(dict(best))
-    actor = f"dagster:{context.run_id}"
+    actor = f"dagster:{context.run.run_id}"
     account = _account(config)
     with db.begin() as conn:
         live = rel.live_release(conn, account, config.strategy)
