@@ -111,15 +111,14 @@ class _Tap:
         version = str(getattr(inner, "model_version", None) or self.version)
         for t in targets:
             self._held[t.symbol] = float(t.target)
-            if self.shadow is None:  # in shadow mode every bar is recorded instead (_paired)
-                self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, t.symbol, ts), self.slot,
-                                            t.symbol, float(t.target), ts, model, version))
+            self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, t.symbol, ts), self.slot,
+                                        t.symbol, float(t.target), ts, model, version))
         return targets
 
     def on_bar(self, bar: Bar, ctx: Any) -> list[TargetPosition]:
         targets = self._tap(self.inner.on_bar(bar, ctx), ctx.ts)
         if self.shadow is not None:
-            self._paired(bar, ctx)
+            self._paired(bar, ctx, decided=any(t.symbol == bar.symbol for t in targets))
         return targets
 
     def set_shadow(self, strategy: Strategy | None, release: int | None, start: dict[str, float]) -> None:
@@ -130,17 +129,19 @@ class _Tap:
         self.shadow, self.shadow_release = strategy, release if strategy is not None else None
         self._shadow_held = dict(start) if strategy is not None else {}
 
-    def _paired(self, bar: Bar, ctx: Any) -> None:
-        """Both decisions standing at this bar, one live and one shadow signal row, for the paired test on
-        the same bars' returns (ml/shadow.py) -- the rows model shadow mode records per scored bar."""
+    def _paired(self, bar: Bar, ctx: Any, decided: bool) -> None:
+        """Both decisions standing at this bar, a live and a shadow signal row, for the paired test on the
+        same bars' returns (ml/shadow.py) -- the rows model shadow mode records per scored bar.  ``decided``:
+        the live side's row of this bar was recorded already (its decision changed here)."""
         for t in self.shadow.on_bar(bar, ctx):
             self._shadow_held[t.symbol] = float(t.target)
         sym, ts = bar.symbol, ctx.ts
         live, cand = self._held.get(sym), self._shadow_held.get(sym)
         if live is None or cand is None:
             return  # one of them has not decided on this symbol yet: no pair
-        self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, sym, ts), self.slot, sym, live, ts,
-                                    self.inner.name, self.version))
+        if not decided:
+            self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, sym, ts), self.slot, sym, live,
+                                        ts, self.inner.name, self.version))
         self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, sym, ts, "shadow"), self.slot, sym,
                                     cand, ts, self.shadow.name, f"r{self.shadow_release}", shadow=True))
 
