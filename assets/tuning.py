@@ -57,6 +57,9 @@ class TuningConfig(dg.Config):
     """Largest drawdown (positive fraction) the candidate may have in any gate window."""
     slippage_bps: float = 1.0
     """Slippage added to every taker fill in the gate, on top of the paper venue's fees and impact."""
+    gate_symbols: list[str] = []
+    """Symbols the gate trades both parameter sets on, each sized as the stream sizes it, Sharpe averaged per
+    window (the stream runs a slot on every symbol of TRADELOOP_SYMBOLS). Empty: the tuned symbol only."""
 
 
 def _bars(conn: sa.Connection, ml: MLResource, config: TuningConfig) -> pl.DataFrame:
@@ -139,7 +142,7 @@ def strategy_tuning(context: dg.AssetExecutionContext, config: TuningConfig, db:
     if not config.gate:
         return dg.MaterializeResult(metadata=meta, check_results=[dg.AssetCheckResult(
             check_name="release_gate", passed=True, metadata={"decision": "gate off (TuningConfig.gate=false)"})])
-    decision = _gate(context, db, config, gate_cfg, result, bars, tuned, venue)
+    decision = _gate(context, db, ml, config, gate_cfg, result, bars, tuned, venue)
     meta.update({f"release_{k}": v for k, v in decision.items() if k != "evidence"})
     context.log.info(f"release gate: {decision['decision']} ({decision['reason']})")
     return dg.MaterializeResult(metadata=meta, check_results=[_gate_check(decision, gate_cfg, config.strategy, db)])
@@ -164,7 +167,7 @@ def _gate_config(config: TuningConfig):
     return cfg
 
 
-def _gate(context, db: PostgresResource, config: TuningConfig, gate_cfg, result, bars: pl.DataFrame,
+def _gate(context, db: PostgresResource, ml: MLResource, config: TuningConfig, gate_cfg, result, bars: pl.DataFrame,
           tuned: pl.DataFrame, venue: str) -> dict:
     """The tuned best becomes a candidate release, and the gate promotes or refuses it against the running
     release on the bars the study never saw.  Decision and audit row in one transaction."""
@@ -189,14 +192,22 @@ def _gate(context, db: PostgresResource, config: TuningConfig, gate_cfg, result,
                        time.time_ns())
             return {"decision": "unchanged", "reason": reason, "version": live.version if live else 0,
                     "running_version": live.version if live else 0}
+    gate_bars: pl.DataFrame | dict = bars
+    if config.gate_symbols:
+        gate_bars = {config.symbol: bars}
+        with db.begin() as conn:
+            for sym in config.gate_symbols:
+                if sym not in gate_bars:
+                    gate_bars[sym] = _bars(conn, ml, config.model_copy(update={"symbol": sym}))
     try:
-        gate = run_gate(config.strategy, candidate, running, bars, gate_cfg)
+        gate = run_gate(config.strategy, candidate, running, gate_bars, gate_cfg)
     except ReleaseGateError as exc:
         raise dg.Failure(description=f"release gate: {exc}") from exc
     first, last = (int(tuned["timestamp"][0]), int(tuned["timestamp"][-1]))
     evidence = {"study_name": result.study_name, "objective": result.objective, "best_in_sample": result.best_value,
                 "tuned_on": {"venue": venue, "symbol": config.symbol, "bars": tuned.height, "first_ts": first,
-                             "last_ts": last}, "mlflow_run_id": result.mlflow_run_id, "running": running_label,
+                             "last_ts": last}, "gate_symbols": sorted(gate_bars) if isinstance(gate_bars, dict)
+                                                               else [config.symbol], "mlflow_run_id": result.mlflow_run_id, "running": running_label,
                 "running_params": running, "gate": gate}
     with db.begin() as conn:
         cand = rel.create_release(conn, account, config.strategy, candidate, evidence,

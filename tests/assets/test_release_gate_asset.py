@@ -49,11 +49,17 @@ def test_tuned_candidate_is_refused_then_promoted_only_through_the_gate(engine, 
 
     # a gate anything passes (it is the rule that decides, not the caller): promoted, live in the table
     meta, checks = _run(pg_url, account=account, sharpe_margin=-1e9, min_win_fraction=0.0,
-                        max_drawdown_limit=1.0, study_name=f"gate-{uuid.uuid4().hex[:8]}")
+                        max_drawdown_limit=1.0, study_name=f"gate-{uuid.uuid4().hex[:8]}",
+                        gate_symbols=["BTC/USDT", "ETH/USDT"])
     assert meta["release_decision"] == "promoted", meta["release_reason"]
     assert checks[0].passed
     with engine.connect() as conn:
-        assert rel.live_release(conn, account, "sma_cross").version == meta["release_version"]
+        live = rel.live_release(conn, account, "sma_cross")
+        assert live.version == meta["release_version"]
+    # traded on both symbols, as the stream trades a slot on each
+    assert live.evidence["gate_symbols"] == ["BTC/USDT", "ETH/USDT"]
+    assert set(live.evidence["gate"]["candidate"][0]["symbols"]) == {"BTC/USDT", "ETH/USDT"}
+    with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT action, actor, reason FROM audit_log WHERE scope = :s ORDER BY ts"),
                             {"s": f"account:{account}/strategy:sma_cross"}).fetchall()
     assert [r[0] for r in rows] == ["release_seeded", "release_refused", "release_promoted"]

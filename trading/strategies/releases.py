@@ -138,7 +138,38 @@ def gate_release(candidate: list[dict[str, float]], running: list[dict[str, floa
         f"better in {wins} of {n} windows")}
 
 
-def run_gate(strategy: str, candidate: dict[str, Any], running: dict[str, Any], bars: pl.DataFrame,
-             cfg: ReleaseGateConfig) -> dict[str, Any]:
-    """Both parameter sets on the same out-of-sample windows, then ``gate_release``."""
+def symbols_metrics(strategy: str, params: dict[str, Any], bars: dict[str, pl.DataFrame],
+                    cfg: ReleaseGateConfig) -> list[dict[str, float]]:
+    """``window_metrics`` on each symbol's bars, as the stream trades a slot on every symbol (each sized on
+    its own), combined per window: mean Sharpe and return, worst drawdown, all trades."""
+    per = {sym: window_metrics(strategy, params, frame, cfg) for sym, frame in sorted(bars.items())}
+    counts = {len(w) for w in per.values()}
+    if len(counts) != 1:
+        raise ReleaseGateError(f"the symbols give different numbers of gate windows: "
+                               f"{ {s: len(w) for s, w in per.items()} }")
+    out = []
+    for ws in zip(*per.values()):
+        # the same windows in time for every symbol (a gap may move a row-based window a little, not half of it)
+        starts = {s: per[s][ws[0]["window"]]["start_ts"] for s in per}
+        half = (ws[0]["end_ts"] - ws[0]["start_ts"]) // 2
+        if max(starts.values()) - min(starts.values()) > half:
+            raise ReleaseGateError(f"the symbols' bars do not cover the same times: gate window {ws[0]['window']} "
+                                   f"starts at {starts} (ns)")
+        out.append({"window": ws[0]["window"], "start_ts": min(w["start_ts"] for w in ws),
+                    "end_ts": max(w["end_ts"] for w in ws), "sharpe": sum(w["sharpe"] for w in ws) / len(ws),
+                    "max_drawdown": max(w["max_drawdown"] for w in ws),
+                    "total_return": sum(w["total_return"] for w in ws) / len(ws),
+                    "n_trades": sum(w["n_trades"] for w in ws), "symbols": {s: per[s][ws[0]["window"]] for s in per}})
+    return out
+
+
+def run_gate(strategy: str, candidate: dict[str, Any], running: dict[str, Any],
+             bars: pl.DataFrame | dict[str, pl.DataFrame], cfg: ReleaseGateConfig) -> dict[str, Any]:
+    """Both parameter sets on the same out-of-sample windows (of one symbol's bars, or of each symbol's in
+    ``{symbol: bars}``), then ``gate_release``."""
+    if isinstance(bars, dict):
+        if not bars:
+            raise ReleaseGateError("no symbols to gate on")
+        return gate_release(symbols_metrics(strategy, candidate, bars, cfg),
+                            symbols_metrics(strategy, running, bars, cfg), cfg)
     return gate_release(window_metrics(strategy, candidate, bars, cfg), window_metrics(strategy, running, bars, cfg), cfg)

@@ -82,3 +82,20 @@ def test_a_candidate_equal_to_the_running_release_is_refused():
     same = {"fast": 5, "slow": 20}
     d = run_gate("sma_cross", same, same, bars, ReleaseGateConfig())
     assert not d["passed"] and d["mean_sharpe_candidate"] == d["mean_sharpe_running"]
+
+
+def test_gate_on_several_symbols_trades_each_and_averages_per_window():
+    from trading.strategies.releases import symbols_metrics
+
+    cfg = ReleaseGateConfig()
+    bars = {"BTC/USDT": random_bars(3000, seed=6), "ETH/USDT": random_bars(3000, seed=7, symbol="ETH/USDT", start=2000.0)}
+    both = symbols_metrics("sma_cross", {"fast": 3, "slow": 8}, bars, cfg)
+    one = {s: window_metrics("sma_cross", {"fast": 3, "slow": 8}, f, cfg) for s, f in bars.items()}
+    for i, w in enumerate(both):
+        assert w["sharpe"] == pytest.approx((one["BTC/USDT"][i]["sharpe"] + one["ETH/USDT"][i]["sharpe"]) / 2)
+        assert w["max_drawdown"] == max(one["BTC/USDT"][i]["max_drawdown"], one["ETH/USDT"][i]["max_drawdown"])
+        assert w["n_trades"] == one["BTC/USDT"][i]["n_trades"] + one["ETH/USDT"][i]["n_trades"]
+    d = run_gate("sma_cross", {"fast": 10, "slow": 40}, {"fast": 3, "slow": 8}, bars, cfg)
+    assert set(d["candidate"][0]["symbols"]) == {"BTC/USDT", "ETH/USDT"}
+    with pytest.raises(ReleaseGateError, match="do not cover the same times: gate window 0"):
+        symbols_metrics("sma_cross", {}, {**bars, "SOL/USDT": random_bars(1500, seed=8, symbol="SOL/USDT")}, cfg)
