@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     report_benchmark: str = Field(
         "equal_weight", description="Benchmark of the tear sheets' beta/alpha: `equal_weight` (the symbols the book "
                                     "traded, equal weights rebalanced daily) or one symbol, e.g. `BTC/USDT`.")
+    # ---- releases ----
+    release_poll_interval_s: float = Field(
+        10.0, gt=0, description="How often the stream reads strategy_releases: a promoted or rolled-back release is "
+                                "swapped into the slots running its strategy, a candidate's shadow started or "
+                                "stopped, without a restart.")
 
     @field_validator("history_start")
     @classmethod

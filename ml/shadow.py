@@ -1,9 +1,14 @@
-"""A/B shadow mode: is the challenger's live paper performance different from the champion's?
+"""A/B shadow mode: do the shadow's decisions on the live bars differ in performance from the live ones?
 
-The stream (streaming/ml_strategy.py, ``"shadow": true``) scores the ``challenger`` alias on the same
-bars as the champion and records both in ``signals`` (challenger rows ``shadow = true``); only the
-champion trades.  Here each model's signal *direction* at a bar is applied to the same forward return of
-that symbol, giving one paired observation per (bar, symbol):
+Two things run in shadow, and both are compared here with the same test:
+* a challenger model: the stream (streaming/ml_strategy.py, ``"shadow": true``) scores the ``challenger``
+  alias on the same bars as the champion;
+* a candidate strategy release (``tradeloop strategy shadow``): the stream runs it beside the live release
+  of a slot on the same bars (streaming/trader.py), each bar recording both standing targets.
+Either way a slot's ``signals`` hold one live row and one ``shadow = true`` row per (bar, symbol); only the
+live decision trades.  Below, "champion" is the live side and "challenger" the shadow side.  Each side's
+signal *direction* at a bar is applied to the same forward return of that symbol, giving one paired
+observation per (bar, symbol):
 
     r_champion = target_champion x fwd_return,   r_challenger = target_challenger x fwd_return
 
@@ -129,8 +134,10 @@ def paired_returns(signals: pd.DataFrame, closes: pd.DataFrame, interval_ns: int
 
 def load_and_compare(engine: Any, account: str, strategy: str, exchange: str, *, interval: str = "1m",
                      horizon_bars: int = 1, min_n: int = 30, alpha: float = 0.05) -> dict[str, Any]:
-    """Compare champion and challenger signals of one stream slot from Postgres (``signals`` and the bars
-    the stream stored in ``market_data``).  Returns the result with the model versions involved."""
+    """Compare the live and shadow signals of one stream slot from Postgres (``signals`` and the bars the
+    stream stored in ``market_data``): a champion and its challenger model, or a live strategy release and a
+    candidate in shadow.  Returns the result with the versions involved (model versions, or ``r<n>``
+    release versions)."""
     from storage import ml as ml_store
     from trading.marketdata.timeframes import interval_ns
 

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from trading.strategies.releases import STREAM_FRACTION_PER_SYMBOL
+
 BAR_INTERVAL = "1m"
-FRACTION_PER_SYMBOL = 0.05
+# one definition with the release gate's backtests (the gate judges the rule the stream trades)
+FRACTION_PER_SYMBOL = STREAM_FRACTION_PER_SYMBOL
 
 # slot name -> (registered strategy name, params).  The slot is the `strategy` of orders and fills.
 STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {

@@ -1,5 +1,9 @@
 """Operator actions -- kill switch, resume, strategy swap, limit changes -- from the ``control`` topic or
-POST /control/{action}: applied to the Trader, written to audit_log (who, why), effects flushed."""
+POST /control/{action}: applied to the Trader, written to audit_log (who, why), effects flushed.
+
+Swaps and limit changes are also kept in ``stream_runtime`` (storage/releases.py), in the audit row's
+transaction, so that a restarted worker comes back with them (streaming/releases.py restores them); a
+kill switch is restored from its audit row."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from streaming import records as rec
 from streaming import wiring
 from streaming.app import settings, worker
 from streaming.outbox import flush
+from trading.risk.limits import merge_overrides
 
 ACTIONS = ("kill_switch", "resume", "swap_strategy", "set_limits")
 
@@ -58,7 +63,24 @@ async def apply_control(cmd: rec.Control) -> dict:
     ts = cmd.ts or time.time_ns()
     event_id = cmd.command_id or stable_id("control", cmd.action, cmd.who, ts)
     details = {"flatten": cmd.flatten, "slot": cmd.slot, "strategy": cmd.strategy, "params": params}
-    await asyncio.to_thread(worker.store.audit, event_id, ts, cmd.who, cmd.action, f"account:{trader.account}",
-                            cmd.reason, details)
+    await asyncio.to_thread(worker.store.run, lambda conn: _record(conn, cmd, trader.account, params, event_id, ts,
+                                                                   details))
+    if cmd.action == "swap_strategy":
+        worker.slot_overrides[cmd.slot] = ts  # newer than any release promoted so far: the slot stays swapped
+    elif cmd.action == "set_limits":
+        worker.limit_overrides = merge_overrides(worker.limit_overrides, params)
     await flush(trader)
     return {"ok": True, "action": cmd.action, "state": trader.state.value, "event_id": event_id}
+
+
+def _record(conn, cmd: rec.Control, account: str, params: dict, event_id: str, ts: int, details: dict) -> None:
+    """The audit row and, for swaps and limit changes, what a restarted worker restores: one transaction."""
+    from storage import releases as rel
+    from storage.stream import write_audit
+
+    write_audit(conn, event_id, ts, cmd.who, cmd.action, f"account:{account}", cmd.reason, details)
+    if cmd.action == "swap_strategy":
+        rel.save_slot(conn, account, cmd.slot, cmd.strategy, params, actor=cmd.who, reason=cmd.reason, ts_ns=ts)
+    elif cmd.action == "set_limits":
+        rel.save_limits(conn, account, merge_overrides(worker.limit_overrides, params), actor=cmd.who,
+                        reason=cmd.reason, ts_ns=ts)

@@ -28,3 +28,8 @@ class WorkerState:
     scenarios_at: float = 0.0  # time.monotonic() of the last VaR scenario load (or failed load)
     rejects_seen: dict[str, int] = field(default_factory=dict)  # reject counts already in the metrics
     ignored_symbols: set[str] = field(default_factory=set)  # symbols of ticks skipped (not traded), logged once
+    # run-time changes (streaming/releases.py): slot -> time (ns) of an operator's swap, which a release
+    # promoted later replaces; the account's limit overrides as they stand (all set_limits merged)
+    slot_overrides: dict[str, int] = field(default_factory=dict)
+    limit_overrides: dict = field(default_factory=dict)
+    pending_audit: list = field(default_factory=list)  # (action, slot, details) of swaps the stream made

@@ -123,3 +123,8 @@ class Store:
         for b in st.bars:
             st.watermark[b.symbol] = max(st.watermark.get(b.symbol, b.exchange_ts), b.exchange_ts)
         return st
+
+    # -- other subjects' queries (storage.releases: releases and run-time changes) ----------------------
+    def run(self, fn: Callable[[sa.Connection], T]) -> T:
+        """``fn(conn)`` in one transaction on the worker's connection, retried while Postgres is unreachable."""
+        return self._run(fn)

@@ -1,5 +1,5 @@
-"""What needs time to pass rather than ticks: the risk monitor, partition upkeep, model and weights
-refresh, the flush of effects that happen without a tick (a kill switch's flatten), and readiness after
+"""What needs time to pass rather than ticks: the risk monitor, partition upkeep, model, weights and
+strategy release refresh, the flush of effects that happen without a tick (a kill switch's flatten), and readiness after
 the rebuild."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 
-from streaming import wiring
+from streaming import releases, wiring
 from streaming.app import app, settings, worker
 from streaming.outbox import flush, update_gauges
 
@@ -48,6 +48,17 @@ async def model_poller() -> None:
     if trader is not None and trader.ml_strategies():
         await wiring.refresh_models(trader)
         update_gauges(trader)
+
+
+@app.timer(interval=settings.release_poll_interval_s)
+async def release_poller() -> None:
+    """strategy_releases polling: a promoted (or rolled-back-to) release is swapped into the slots running
+    its strategy, a candidate's shadow started or stopped -- no restart (streaming/releases.py)."""
+    if worker.trader is not None:
+        try:
+            await releases.refresh(worker)
+        except Exception:  # noqa: BLE001 -- a failed poll keeps the running releases; the next one retries
+            log.exception("release poll failed")
 
 
 @app.timer(interval=min(1.0, settings.weights_poll_interval_s))

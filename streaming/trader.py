@@ -28,7 +28,7 @@ from trading.records import (
 )
 from trading.risk import FlattenRequest, RiskEngine, RiskLimits, StateTransition, TradingState
 from trading.sizing import FixedFraction, Sizer
-from trading.strategies import Strategy, TargetPosition, create_strategy
+from trading.strategies import Strategy, StrategyError, TargetPosition, create_strategy
 from trading.strategies.capabilities import FillHistory, ModelBacked, OwnSignals, Replayable, WeightsBacked
 from trading.strategies.engine import StrategyEngine
 from trading.venue import PaperVenue
@@ -82,9 +82,17 @@ class _Tap:
 
     The strategy's capabilities (trading.strategies.capabilities) are resolved here, once per slot."""
 
-    def __init__(self, slot: str, strategy: Strategy, sink: list[SignalOut], account: str) -> None:
+    def __init__(self, slot: str, strategy: Strategy, sink: list[SignalOut], account: str,
+                 release: int | None = None) -> None:
         self.slot, self.inner, self._sink, self._account = slot, strategy, sink, account
         self.name = strategy.name
+        self.release = release  # the strategy_releases version the slot runs (None: configured or swapped)
+        self.version = f"r{release}" if release else str(getattr(strategy, "model_version", None) or strategy.version)
+        # A/B of strategy releases: a candidate run beside the slot on the same bars, never traded
+        self.shadow: Strategy | None = None
+        self.shadow_release: int | None = None
+        self._held: dict[str, float] = {}  # symbol -> the slot's standing target (its last decision)
+        self._shadow_held: dict[str, float] = {}
         self.sizer = strategy.sizer  # the engine sizes a slot with its strategy's own sizer, if any
         self.model_backed = isinstance(strategy, ModelBacked)
         self.weights_backed = isinstance(strategy, WeightsBacked)
@@ -101,14 +109,42 @@ class _Tap:
             return targets
         inner = self.inner
         model = getattr(inner, "model_name", None) or inner.name
-        version = str(getattr(inner, "model_version", None) or inner.version)
+        version = str(getattr(inner, "model_version", None) or self.version)
         for t in targets:
+            self._held[t.symbol] = float(t.target)
             self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, t.symbol, ts), self.slot,
                                         t.symbol, float(t.target), ts, model, version))
         return targets
 
     def on_bar(self, bar: Bar, ctx: Any) -> list[TargetPosition]:
-        return self._tap(self.inner.on_bar(bar, ctx), ctx.ts)
+        targets = self._tap(self.inner.on_bar(bar, ctx), ctx.ts)
+        if self.shadow is not None:
+            self._paired(bar, ctx, decided=any(t.symbol == bar.symbol for t in targets))
+        return targets
+
+    def set_shadow(self, strategy: Strategy | None, release: int | None, start: dict[str, float]) -> None:
+        """Run ``strategy`` (a candidate release, warmed up: ``start`` holds its standing targets) beside the
+        slot; None stops it."""
+        if strategy is not None and self._own:
+            raise StrategyError(f"slot {self.slot!r} records its own shadow (ml_signal's challenger model)")
+        self.shadow, self.shadow_release = strategy, release if strategy is not None else None
+        self._shadow_held = dict(start) if strategy is not None else {}
+
+    def _paired(self, bar: Bar, ctx: Any, decided: bool) -> None:
+        """Both decisions standing at this bar, a live and a shadow signal row, for the paired test on the
+        same bars' returns (ml/shadow.py) -- the rows model shadow mode records per scored bar.  ``decided``:
+        the live side's row of this bar was recorded already (its decision changed here)."""
+        for t in self.shadow.on_bar(bar, ctx):
+            self._shadow_held[t.symbol] = float(t.target)
+        sym, ts = bar.symbol, ctx.ts
+        live, cand = self._held.get(sym), self._shadow_held.get(sym)
+        if live is None or cand is None:
+            return  # one of them has not decided on this symbol yet: no pair
+        if not decided:
+            self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, sym, ts), self.slot, sym, live,
+                                        ts, self.inner.name, self.version))
+        self._sink.append(SignalOut(stable_id("signal", self._account, self.slot, sym, ts, "shadow"), self.slot, sym,
+                                    cand, ts, self.shadow.name, f"r{self.shadow_release}", shadow=True))
 
     def on_tick(self, tick: Tick, ctx: Any) -> list[TargetPosition]:
         return self._tap(self.inner.on_tick(tick, ctx), ctx.ts)
@@ -322,9 +358,39 @@ class Trader:
     def resume(self, reason: str, who: str) -> None:
         self.risk.resume(f"account:{self.account}", who, reason)
 
-    def swap_strategy(self, slot: str, name: str, params: dict[str, Any]) -> None:
+    def swap_strategy(self, slot: str, name: str, params: dict[str, Any], release: int | None = None) -> None:
+        """Run ``name(**params)`` in ``slot`` from the next event (``release``: the strategy_releases version
+        these parameters are).  A shadow beside the slot stays if it is of the same strategy."""
+        if slot not in self.engine.slots:
+            raise StrategyError(f"no strategy slot {slot!r} (slots: {', '.join(self.engine.slots)})")
         strategy = self.factory(name, params)  # bad name / params raise StrategyError naming them
-        self.engine.swap_strategy(slot, _Tap(slot, strategy, self.out.signals, self.account))
+        old = self.engine.slots[slot]
+        tap = _Tap(slot, strategy, self.out.signals, self.account, release)
+        self.engine.swap_strategy(slot, tap)
+        if old.shadow is not None and old.shadow.name == strategy.name and not tap._own:
+            tap.set_shadow(old.shadow, old.shadow_release, old._shadow_held)
+
+    def set_shadow(self, slot: str, name: str | None, params: dict[str, Any] | None = None,
+                   release: int | None = None) -> None:
+        """Run release ``release`` of ``name`` in shadow beside ``slot`` (recorded, never traded); name None stops it."""
+        tap = self.engine.slots.get(slot)
+        if tap is None:
+            raise StrategyError(f"no strategy slot {slot!r} (slots: {', '.join(self.engine.slots)})")
+        if name is None:
+            tap.set_shadow(None, None, {})
+            return
+        strategy = self.factory(name, params or {})
+        if tap._own:
+            raise StrategyError(f"slot {slot!r} records its own shadow (ml_signal's challenger model)")
+        tap.set_shadow(strategy, release, self.engine.replay(slot, strategy))
+
+    def slots_view(self) -> dict[str, dict[str, Any]]:
+        """What each slot runs: strategy, parameters, release, and the shadow beside it."""
+        return {slot: {"strategy": t.inner.name, "params": dict(getattr(t.inner, "p", {})), "release": t.release,
+                       "version": t.version,
+                       "shadow": None if t.shadow is None else {"strategy": t.shadow.name, "release": t.shadow_release,
+                                                                "params": dict(t.shadow.p)}}
+                for slot, t in self.engine.slots.items()}
 
     def set_scenarios(self, symbols: list[str], returns: Any, info: dict[str, Any]) -> None:
         """VaR return scenarios (T x N, 1-day simple returns) and what they are, for the risk view.  With
@@ -383,7 +449,10 @@ class Trader:
         m = json.loads(json.dumps(m, default=str))  # Decimals and infinities as strings
         m["rejects"] = dict(self.engine.rejected)
         m["counters_stream"] = dict(self.counters)
-        m["strategies_running"] = {slot: f"{t.inner.name} v{t.inner.version}" for slot, t in self.engine.slots.items()}
+        m["strategies_running"] = {slot: f"{t.inner.name} {t.version if t.release else 'v' + t.version}"
+                                   for slot, t in self.engine.slots.items()}
+        m["slots"] = self.slots_view()  # strategy, parameters, release and shadow of each slot
+        m["limits"] = self.risk.limits.to_dict()  # as they stand, run-time changes included
         m["scenarios"] = self.scenarios
         if "var" not in m and "var_error" not in m:
             m["var_error"] = self.scenarios.get("error") or "no return scenarios loaded"

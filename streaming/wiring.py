@@ -98,6 +98,9 @@ async def _build(worker: WorkerState, settings: Settings) -> Trader:
     store = Store(settings.database_url, mode=settings.mode)
     await asyncio.to_thread(store.ensure_partitions, time.time_ns())
     trader = build_trader(settings)
+    from streaming.releases import restore_runtime
+
+    await restore_runtime(worker, store, trader)  # run-time swaps, limits and live releases, before the warm-up
     await refresh_models(trader)  # before the warm-up, so the first live bar is scored by the current champion
     # ML features need a longer warm-up than the rule-based strategies (regime fit window)
     warmup = max([200] + [t.inner.warmup_bars for t in trader.engine.slots.values()])

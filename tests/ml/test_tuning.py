@@ -186,7 +186,8 @@ def test_strategy_tuning_asset_on_clean_bars(engine, pg_url, tracking_uri):
     assert defs.resolve_job_def("tune") is not None
     res = {"db": PostgresResource(url=pg_url), "ml": MLResource(tracking_uri=tracking_uri, exchange="tunetest")}
     cfg = {"strategy": "sma_cross", "n_trials": 5, "symbol": "ETH/USDT", "days": 1, "space_json": '{"fast": [2, 30], "slow": [40, 200]}',
-           "objective": "sharpe_vs_drawdown", "study_name": _name("asset")}
+           "objective": "sharpe_vs_drawdown", "study_name": _name("asset"),
+           "account": _name("acct")}  # the release gate's decision goes to an account of this test only
     r = dg.materialize([strategy_tuning], resources=res, run_config={"ops": {"strategy_tuning": {"config": cfg}}})
     meta = r.asset_materializations_for_node("strategy_tuning")[0].metadata
     assert meta["bars"].value == 1440 and meta["n_trials"].value == 5

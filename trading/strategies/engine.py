@@ -186,11 +186,19 @@ class StrategyEngine:
         self._sizers[slot] = strategy.sizer or self.sizer
         if not warmup:
             return
+        for symbol, target in self.replay(slot, strategy).items():
+            self._deferred[(slot, symbol)] = target
+
+    def replay(self, slot: str, strategy: Strategy) -> dict[str, float]:
+        """Feed the recent bars (``history``) to ``strategy`` as ``slot`` sees them, decisions held back;
+        returns its latest target per symbol (a swapped-in strategy's, or a shadow's starting state)."""
+        latest: dict[str, float] = {}
         for bars in self._history:
             for bar in bars:
                 self._ctx.slot, self._ctx.ts = slot, bar.exchange_ts + interval_ns(bar.interval)
                 for t in strategy.on_bar(bar, self._ctx):
-                    self._deferred[(slot, t.symbol)] = t.target
+                    latest[t.symbol] = t.target
+        return latest
 
     # -- fast path (backtests) ----------------------------------------------------------------
     def run_fast(self, chunk: pl.DataFrame, symbol: str, interval: str, offset: int = 0) -> list[tuple[int, Fill]]:
