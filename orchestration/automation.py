@@ -94,8 +94,11 @@ def schedules(settings: Settings) -> list:
         dg.ScheduleDefinition(name="retrain_nightly", job=retrain_job, cron_schedule=settings.cron_retrain,
                               execution_timezone="UTC", default_status=RUNNING,
                               run_config=_retrain_config(settings.retrain_days)),
+        # the stream trades each rule-based slot on every symbol: the release gate judges it on every symbol
         dg.ScheduleDefinition(name="tune_weekly", job=tune_job, cron_schedule=settings.cron_tune,
-                              execution_timezone="UTC", default_status=RUNNING),
+                              execution_timezone="UTC", default_status=RUNNING,
+                              run_config={"ops": {"strategy_tuning": {"config": {
+                                  "symbol": settings.symbols[0], "gate_symbols": list(settings.symbols)}}}}),
         # hourly by default, so a missed or failed daily optimisation is noticed within the hour it goes stale
         dg.ScheduleDefinition(name="weights_freshness_hourly", job=weights_freshness_job,
                               cron_schedule=settings.cron_weights_freshness, execution_timezone="UTC",

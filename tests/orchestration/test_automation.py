@@ -38,6 +38,9 @@ def test_every_schedule_and_sensor_runs_by_default_with_the_settings_cadence(set
     assert {s.default_status for s in schedules.values()} == {dg.DefaultScheduleStatus.RUNNING}
     assert {s.default_status for s in sensors.values()} == {dg.DefaultSensorStatus.RUNNING}
     assert schedules["tune_weekly"].cron_schedule == "15 5 * * 3"
+    tune = schedules["tune_weekly"].evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 25, 5, 15, tzinfo=timezone.utc))).run_requests[0]
+    assert tune.run_config["ops"]["strategy_tuning"]["config"]["gate_symbols"] == ["BTC/USDT", "ETH/USDT"]
     assert schedules["market_data_daily_schedule"].cron_schedule == settings.cron_market_data
     assert sensors["ml_decay_sensor"].minimum_interval_seconds == settings.decay_interval_s
 
