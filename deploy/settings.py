@@ -111,6 +111,37 @@ class Settings(BaseSettings):
                           "generated on first use into <home>/control-token (mode 0600).",
     )
 
+    # ---- lifecycle ----
+    retention_bars_days: int | None = Field(
+        None, ge=0, le=36500, description="Days of raw bars (market_data: the batch layer's and the stream's) the "
+                                          "data_maintenance job keeps; older whole partitions (months) or TimescaleDB "
+                                          "chunks (7 days) are dropped. 0 or unset: keep forever.")
+    retention_clean_bars_days: int | None = Field(
+        None, ge=0, le=36500, description="Days of clean bars (market_data_clean, the historical store that training, "
+                                          "VaR and warm-up read) kept, as above. 0 or unset: keep forever.")
+    retention_signals_days: int | None = Field(
+        None, ge=0, le=36500, description="Days of stream signals (signals) kept, as above. 0 or unset: keep forever.")
+    retention_risk_metrics_days: int | None = Field(
+        None, ge=0, le=36500, description="Days of risk metrics (risk_metrics) kept, as above. 0 or unset: keep "
+                                          "forever.")
+    maintenance_cron: str = Field(
+        "15 3 * * *", description="When the data_maintenance job runs (cron, UTC): partitions of every time-series "
+                                  "table for this month and the next, then retention.")
+
+    @field_validator("maintenance_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f"maintenance_cron must be a 5-field cron expression, got {value!r}")
+        return value
+
+    def retention_days(self) -> dict[str, int | None]:
+        """The retention settings by data kind (storage.lifecycle.RETENTION_TABLES)."""
+        return {"bars": self.retention_bars_days, "clean_bars": self.retention_clean_bars_days,
+                "signals": self.retention_signals_days, "risk_metrics": self.retention_risk_metrics_days}
+
     @field_validator("history_start")
     @classmethod
     def _iso_date(cls, value: str) -> str:

@@ -17,6 +17,9 @@ from assets.reports import tear_sheets
 from assets.resources import PostgresResource
 from assets.tuning import strategy_tuning
 from assets.warehouse import warehouse_dbt_assets
+from assets.maintenance import storage_lifecycle
+from assets.performance import strategy_performance
+from deploy.settings import Settings
 
 # ---- market data --------------------------------------------------------------------------------
 market_data_daily = dg.define_asset_job(
@@ -76,7 +79,29 @@ def ml_decay_sensor(context: dg.SensorEvaluationContext, db: PostgresResource, m
 tune_job = dg.define_asset_job("tune", selection=dg.AssetSelection.assets(strategy_tuning),
                                description="Run (or resume) an Optuna study of a strategy's parameters.")
 
-JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job]
+# ---- data lifecycle -----------------------------------------------------------------------------
+data_maintenance = dg.define_asset_job(
+    "data_maintenance", selection=dg.AssetSelection.assets(storage_lifecycle),
+    description="Partitions of every time-series table ahead of time, then the retention settings "
+                "(whole partitions/chunks dropped, an audit_log row per run that dropped something).",
+)
+
+
+def data_maintenance_schedule(cron: str) -> dg.ScheduleDefinition:
+    """The maintenance job on ``cron`` (the setting maintenance_cron; orchestration/definitions.py passes it)."""
+    return dg.ScheduleDefinition(name="data_maintenance_schedule", job=data_maintenance, cron_schedule=cron,
+                                 execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+
+
+strategy_performance_job = dg.define_asset_job("strategy_performance_job", selection=[strategy_performance])
+# after the day closes; its marks are the day's last bars, which the stream stores as they close
+strategy_performance_schedule = dg.build_schedule_from_partitioned_job(
+    strategy_performance_job, hour_of_day=0, minute_of_hour=50, default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job,
+        data_maintenance, strategy_performance_job]
 SCHEDULES = [market_data_schedule, target_weights_schedule, daily_reports_schedule, ml_features_schedule,
-             retrain_nightly]
+             retrain_nightly, data_maintenance_schedule(Settings.model_fields["maintenance_cron"].default),
+             strategy_performance_schedule]
 SENSORS = [ml_decay_sensor]

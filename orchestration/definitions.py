@@ -38,7 +38,9 @@ def defs() -> dg.Definitions:
         assets=partitions.for_settings(dg.load_assets_from_package_module(assets), settings),
         asset_checks=dg.load_asset_checks_from_package_module(assets),
         jobs=automation.JOBS,
-        schedules=automation.SCHEDULES,
+        # the maintenance schedule's cadence is a setting, read here (when the location loads)
+        schedules=[automation.data_maintenance_schedule(settings.maintenance_cron)
+                   if s.name == "data_maintenance_schedule" else s for s in automation.SCHEDULES],
         sensors=automation.SENSORS,
         resources=resources(settings),
     )
