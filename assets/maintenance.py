@@ -20,6 +20,7 @@ def storage_lifecycle(context: dg.AssetExecutionContext, db: PostgresResource) -
     retention = lifecycle.check_retention(get_settings().retention_days())
     with db.begin() as conn:
         created = lifecycle.ensure_ahead(conn, time.time_ns())
+        adopted = lifecycle.adopt_default_rows(conn)  # rows stranded in a default partition become droppable
     # a second transaction: partitions ahead are kept even when a drop waits too long for a lock and fails
     with db.begin() as conn:
         dropped = lifecycle.apply_retention(conn, retention, datetime.now(timezone.utc))
@@ -28,7 +29,7 @@ def storage_lifecycle(context: dg.AssetExecutionContext, db: PostgresResource) -
     if not retention:
         context.log.info("no retention set (TRADELOOP_RETENTION_*_DAYS): every time-series table is kept forever")
     return dg.MaterializeResult(metadata={
-        "partitions_created": sum(created.values()),
+        "partitions_created": sum(created.values()) + sum(adopted.values()),
         "retention_days": dg.MetadataValue.json(retention),
         "dropped": len(dropped),
         "rows_dropped": sum(d.rows for d in dropped),

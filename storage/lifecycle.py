@@ -63,6 +63,21 @@ def ensure_ahead(conn: sa.Connection, now_ns: int, tables: tuple[str, ...] = TIM
     return created
 
 
+def adopt_default_rows(conn: sa.Connection, tables: tuple[str, ...] = TIMESERIES) -> dict[str, int]:
+    """Give every month that has rows in a default partition its own partition (the rows move there), so that
+    retention can later drop them with their month.  Returns the partitions created, by table."""
+    created = {}
+    for table in tables:
+        if conn.execute(sa.text("SELECT to_regclass(:d)"), {"d": f"{table}_default"}).scalar() is None:
+            continue  # a hypertable
+        months = conn.execute(sa.text(f"SELECT DISTINCT date_trunc('month', ts, 'UTC') FROM \"{table}_default\"")).all()
+        created[table] = 0
+        for (month,) in months:
+            created[table] += int(conn.execute(sa.text("SELECT tradeloop_ensure_partitions(:t, :m, :m)"),
+                                               {"t": table, "m": month}).scalar())
+    return created
+
+
 def _partitions(conn: sa.Connection, table: str) -> list[tuple[str, datetime | None, datetime]]:
     """(name, start, end) of the range partitions of ``table``; the default partition is not listed.
     The bounds are parsed in SQL from the partition bound text, in the same session that printed them."""

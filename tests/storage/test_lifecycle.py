@@ -115,6 +115,18 @@ def test_retention_drops_whole_partitions_past_the_cutoff_only(engine):
     with engine.begin() as conn:  # again: nothing left to drop, no audit row
         assert lifecycle.apply_retention(conn, {"signals": 30, "bars": 30}, now) == []
 
+    # the maintenance job first gives months stranded in the default partition their own partition: the
+    # stray row of June 1989 moves out of the default, and goes with its month
+    with engine.begin() as conn:
+        assert lifecycle.adopt_default_rows(conn, ("signals",))["signals"] >= 1
+        assert lifecycle.adopt_default_rows(conn, ("signals",)) == {"signals": 0}
+        dropped = lifecycle.apply_retention(conn, {"signals": 30}, now)
+    assert ("signals_p198906", 1) in [(d.name, d.rows) for d in dropped]
+    assert "signals_default" in _partitions(engine, "signals")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT min(ts) FROM signals WHERE account = :a"),
+                            {"a": account}).scalar() == months[1]
+
 
 @pytest.mark.parametrize("bad, message", [
     ({"signals": -1}, "whole number of days"), ({"signals": 1.5}, "whole number of days"),
