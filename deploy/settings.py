@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     cron_reports: str = Field("30 0 * * *", description="Warehouse build and tear sheets (cron, UTC).")
     cron_retrain: str = Field("30 2 * * *", description="Train a challenger and gate it (cron, UTC).")
     cron_tune: str = Field("0 4 * * 0", description="Tune strategy parameters (cron, UTC; weekly by default).")
+    cron_strategy_performance: str = Field("50 0 * * *", description="Yesterday's strategy_performance rows "
+                                                                       "(cron, UTC).")
+    cron_maintenance: str = Field("15 3 * * *", description="Partitions of every time-series table for this month "
+                                                           "and the next, then retention (cron, UTC).")
     cron_weights_freshness: str = Field("15 * * * *", description="Check that the trading target weights are not "
                                                                   "stale (cron, UTC).")
     retrain_days: int = Field(7, ge=1, description="Days of stored features a scheduled retrain trains on.")
@@ -163,6 +167,23 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How often the stream reads strategy_releases: a promoted or rolled-back release is "
                                 "swapped into the slots running its strategy, a candidate's shadow started or "
                                 "stopped, without a restart.")
+    # ---- lifecycle ----
+    retention_bars_days: int | None = Field(
+        None, ge=0, le=36500, description="Days of raw bars (market_data: the batch layer's and the stream's) the "
+                                          "data_maintenance job keeps; older whole partitions (months) or TimescaleDB "
+                                          "chunks (7 days) are dropped. 0 or unset: keep forever.")
+    retention_clean_bars_days: int | None = Field(
+        None, ge=0, le=36500, description="Days of clean bars (market_data_clean, the historical store that training, "
+                                          "VaR and warm-up read) kept, as above. 0 or unset: keep forever.")
+    retention_signals_days: int | None = Field(
+        None, ge=0, le=36500, description="Days of stream signals (signals) kept, as above. 0 or unset: keep forever.")
+    retention_risk_metrics_days: int | None = Field(
+        None, ge=0, le=36500, description="Days of risk metrics (risk_metrics) kept, as above. 0 or unset: keep "
+                                          "forever.")
+    def retention_days(self) -> dict[str, int | None]:
+        """The retention settings by data kind (storage.lifecycle.RETENTION_TABLES)."""
+        return {"bars": self.retention_bars_days, "clean_bars": self.retention_clean_bars_days,
+                "signals": self.retention_signals_days, "risk_metrics": self.retention_risk_metrics_days}
 
     @field_validator("history_start")
     @classmethod
@@ -173,7 +194,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("cron_market_data", "cron_features", "cron_target_weights", "cron_reports", "cron_retrain",
-                     "cron_tune", "cron_weights_freshness")
+                     "cron_tune", "cron_weights_freshness", "cron_strategy_performance",
+                     "cron_maintenance")
     @classmethod
     def _cron(cls, value: str) -> str:
         from croniter import croniter

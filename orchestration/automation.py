@@ -20,6 +20,8 @@ from assets.reports import tear_sheets
 from assets.resources import PostgresResource
 from assets.tuning import strategy_tuning
 from assets.warehouse import warehouse_dbt_assets
+from assets.maintenance import storage_lifecycle
+from assets.performance import strategy_performance
 from deploy.settings import Settings
 
 RUNNING = dg.DefaultScheduleStatus.RUNNING
@@ -55,8 +57,17 @@ weights_freshness_job = dg.define_asset_job(
     "weights_freshness", selection=dg.AssetSelection.checks(weights_fresh),
     description="Are the target weights that trade now older than weights_max_age_hours? (alerts to audit_log)")
 
+data_maintenance = dg.define_asset_job(
+    "data_maintenance", selection=dg.AssetSelection.assets(storage_lifecycle),
+    description="Partitions of every time-series table ahead of time, then the retention settings "
+                "(whole partitions/chunks dropped, an audit_log row per run that dropped something).",
+)
+strategy_performance_job = dg.define_asset_job(
+    "strategy_performance_job", selection=[strategy_performance],
+    description="The day's strategy_performance rows per account and strategy.")
+
 JOBS = [market_data_daily, target_weights_job, warehouse_build, daily_reports, retrain_job, ml_features_job, tune_job,
-        gate_job, weights_freshness_job]
+        gate_job, weights_freshness_job, data_maintenance, strategy_performance_job]
 
 
 def _retrain_config(days: int) -> dict:
@@ -99,6 +110,12 @@ def schedules(settings: Settings) -> list:
                               execution_timezone="UTC", default_status=RUNNING,
                               run_config={"ops": {"strategy_tuning": {"config": {
                                   "symbol": settings.symbols[0], "gate_symbols": list(settings.symbols)}}}}),
+        # after the day closes; its marks are the day's last bars, which the stream stores as they close
+        daily_partition_schedule(strategy_performance_job, "strategy_performance_job_schedule",
+                                 settings.cron_strategy_performance, settings),
+        dg.ScheduleDefinition(name="data_maintenance_schedule", job=data_maintenance,
+                              cron_schedule=settings.cron_maintenance, execution_timezone="UTC",
+                              default_status=RUNNING),
         # hourly by default, so a missed or failed daily optimisation is noticed within the hour it goes stale
         dg.ScheduleDefinition(name="weights_freshness_hourly", job=weights_freshness_job,
                               cron_schedule=settings.cron_weights_freshness, execution_timezone="UTC",

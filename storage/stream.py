@@ -23,7 +23,6 @@ from typing import Iterable, Sequence
 import orjson
 import sqlalchemy as sa
 
-from storage.market_data import ensure_partitions
 from trading.records import Bar, Fill, Liquidity, Side, stable_id
 
 OPEN_STATUSES = ("new", "ack", "partially_filled")
@@ -42,14 +41,15 @@ def ns_of(dt: datetime) -> int:
 # the stream's time-series tables: monthly range partitions on the embedded server (hypertables with
 # TimescaleDB, where the function does nothing); a row with no partition for its month lands in the
 # default partition, which grows without bound
-PARTITIONED = ("market_data", "trades", "risk_metrics", "audit_log")
+PARTITIONED = ("market_data", "trades", "risk_metrics", "audit_log", "signals")
 PARTITION_AHEAD_NS = 35 * 86_400 * 1_000_000_000  # next month's partition exists before the month starts
 
 
 def ensure_partitions_ahead(conn: sa.Connection, now_ns: int) -> None:
     """This month's and next month's partitions of every table the stream writes (idempotent)."""
-    for table in PARTITIONED:
-        ensure_partitions(conn, table, now_ns, now_ns + PARTITION_AHEAD_NS)
+    from storage.lifecycle import ensure_ahead  # lifecycle builds on this module's writes
+
+    ensure_ahead(conn, now_ns, PARTITIONED)
 
 
 # -- writes ------------------------------------------------------------------------------------------
@@ -104,9 +104,10 @@ def _write_rows(run, mode: str, account: str, bars, orders, events, fills, posit
             [(p.account, p.strategy, p.symbol, p.quantity, p.avg_price, p.realized_pnl, p.fees, now)
              for p in positions])
     if signals:
-        # same transaction as the orders they caused: a signal row exists iff its batch was stored
+        # same transaction as the orders they caused: a signal row exists iff its batch was stored; the key is
+        # (signal_id, ts) and the id is derived from the decision time, so a replay conflicts and adds nothing
         run("INSERT INTO signals (signal_id, ts, account, strategy, symbol, score, target, model_name,"
-            " model_version, shadow) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (signal_id) DO NOTHING",
+            " model_version, shadow) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
             [(s.signal_id, ts_of(s.ts), account, s.strategy, s.symbol, s.score, s.target, s.model_name,
               s.model_version, s.shadow) for s in signals])
 

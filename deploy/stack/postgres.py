@@ -66,6 +66,25 @@ def find_bin_dir(settings: Settings) -> Path:
     )
 
 
+def _install_dirs(bin_dir: Path) -> tuple[Path, Path] | None:
+    """(share dir, library dir) of the installation ``bin_dir`` belongs to, as its pg_config reports them."""
+    pg_config = bin_dir / "pg_config"
+    if not pg_config.exists():
+        return None
+    result = subprocess.run([str(pg_config), "--sharedir", "--pkglibdir"], capture_output=True, text=True)
+    lines = result.stdout.split()
+    return (Path(lines[0]), Path(lines[1])) if result.returncode == 0 and len(lines) == 2 else None
+
+
+def preload_libraries(bin_dir: Path) -> list[str]:
+    """Libraries the server must preload: ``timescaledb`` when that extension is installed for these binaries
+    (CREATE EXTENSION timescaledb refuses to run without it, and the migrations then make hypertables)."""
+    dirs = _install_dirs(bin_dir)
+    if dirs and (dirs[0] / "extension" / "timescaledb.control").exists() and (dirs[1] / "timescaledb.so").exists():
+        return ["timescaledb"]
+    return []
+
+
 def data_dir(settings: Settings) -> Path:
     return settings.home / "postgres" / "data"
 
@@ -105,6 +124,9 @@ def start(settings: Settings, port: int) -> ServiceRecord:
         "-h", settings.host, "-k", str(socket_dir),
         "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
     ]
+    preload = preload_libraries(bin_dir)
+    if preload:
+        argv += ["-c", f"shared_preload_libraries={','.join(preload)}", "-c", "timescaledb.telemetry_level=off"]
     user = run_as()
     if user:
         _give_to(user, socket_dir)  # socket and data dir must be the server user's

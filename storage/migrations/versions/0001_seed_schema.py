@@ -118,8 +118,13 @@ END $$;
 
 
 def timescale_available(bind) -> bool:
+    """The extension is created already, or installed on the server with its library preloaded (without the
+    preload CREATE EXTENSION fails: such a server gets native partitions).  A loaded library shows as its
+    timescaledb.* settings, which any role may read (shared_preload_libraries itself is superuser-only)."""
     return bool(bind.execute(sa.text(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+        " OR (EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+        "     AND EXISTS (SELECT 1 FROM pg_settings WHERE name LIKE 'timescaledb.%'))"
     )).scalar())
 
 
