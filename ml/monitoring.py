@@ -2,8 +2,9 @@
 
 * Performance: the champion's closed round trips (trading.backtest.trades.round_trips over its fills)
   give a hit rate and a per-trade Sharpe over the last ``window_trades`` trades.
-* Drift: population stability index of each feature, recent rows vs the champion's training window,
-  with decile bins of the training distribution.
+* Drift: population stability index of each feature, the rows the stream's live signals scored (the
+  stored batch features until it has scored any) vs the champion's training window, with decile bins of
+  the training distribution.
 """
 
 from __future__ import annotations
@@ -96,11 +97,14 @@ def decay_reasons(engine: sa.Engine, ml: Any, th: DecayThresholds, account: str 
             return {n: np.array([r.get(n) if r.get(n) is not None else np.nan for r in rows], dtype=float) for n in FEATURE_NAMES}
 
         train = values(ml_store.feature_values(conn, fs, ml.exchange, start_ns=window[0], end_ns=window[1]))
-        recent = values(ml_store.feature_values(conn, fs, ml.exchange, recent_hours=th.recent_hours))
+        # what the stream scored live; before it has scored anything, the batch features of the same days
+        live = ml_store.live_feature_values(conn, account, ml.model_name, th.recent_hours)
+        source = "live signals" if live else "stored features"
+        recent = values(live or ml_store.feature_values(conn, fs, ml.exchange, recent_hours=th.recent_hours))
     if len(next(iter(recent.values()))) and len(next(iter(train.values()))):
         drift = {n: psi(train[n], recent[n]) for n in FEATURE_NAMES
                  if np.isfinite(train[n]).any() and np.isfinite(recent[n]).any()}
         worst = max(drift, key=drift.get) if drift else None
         if worst is not None and drift[worst] > th.max_psi:
-            reasons.append(f"feature drift: PSI of {worst} = {drift[worst]:.3f} > {th.max_psi:.3f}")
+            reasons.append(f"feature drift: PSI of {worst} = {drift[worst]:.3f} > {th.max_psi:.3f} ({source})")
     return reasons

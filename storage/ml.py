@@ -116,6 +116,17 @@ def feature_values(conn: sa.Connection, feature_set: str, exchange: str, *, star
                              {"fs": feature_set, "e": exchange, **params}).scalars())
 
 
+def live_feature_values(conn: sa.Connection, account: str, model_name: str, recent_hours: float) -> list[dict]:
+    """The feature dicts the stream's live signals of ``model_name`` scored in ``account``, over the last
+    ``recent_hours`` before the newest of them (a paused stream is judged on its last hours, not on none)."""
+    return list(conn.execute(sa.text("""
+        SELECT features FROM signals
+        WHERE account = :a AND model_name = :m AND NOT shadow AND features IS NOT NULL
+          AND ts >= (SELECT max(ts) FROM signals WHERE account = :a AND model_name = :m AND NOT shadow
+                     AND features IS NOT NULL) - make_interval(secs => :h * 3600)
+    """), {"a": account, "m": model_name, "h": float(recent_hours)}).scalars())
+
+
 # -- the model ledger ----------------------------------------------------------------------------------
 
 def record_model(conn: sa.Connection, model_name: str, version: str, run_id: str, data_hash: str,

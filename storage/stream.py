@@ -107,9 +107,10 @@ def _write_rows(run, mode: str, account: str, bars, orders, events, fills, posit
         # same transaction as the orders they caused: a signal row exists iff its batch was stored; the key is
         # (signal_id, ts) and the id is derived from the decision time, so a replay conflicts and adds nothing
         run("INSERT INTO signals (signal_id, ts, account, strategy, symbol, score, target, model_name,"
-            " model_version, shadow) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+            " model_version, shadow, features) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
             [(s.signal_id, ts_of(s.ts), account, s.strategy, s.symbol, s.score, s.target, s.model_name,
-              s.model_version, s.shadow) for s in signals])
+              s.model_version, s.shadow, None if s.features is None else orjson.dumps(s.features).decode())
+             for s in signals])
 
 
 def write_audit(conn: sa.Connection, event_id: str, ts_ns: int, actor: str, action: str, scope: str, reason: str,

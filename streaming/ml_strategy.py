@@ -144,14 +144,15 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
             return None
         return out
 
-    def _record(self, symbol: str, ts: int, score: float, target: float, model: Any, version: str, shadow: bool) -> None:
+    def _record(self, symbol: str, ts: int, score: float, target: float, model: Any, version: str, shadow: bool,
+                features: dict[str, float] | None = None) -> None:
         if self._sink is None:
             return
         from streaming.trader import SignalOut
 
         sid = stable_id("signal", self._account, self._slot, symbol, ts, "shadow" if shadow else "live")
         self._sink.append(SignalOut(sid, self._slot, symbol, target, ts, model.model_name, version,
-                                    score=score, shadow=shadow))
+                                    score=score, shadow=shadow, features=features))
 
     def _say(self, reason: str | None) -> None:
         self.flat_reason = reason
@@ -214,7 +215,7 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
             self._score_error = None
             self.counters["signals"] += 1
             self.last[sym] = {"ts": ts, "score": score, "target": target, "version": version}
-            self._record(sym, ts, score, target, self.champion, version, False)
+            self._record(sym, ts, score, target, self.champion, version, False, feats)
         if self._target.get(sym) == target:
             return []
         self._target[sym] = target

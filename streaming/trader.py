@@ -47,6 +47,7 @@ class SignalOut:
     model_version: str
     score: float | None = None  # the model's raw score (ML strategies); None for rule-based strategies
     shadow: bool = False  # a challenger's signal in shadow mode: recorded, never traded
+    features: dict[str, float] | None = None  # what a live model scored: the drift sensor's live sample
 
 
 @dataclass
