@@ -33,7 +33,8 @@ def test_every_schedule_and_sensor_runs_by_default_with_the_settings_cadence(set
     schedules = {s.name: s for s in automation.schedules(settings)}
     sensors = {s.name: s for s in automation.sensors(settings)}
     assert set(schedules) == {"market_data_daily_schedule", "ml_features_job_schedule", "target_weights_job_schedule",
-                              "daily_reports_schedule", "retrain_nightly", "tune_weekly", "weights_freshness_hourly"}
+                              "daily_reports_schedule", "retrain_nightly", "tune_weekly", "weights_freshness_hourly",
+                              "strategy_performance_job_schedule", "data_maintenance_schedule"}
     assert {"bootstrap_sensor", "ml_decay_sensor"} <= set(sensors)
     assert {s.default_status for s in schedules.values()} == {dg.DefaultScheduleStatus.RUNNING}
     assert {s.default_status for s in sensors.values()} == {dg.DefaultSensorStatus.RUNNING}

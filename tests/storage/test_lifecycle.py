@@ -165,8 +165,13 @@ def signals_survive_migration_0007(server_url: str) -> list[tuple]:
     signals = _signals(account, [datetime(2024, 2, 3, tzinfo=timezone.utc), datetime(2025, 7, 9, tzinfo=timezone.utc)])
     eng = sa.create_engine(url)
     try:
-        with eng.begin() as conn:
-            stream.write_batch(conn, mode="paper", account=account, signals=signals)
+        with eng.begin() as conn:  # as the 0005-era writer stored them (today's writer knows later columns)
+            conn.execute(sa.text("""INSERT INTO signals (signal_id, ts, account, strategy, symbol, score, target,
+                                    model_name, model_version, shadow)
+                                    VALUES (:i, :ts, :a, :st, :sy, :sc, :t, :m, :v, :sh)"""),
+                         [{"i": x.signal_id, "ts": stream.ts_of(x.ts), "a": account, "st": x.strategy, "sy": x.symbol,
+                           "sc": x.score, "t": x.target, "m": x.model_name, "v": x.model_version, "sh": x.shadow}
+                          for x in signals])
         migrations.upgrade(url)
         with eng.begin() as conn:
             stream.write_batch(conn, mode="paper", account=account, signals=signals)  # a replay after the change
