@@ -79,8 +79,12 @@ def run_dbt(args: list[str], database_url: str | None = None, timeout: float = 6
 def ensure_manifest() -> Path:
     """The manifest dagster-dbt builds the asset graph from: `dbt parse` (offline, no database) when a
     fresh clone has no target/ yet. prepare_if_dev() only acts under `dagster dev`, and the platform runs
-    the webserver and daemon instead, hence this."""
-    if not dbt_project.manifest_path.exists():
+    the webserver and daemon instead, hence this. Also when a model, macro, seed or the project file is newer
+    than the manifest (a pull or an edit): a stale manifest names fewer models than `dbt build` runs."""
+    manifest = dbt_project.manifest_path
+    sources = [DBT_PROJECT_DIR / "dbt_project.yml", *(f for d in ("models", "macros", "seeds", "tests")
+                                                     for f in (DBT_PROJECT_DIR / d).rglob("*") if f.is_file())]
+    if not manifest.exists() or max(f.stat().st_mtime for f in sources) > manifest.stat().st_mtime:
         done = run_dbt(["parse", "--quiet"])
         if done.returncode != 0 or not dbt_project.manifest_path.exists():
             raise WarehouseError(f"`dbt parse` of {DBT_PROJECT_DIR} failed:\n{done.stdout}\n{done.stderr}")
