@@ -111,6 +111,14 @@ class Settings(BaseSettings):
                           "generated on first use into <home>/control-token (mode 0600).",
     )
 
+    # ---- sim ----
+    sim_structure: float = Field(
+        1.0, ge=0, le=10,
+        description="Strength of the sim market's predictable structure (order-flow imbalance leading returns: "
+                    "short-horizon momentum; docs/SIM_VENUE.md) as a multiple of the default: 1 = default, "
+                    "0 = the null market (nothing to learn; the gate must refuse every model). The historical "
+                    "store's sim source and the stream's sim feed both use it.")
+
     @field_validator("history_start")
     @classmethod
     def _iso_date(cls, value: str) -> str:

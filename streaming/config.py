@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from trading.sizing import LIVE_FRACTION_PER_SYMBOL
+
 BAR_INTERVAL = "1m"
-FRACTION_PER_SYMBOL = 0.05
+FRACTION_PER_SYMBOL = LIVE_FRACTION_PER_SYMBOL  # one definition: the promotion gate sizes the same
 
 # slot name -> (registered strategy name, params).  The slot is the `strategy` of orders and fills.
 STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
