@@ -56,6 +56,15 @@ class MLResource(dg.ConfigurableResource):
     sharpe_margin: float = 0.1
     max_drawdown_limit: float = 0.05
     min_sharpe: float = 0.0
+    min_t_stat: float = 2.0
+    """Standard errors by which the challenger must beat flat / the champion (ml.registry.GateConfig)."""
+    trade_params: dict = {}
+    """MLSignal parameters the stream's ML slot trades with (thresholds, allow_short); {}: the defaults, as
+    the default slot ml_champion (streaming/config.py). The gate backtests the models with them (ml/gate.py)."""
+    starting_cash: float = 100_000.0
+    """The account's starting cash: the gate's backtest starts with it (sizing is a fraction of equity)."""
+    slippage_bps: float = 1.0
+    """Slippage the gate's backtest pays on every fill, on top of the stream's fees."""
     monitor_account: str = ""
     """Account whose paper/live trades the decay sensor reads; empty: the settings' account."""
     monitor_strategy: str = ""
@@ -65,9 +74,11 @@ class MLResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings) -> "MLResource":
         """The deployment's resource: registry, model name, exchange and symbols from the settings."""
+        ml_slots = [params for name, params in (settings.stream_strategies or {}).values() if name == "ml_signal"]
         return cls(tracking_uri=settings.tracking_uri, model_name=settings.model_name,
                    exchange="sim" if settings.market_source == "sim" else settings.market_source,
-                   symbols=list(settings.symbols))
+                   symbols=list(settings.symbols), trade_params=dict(ml_slots[0]) if ml_slots else {},
+                   starting_cash=float(settings.starting_cash))
 
     def feature_params(self) -> FeatureParams:
         return FeatureParams(self.interval, self.cross_window, self.regime_window, self.regime_min_fit, self.regime_refit)
@@ -85,14 +96,22 @@ class MLResource(dg.ConfigurableResource):
     def train_config(self):
         from ml.training import TrainConfig
 
+        rule = self.live_rule().strategy_params()
         return TrainConfig(n_splits=self.n_splits, embargo_bars=self.embargo_bars, holdout_frac=self.holdout_frac,
                            min_fold_rows=self.min_fold_rows, ag_time_limit=self.ag_time_limit,
-                           interval=self.interval, use_autogluon=self.use_autogluon)
+                           interval=self.interval, use_autogluon=self.use_autogluon,
+                           long_threshold=rule["long_threshold"], short_threshold=rule["short_threshold"],
+                           allow_short=rule["allow_short"])
 
     def gate_config(self):
         from ml.registry import GateConfig
 
-        return GateConfig(self.sharpe_margin, self.max_drawdown_limit, self.min_sharpe)
+        return GateConfig(self.sharpe_margin, self.max_drawdown_limit, self.min_sharpe, self.min_t_stat)
+
+    def live_rule(self):
+        from ml.gate import LiveRule
+
+        return LiveRule(dict(self.trade_params), cash=self.starting_cash, slippage_bps=self.slippage_bps)
 
 
 # ---- storage helpers ----------------------------------------------------------------------------
@@ -235,29 +254,33 @@ def ml_challenger(context: dg.AssetExecutionContext, config: RetrainConfig, db: 
 
 
 def _window_dataset(conn: sa.Connection, ml: MLResource, start: int, end: int):
+    """The window's features/labels and its clean bars (the gate trades the scores on them)."""
     from ml.training import build_dataset
 
     feats, labels = load_training_frame(conn, ml, start, end)
-    return build_dataset(feats, labels)
+    bars = load_clean_bars(conn, exchange=ml.exchange, symbols=list(ml.symbols), interval=ml.interval,
+                           start_ns=start, end_ns=end)
+    return build_dataset(feats, labels), bars
 
 
-def evaluate_version(ml: MLResource, version: str, ds) -> dict[str, float]:
+def evaluate_version(ml: MLResource, version: str, ds, bars: pl.DataFrame):
+    """The version's scores of the window traded by the live rule (ml.gate.trade_scores): its evidence."""
+    from ml.gate import trade_scores
     from ml.serving import load_version
-    from ml.training import evaluate_scores
 
     try:
         model = load_version(ml.model_name, version, ml.tracking_uri)
         scores = np.asarray(model.predict(ds.X), dtype=float)
     except Exception as exc:
         raise dg.Failure(description=f"{ml.model_name} v{version} failed to load or predict: {type(exc).__name__}: {exc}") from exc
-    metrics, _, _ = evaluate_scores(scores, ds, ml.train_config())
-    return metrics
+    return trade_scores(bars, ds.symbol, ds.t0, scores, ml.live_rule(), exchange=ml.exchange)
 
 
 @dg.asset(deps=[ml_challenger], group_name="ml", kinds={"mlflow", "postgres"},
           description="The promotion decision: challenger and champion backtested on the challenger's unseen holdout "
-                      "window; the champion alias moves to the challenger only if it beats the champion's Sharpe by "
-                      "the margin within the drawdown limit. Metadata: the decision, its evidence and the versions.")
+                      "window, traded by the stream's rule (long-only by default), sizing, fees and slippage; the "
+                      "champion alias moves to the challenger only if it beats the champion's Sharpe by "
+                      "the margin (and by min_t_stat standard errors) within the drawdown limit. Metadata: the decision, its evidence and the versions.")
 def ml_promotion(context: dg.AssetExecutionContext, db: PostgresResource, ml: MLResource) -> dg.MaterializeResult:
     from ml.registry import CHALLENGER, CHAMPION, alias_version, apply_gate, gate_decision
 
@@ -274,11 +297,17 @@ def ml_promotion(context: dg.AssetExecutionContext, db: PostgresResource, ml: ML
         if row is None:
             raise dg.Failure(description=f"{ml.model_name} v{challenger} is not in ml_models")
         start, end = int(row["holdout_start_ns"]), int(row["window_end_ns"])
-        ds = _window_dataset(conn, ml, start, end)
-    ch = evaluate_version(ml, challenger, ds)
-    cp = evaluate_version(ml, champion, ds) if champion is not None else None
-    decision = {**gate_decision(ch, cp, ml.gate_config()), "window": [start, end], "challenger_version": challenger,
-                "champion_version": champion}
+        ds, bars = _window_dataset(conn, ml, start, end)
+    ch = evaluate_version(ml, challenger, ds, bars)
+    cp = evaluate_version(ml, champion, ds, bars) if champion is not None else None
+    if cp is not None:
+        from ml.gate import paired_t_stat
+
+        ch.metrics["paired_t_stat"] = paired_t_stat(cp, ch)
+    decision = {**gate_decision(ch.metrics, cp.metrics if cp else None, ml.gate_config()), "window": [start, end],
+                "rule": {**ml.live_rule().strategy_params(), "fraction_per_symbol": ml.live_rule().fraction_used(),
+                         "slippage_bps": ml.slippage_bps, "fees": "the stream's FeeSchedule"},
+                "challenger_version": challenger, "champion_version": champion}
     promoted = apply_gate(db.engine(), ml.tracking_uri, ml.model_name, challenger, decision)
     context.log.info(f"gate {ml.model_name} v{challenger}: {'PROMOTED' if promoted else 'rejected'}: {decision['reason']}")
     return _promotion_result(decision, challenger, champion, challenger if promoted else champion)

@@ -31,6 +31,7 @@ class MarketDataSource(dg.ConfigurableResource):
     kind: str = "sim"
     seed: int = 7
     history_start: str = "2026-11-01"  # the sim's origin: its history starts at the first partition
+    structure: float = 1.0  # the sim's predictable structure (TRADELOOP_SIM_STRUCTURE; 0 = null market)
 
     def exchange_name(self) -> str:
         return "sim" if self.kind == "sim" else self.kind
@@ -40,18 +41,19 @@ class MarketDataSource(dg.ConfigurableResource):
         from collections import Counter
 
         if self.kind == "sim":
-            return _sim_bars(self.seed, self.history_start, symbol, interval, start_ns, end_ns), Counter()
+            return _sim_bars(self.seed, self.history_start, symbol, interval, start_ns, end_ns, self.structure), Counter()
         return _ccxt_bars(self.kind, symbol, interval, start_ns, end_ns)
 
 
-def _sim_bars(seed: int, history_start: str, symbol: str, interval: str, start_ns: int, end_ns: int):
+def _sim_bars(seed: int, history_start: str, symbol: str, interval: str, start_ns: int, end_ns: int,
+              structure: float = 1.0):
     import polars as pl
 
     from trading.marketdata.sim import SimVenue, anchored_config
     from trading.marketdata.timeframes import interval_ns
     from trading.records import stable_id
 
-    venue = SimVenue(anchored_config(seed, history_start))
+    venue = SimVenue(anchored_config(seed, history_start, structure))
     known = [i.symbol for i in venue.instruments()]
     if symbol not in known:
         raise dg.Failure(description=f"the sim venue has no symbol {symbol!r}; it has {known}")

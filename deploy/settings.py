@@ -184,6 +184,13 @@ class Settings(BaseSettings):
         """The retention settings by data kind (storage.lifecycle.RETENTION_TABLES)."""
         return {"bars": self.retention_bars_days, "clean_bars": self.retention_clean_bars_days,
                 "signals": self.retention_signals_days, "risk_metrics": self.retention_risk_metrics_days}
+    # ---- sim ----
+    sim_structure: float = Field(
+        1.0, ge=0, le=10,
+        description="Strength of the sim market's predictable structure (order-flow imbalance leading returns: "
+                    "short-horizon momentum; docs/SIM_VENUE.md) as a multiple of the default: 1 = default, "
+                    "0 = the null market (nothing to learn; the gate must refuse every model). The historical "
+                    "store's sim source and the stream's sim feed both use it.")
 
     @field_validator("history_start")
     @classmethod

@@ -30,10 +30,18 @@ class GateConfig:
     """Largest acceptable drawdown on the window, as a positive fraction."""
     min_sharpe: float = 0.0
     """With no champion: the challenger's Sharpe must exceed this."""
+    min_t_stat: float = 2.0
+    """The challenger's per-bar returns (after fees and slippage, traded by the live rule: ml/gate.py) must
+    beat flat (no champion) or the champion's on the same bars (paired, as shadow mode) by this many
+    standard errors.  Why: an annualised Sharpe from a day of 1-minute bars has a standard error of about
+    sqrt(525600 / 1440) ~ 19, so "Sharpe > 0" alone promotes a model that merely held a rising market about
+    half the time (tests/ml/test_gate_integrity.py: the null sim over many seeds)."""
 
 
 def gate_decision(challenger: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig) -> dict[str, Any]:
-    """Pure decision with its numbers. Metrics dicts hold ``sharpe`` and ``max_drawdown`` (<= 0)."""
+    """Pure decision with its numbers. Metrics dicts hold ``sharpe`` and ``max_drawdown`` (<= 0) of the live
+    rule's backtest (ml/gate.py); the challenger's also ``t_stat`` (vs flat) and, with a champion,
+    ``paired_t_stat`` (vs the champion on the same bars)."""
     ch_sharpe, ch_dd = float(challenger["sharpe"]), float(challenger["max_drawdown"])
     out: dict[str, Any] = {"config": asdict(cfg), "challenger": challenger, "champion": champion}
     if not (math.isfinite(ch_sharpe) and math.isfinite(ch_dd)):
@@ -41,15 +49,20 @@ def gate_decision(challenger: dict[str, float], champion: dict[str, float] | Non
     if -ch_dd > cfg.max_drawdown_limit:
         return {**out, "passed": False,
                 "reason": f"drawdown {-ch_dd:.4f} exceeds the limit {cfg.max_drawdown_limit:.4f}"}
+    # evidence recorded before the t statistic existed has none: judged on Sharpe alone, as it was
+    t = challenger.get("t_stat" if champion is None else "paired_t_stat")
+    t_ok = t is None or float(t) >= cfg.min_t_stat
+    t_why = "" if t is None else f"; t {float(t):.2f} {'>=' if t_ok else '<'} {cfg.min_t_stat:.2f}" + (
+        "" if champion is None else " (paired vs champion)")
     if champion is None:
         ok = ch_sharpe > cfg.min_sharpe
-        return {**out, "passed": ok, "reason": (
-            f"no champion; Sharpe {ch_sharpe:.3f} {'>' if ok else '<='} absolute threshold {cfg.min_sharpe:.3f}")}
+        return {**out, "passed": ok and t_ok, "reason": (
+            f"no champion; Sharpe {ch_sharpe:.3f} {'>' if ok else '<='} absolute threshold {cfg.min_sharpe:.3f}{t_why}")}
     need = float(champion["sharpe"]) + cfg.sharpe_margin
     ok = ch_sharpe > need
-    return {**out, "passed": ok, "reason": (
+    return {**out, "passed": ok and t_ok, "reason": (
         f"Sharpe {ch_sharpe:.3f} {'>' if ok else '<='} champion {float(champion['sharpe']):.3f} + margin "
-        f"{cfg.sharpe_margin:.3f}")}
+        f"{cfg.sharpe_margin:.3f}{t_why}")}
 
 
 def promotion_problems(recorded: dict, gate: GateConfig, champion_now: str | None) -> list[str]:

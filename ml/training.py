@@ -44,8 +44,14 @@ class TrainConfig:
     lgbm_estimators: int = 200
     lgbm_learning_rate: float = 0.05
     lgbm_num_leaves: int = 15
-    cost_bps: float = 1.0
-    threshold: float = 0.0
+    cost_bps: float = 6.0
+    """Cost per unit of turnover in the cross-validation's quick evaluation: the stream's taker fee (5 bps,
+    trading.venue.FeeSchedule) + 1 bp slippage. The promotion gate backtests the real thing (ml/gate.py)."""
+    long_threshold: float = 0.0
+    short_threshold: float = 0.0
+    allow_short: bool = False
+    """The live rule's parameters (MLSignal's: trading.strategies.ml_signal.direction), so that CV chooses
+    the model by the rule the stream will trade: by default long above 0, flat otherwise (long-only)."""
     interval: str = "1m"
     seed: int = 0
     use_autogluon: bool = True
@@ -103,11 +109,18 @@ def validate_dataset(ds: Dataset) -> None:
 
 # ---- evaluation -----------------------------------------------------------------------------
 
+def rule_params(cfg: TrainConfig) -> dict[str, Any]:
+    return {"long_threshold": cfg.long_threshold, "short_threshold": cfg.short_threshold, "allow_short": cfg.allow_short}
+
+
 def strategy_returns(scores: np.ndarray, fwd_ret_1: np.ndarray, symbol: np.ndarray, t0: np.ndarray,
-                     threshold: float, cost_bps: float) -> tuple[np.ndarray, np.ndarray]:
-    """(timestamps, portfolio return per timestamp) of trading the score: long above ``threshold``, short
-    below ``-threshold``, over the next bar, equal weight across symbols, ``cost_bps`` per unit turnover."""
-    pos = np.where(scores > threshold, 1.0, np.where(scores < -threshold, -1.0, 0.0))
+                     params: dict[str, Any], cost_bps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps, portfolio return per timestamp) of trading the score by the live rule
+    (``direction`` under MLSignal ``params``) over the next bar, equal weight across symbols, ``cost_bps``
+    per unit turnover: the quick, vectorised evaluation of cross-validation."""
+    from trading.strategies.ml_signal import direction
+
+    pos = np.array([direction(float(s), params) for s in scores], dtype=float)
     df = pd.DataFrame({"symbol": symbol, "ts": t0, "pos": pos, "fwd": fwd_ret_1}).sort_values(["symbol", "ts"])
     turnover = df.groupby("symbol")["pos"].diff().fillna(df["pos"]).abs()
     df["ret"] = df["pos"] * df["fwd"] - turnover * cost_bps * 1e-4
@@ -124,9 +137,11 @@ def backtest_metrics(ts: np.ndarray, rets: np.ndarray, interval: str) -> tuple[d
 
 
 def evaluate_scores(scores: np.ndarray, ds: Dataset, cfg: TrainConfig) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    ts, rets = strategy_returns(scores, ds.fwd_ret_1, ds.symbol, ds.t0, cfg.threshold, cfg.cost_bps)
+    ts, rets = strategy_returns(scores, ds.fwd_ret_1, ds.symbol, ds.t0, rule_params(cfg), cfg.cost_bps)
     m, equity = backtest_metrics(ts, rets, cfg.interval)
-    pred = np.where(scores > cfg.threshold, 1, np.where(scores < -cfg.threshold, -1, 0))
+    from trading.strategies.ml_signal import direction
+
+    pred = np.array([direction(float(s), rule_params(cfg)) for s in scores])
     m["hit_rate"] = float(np.mean(np.sign(ds.fwd_ret_1[pred != 0]) == pred[pred != 0])) if (pred != 0).any() else 0.0
     return m, ts, equity
 

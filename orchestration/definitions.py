@@ -24,7 +24,7 @@ def resources(settings: Settings) -> dict:
     return {
         "db": PostgresResource(url=dg.EnvVar("DATABASE_URL")),
         "market_source": MarketDataSource(kind=settings.market_source, seed=settings.sim_seed,
-                                          history_start=settings.history_start),
+                                          history_start=settings.history_start, structure=settings.sim_structure),
         "dbt": dbt_resource(),
         "ml": MLResource.from_settings(settings),
     }

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from trading.strategies.releases import STREAM_FRACTION_PER_SYMBOL
+from trading.sizing import LIVE_FRACTION_PER_SYMBOL
 
 BAR_INTERVAL = "1m"
-# one definition with the release gate's backtests (the gate judges the rule the stream trades)
-FRACTION_PER_SYMBOL = STREAM_FRACTION_PER_SYMBOL
+FRACTION_PER_SYMBOL = LIVE_FRACTION_PER_SYMBOL  # one definition: the model and release gates size the same
 
 # slot name -> (registered strategy name, params).  The slot is the `strategy` of orders and fills.
 STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {

@@ -29,7 +29,7 @@ from trading.records import Bar, stable_id
 from trading.strategies import create_strategy
 from trading.strategies.base import Context, Param, ParameterValueError, Strategy, TargetPosition
 from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable
-from trading.strategies.ml_signal import MLSignal
+from trading.strategies.ml_signal import MLSignal, direction
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,7 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
 
     # -- decisions ---------------------------------------------------------------------------------
     def _direction(self, s: float) -> float:
-        p = self.p
-        if s > p["long_threshold"]:
-            return 1.0
-        if s < p["short_threshold"]:
-            return -1.0 if p["allow_short"] else 0.0
-        return 0.0
+        return direction(s, self.p)  # the one rule (trading/strategies/ml_signal.py), also the gate's
 
     def _score(self, model: Any, feats: dict[str, float], role: str) -> tuple[float, str] | None:
         """(score, version) or None; a model that cannot score this row is counted and reported, and the

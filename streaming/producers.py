@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m streaming.produce
         speed = args.speed or None
         # the same market as the historical store (assets/market_data.py): one sim, anchored at history_start;
         # its ticks of TRADELOOP_SYMBOLS, the symbols the worker trades
-        venue = SimVenue(anchored_config(args.seed, settings.history_start, exchange=settings.stream_exchange))
+        venue = SimVenue(anchored_config(args.seed, settings.history_start, settings.sim_structure,
+                                          exchange=settings.stream_exchange))
         unknown = sorted(set(settings.symbols) - set(venue.symbols))
         if unknown:
             print(f"sim: TRADELOOP_SYMBOLS: the sim venue has no {unknown}; it lists {list(venue.symbols)}",

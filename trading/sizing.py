@@ -18,6 +18,10 @@ from trading.records import Instrument
 
 ZERO = Decimal(0)
 
+LIVE_FRACTION_PER_SYMBOL = 0.05
+"""The stream's sizing: FixedFraction of equity per symbol and unit of target (streaming/config.py); the
+promotion gate (ml/gate.py) sizes a model's trades the same way."""
+
 
 class SizingError(ValueError):
     """Invalid sizing parameter or input."""

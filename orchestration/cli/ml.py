@@ -37,23 +37,34 @@ def _db_url() -> str:
 @click.option("--days", default=7, show_default=True, help="Days of stored features/labels to train on.")
 @click.option("--end-date", default="", help="Exclusive end day YYYY-MM-DD (default: after the last stored features).")
 def retrain(days: int, end_date: str) -> None:
-    """Train a challenger, then the promotion gate decides whether it becomes champion (in process)."""
-    import dagster as dg
+    """Train a challenger, then the promotion gate decides whether it becomes champion (in process).
 
-    from assets.ml import MLResource, ml_challenger, ml_promotion, promotion_gate
-    from assets.resources import PostgresResource
-    from deploy.settings import get_settings
+    Prints progress and the verdict; library output (warnings, Dagster's event log) goes to
+    <log_dir>/cli-retrain.log."""
+    from orchestration.cli.quiet import quiet_run
 
-    instance = dg.DagsterInstance.get() if __import__("os").environ.get("DAGSTER_HOME") else None
-    try:
-        result = dg.materialize([ml_challenger, ml_promotion, promotion_gate], instance=instance,
-                                resources={"ml": MLResource.from_settings(get_settings()),
-                                           "db": PostgresResource(url=_db_url())},
-                                run_config={"ops": {"ml_challenger": {"config": {"days": days, "end_date": end_date}}}})
-    except dg.Failure as exc:
-        raise click.ClickException(exc.description or str(exc)) from None
-    meta = result.asset_materializations_for_node("ml_challenger")[0].metadata
-    decision = result.asset_materializations_for_node("ml_promotion")[0].metadata
+    url = _db_url()
+    with quiet_run("retrain") as q:
+        import dagster as dg
+
+        from assets.ml import MLResource, ml_challenger, ml_promotion, promotion_gate
+        from assets.resources import PostgresResource
+        from deploy.settings import get_settings
+
+        # one instance for both steps: the check reads the decision the promotion step recorded
+        instance = dg.DagsterInstance.get() if __import__("os").environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+        resources = {"ml": MLResource.from_settings(get_settings()), "db": PostgresResource(url=url)}
+        q.say(f"training a challenger on {days} day(s) of stored features (log: {q.log_path})")
+        try:
+            trained = dg.materialize([ml_challenger], instance=instance, resources=resources,
+                                     run_config={"ops": {"ml_challenger": {"config": {"days": days, "end_date": end_date}}}})
+            meta = trained.asset_materializations_for_node("ml_challenger")[0].metadata
+            q.say(f"challenger v{meta['version'].value} ({meta['model_kind'].value}) registered; "
+                  "backtesting it (and the champion) by the stream's trading rule")
+            gated = dg.materialize([ml_promotion, promotion_gate], instance=instance, resources=resources)
+        except dg.Failure as exc:
+            raise click.ClickException(exc.description or str(exc)) from None
+    decision = gated.asset_materializations_for_node("ml_promotion")[0].metadata
     click.echo(f"challenger v{meta['version'].value} ({meta['model_kind'].value}); gate "
                f"{'PASSED: promoted to champion' if decision['promoted'].value else 'failed: champion unchanged'}"
                f" ({decision['reason'].value})")
@@ -71,8 +82,12 @@ def status() -> None:
     from ml.registry import model_status
     from storage import db
 
+    from orchestration.cli.quiet import quiet_run
+
     s = get_settings()
-    out = model_status(db.engine(_db_url()), s.tracking_uri, s.model_name)
+    url = _db_url()
+    with quiet_run("model"):  # MLflow's import-time warnings go to the log, not into the JSON
+        out = model_status(db.engine(url), s.tracking_uri, s.model_name)
     json.dump(out, sys.stdout, default=str, indent=2)
     click.echo()
 
@@ -85,9 +100,13 @@ def rollback(reason: str) -> None:
     from ml.registry import PromotionError, rollback as do_rollback
     from storage import db
 
+    from orchestration.cli.quiet import quiet_run
+
     s = get_settings()
+    url = _db_url()
     try:
-        frm, to = do_rollback(db.engine(_db_url()), s.tracking_uri, s.model_name, reason)
+        with quiet_run("model"):
+            frm, to = do_rollback(db.engine(url), s.tracking_uri, s.model_name, reason)
     except PromotionError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{s.model_name}: champion v{frm} -> v{to}")

@@ -41,11 +41,18 @@ def test_retrain_cli_end_to_end(engine, pg_url, tmp_path):
         assert dg.materialize([ml_features, ml_labels], partition_key=day, resources=res).success
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTEST_CURRENT_TEST")}
     env.update({"DATABASE_URL": pg_url, "MLFLOW_TRACKING_URI": tracking_uri, "TRADELOOP_MODEL_NAME": model_name,
-                "TRADELOOP_MARKET_SOURCE": exchange})
+                "TRADELOOP_MARKET_SOURCE": exchange, "TRADELOOP_HOME": str(tmp_path / "home")})
     # cwd in tmp: a sqlite-backed MLflow puts artifacts under ./mlruns
     r = _cli(["retrain", "--days", "2"], env, tmp_path)
     print(r.stdout[-2000:], r.stderr[-3000:] if r.returncode else "")
     assert r.returncode == 0, r.stderr[-3000:]
+    # progress and the verdict on the terminal; library warnings and Dagster's event log only in the log file
+    assert r.stdout.splitlines()[0].startswith("training a challenger on 2 day(s)"), r.stdout
+    noise = [ln for ln in (r.stdout + r.stderr).splitlines()
+             if any(w in ln for w in ("Failed to import", "DEBUG", "Warning", "WARNING", "dagster - "))]
+    assert not noise and len(r.stdout.splitlines()) <= 4, r.stdout + r.stderr
+    log = (tmp_path / "home" / "logs" / "cli-retrain.log").read_text()
+    assert "STEP_START" in log or "ml_challenger" in log
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("challenger v")][-1]
     version = int(line.split()[1][1:])
     with engine.connect() as conn:

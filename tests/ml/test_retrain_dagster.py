@@ -17,6 +17,7 @@ EXCHANGE = "mltest"
 def _resources(pg_url, tracking_uri, **over):
     kw = dict(tracking_uri=tracking_uri, model_name="dagster-m", exchange=EXCHANGE, warmup_bars=300, horizon=10,
               barrier_k=1.5, n_splits=2, min_fold_rows=100, ag_time_limit=4, max_drawdown_limit=1.0, min_sharpe=-1e9,
+              min_t_stat=-1e9,
               **SMALL_FEATURES)
     return {"db": PostgresResource(url=pg_url), "ml": MLResource(**{**kw, **over})}
 
@@ -73,6 +74,10 @@ def test_retrain_end_to_end(engine, pg_url, tracking_uri):
     decision = _decision(result)
     assert decision["promoted"] and decision["champion_before"] == "None" and decision["champion_after"] == version
     assert decision["decision"]["passed"] and decision["decision"]["challenger"]["sharpe"] is not None
+    # judged by the stream's rule: long-only at the stream's sizing, after fees, with its t statistic
+    rule = decision["decision"]["rule"]
+    assert rule["allow_short"] is False and rule["fraction_per_symbol"] == 0.05 and rule["slippage_bps"] == 1.0
+    assert decision["decision"]["challenger"]["fees"] > 0 and "t_stat" in decision["decision"]["challenger"]
     assert checks[0].passed and alias_version(tracking_uri, "dagster-m", "champion") == version
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT status, training_data_hash, gate->>'reason' FROM ml_models "
@@ -87,6 +92,8 @@ def test_retrain_end_to_end(engine, pg_url, tracking_uri):
     v2 = result2.asset_materializations_for_node("ml_challenger")[0].metadata["version"].value
     rejected = _decision(result2)
     assert not rejected["promoted"] and rejected["champion_after"] == version and "margin" in rejected["reason"]
+    # with a champion, the paired t statistic on the same bars' returns (as shadow mode) is part of the evidence
+    assert "paired_t_stat" in rejected["decision"]["challenger"]
     assert result2.get_asset_check_evaluations()[0].passed  # a rejection recorded consistently is not a failure
     assert alias_version(tracking_uri, "dagster-m", "champion") == version
     assert alias_version(tracking_uri, "dagster-m", "challenger") == v2

@@ -5,6 +5,10 @@ models do) and returning a score (scalar or length-1 array).  ``features(history
 numpy arrays (open, high, low, close, volume) holding the last ``lookback`` bars and returns a
 sequence of floats.  Defaults: ``momentum_features`` and ``MomentumModel`` (score = lookback return),
 so that the strategy runs out of the box.
+
+``direction`` is the one trading rule of a model score (long / flat / short); the stream's registry-backed
+strategy (streaming/ml_strategy.py) and the promotion gate (``ScoredSignal`` replaying a model's scores
+through the backtester, ml/gate.py) call it, so the gate judges the rule the stream trades.
 """
 
 from __future__ import annotations
@@ -25,6 +29,16 @@ def momentum_features(history: dict[str, np.ndarray]) -> list[float]:
     c = history["close"]
     std = float(c.std())
     return [c[-1] / c[-2] - 1.0, c[-1] / c[0] - 1.0, 0.0 if std == 0.0 else float((c[-1] - c.mean()) / std)]
+
+
+def direction(score: float, p: dict[str, Any]) -> float:
+    """The target of a score under MLSignal parameters ``p``: +1 above ``long_threshold``, -1 below
+    ``short_threshold`` when ``allow_short`` (else flat), 0 in between."""
+    if score > p["long_threshold"]:
+        return 1.0
+    if score < p["short_threshold"]:
+        return -1.0 if p["allow_short"] else 0.0
+    return 0.0
 
 
 class MomentumModel:
@@ -83,8 +97,7 @@ class MLSignal(Strategy):
             return []
         arr = np.array(st["hist"])
         s = self.score({f: arr[:, i] for i, f in enumerate(FIELDS)})
-        p = self.p
-        state = 1.0 if s > p["long_threshold"] else ((-1.0 if p["allow_short"] else 0.0) if s < p["short_threshold"] else 0.0)
+        state = direction(s, self.p)
         if state == st["state"]:
             return []
         st["state"] = state
@@ -96,3 +109,34 @@ class MLSignal(Strategy):
     def _load_state(self, state: dict) -> None:
         for sym, s in state.items():
             self._sym[sym] = {"hist": deque((tuple(r) for r in s["hist"]), maxlen=self.p["lookback"]), "state": s["state"]}
+
+
+class ScoredSignal(Strategy):
+    """MLSignal's rule on scores a model gave beforehand: ``scores[symbol][bar open ts] = score``.
+
+    The promotion gate replays a model's scores of a window through the backtester with this, so the
+    decisions are the stream's (``direction``, a target only when it changes); a bar without a score
+    (a warming-up feature) keeps the last target, as the stream gives none then."""
+
+    name = "ml_scored"
+    version = "1"
+    params = {k: v for k, v in MLSignal.params.items() if k != "lookback"}
+
+    def __init__(self, scores: dict[str, dict[int, float]], **params: Any) -> None:
+        self.scores = scores
+        super().__init__(**params)
+
+    check_params = MLSignal.check_params
+
+    def reset(self) -> None:
+        self._target: dict[str, float] = {}
+
+    def on_bar(self, bar: Bar, ctx: Context) -> list[TargetPosition]:
+        s = self.scores.get(bar.symbol, {}).get(bar.exchange_ts)
+        if s is None:
+            return []
+        target = direction(s, self.p)
+        if self._target.get(bar.symbol) == target:
+            return []
+        self._target[bar.symbol] = target
+        return [TargetPosition(bar.symbol, target)]

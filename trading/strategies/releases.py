@@ -24,13 +24,13 @@ import polars as pl
 
 from trading.backtest.runner import BacktestConfig
 from trading.backtest.walkforward import walk_forward
-from trading.sizing import FixedFraction
+from trading.sizing import LIVE_FRACTION_PER_SYMBOL, FixedFraction
 from trading.strategies.base import StrategyError
 from trading.strategies.registry import get_strategy
 from trading.venue import FeeSchedule, ImpactModel
 
 # The stream's sizing: this fraction of equity per unit of target, per symbol (streaming/config.py uses it).
-STREAM_FRACTION_PER_SYMBOL = 0.05
+STREAM_FRACTION_PER_SYMBOL = LIVE_FRACTION_PER_SYMBOL  # the stream's sizing (trading/sizing.py)
 
 
 class ReleaseGateError(ValueError):

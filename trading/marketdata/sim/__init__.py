@@ -9,6 +9,13 @@ Model (one latent step per minute, all symbols at once; docs/SIM_VENUE.md explai
 * minute high/low: the extremes of a Brownian bridge between open and close (closed form);
 * activity (volume and trade count) follows a U-shape over the UTC day, the volatility level and the
   size of the move; trades arrive as a Cox (doubly stochastic Poisson) process with that intensity;
+* predictable structure (``structure``: 1 in the platform's market ``anchored_config``, setting
+  TRADELOOP_SIM_STRUCTURE; 0, SimConfig's default, is the null market): a persistent order-flow imbalance
+  per symbol (AR(1), half-life ``flow_half_life_minutes``, innovations correlated across symbols like
+  returns) pushes the *next* minute's return by ``structure * flow_impact`` of that minute's volatility and
+  tilts the aggressor side of its trades. Order flow leads returns, and because it persists returns trend
+  over the following hours (short-horizon momentum), which a model can learn from the bars' features. Off,
+  the path is exactly the one the same seed gives without it (the flow has its own random stream);
 * ticks: a path inside each minute that starts at the open, touches the high and the low and ends at
   the close, so bars aggregate exactly the path the ticks follow; quotes and an L2 book sit around the
   trades with a spread that widens and depth that thins when volatility is high.

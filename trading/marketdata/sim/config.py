@@ -121,6 +121,16 @@ class SimConfig:
     """Depth scales with (baseline / volatility) to this power."""
     depth_level_growth: float = 0.3
     """Each level deeper in the book holds this fraction more than the previous one."""
+    structure: float = 0.0
+    """Strength of the predictable structure (order flow leading returns, see the package docstring), as a
+    multiple of the documented strength: 0 = none (the null market; SimConfig's default, so research and
+    tests built on SimConfig() see the plain model), 1 = the platform's market (``anchored_config``,
+    setting TRADELOOP_SIM_STRUCTURE). With 0 the path is exactly the one the same seed gives without it."""
+    flow_half_life_minutes: float = 240.0
+    """Half-life of the order-flow imbalance (AR(1) per symbol, unit variance): how long flow persists."""
+    flow_impact: float = 0.4
+    """At ``structure=1``: drift of the next minute's log return per unit of imbalance, in units of that
+    minute's volatility."""
 
     def __post_init__(self) -> None:
         def bad(name: str, value: object, why: str) -> SimConfigError:
@@ -161,6 +171,12 @@ class SimConfig:
         for name in ("calm_to_volatile_per_day", "volatile_to_calm_per_day"):
             if getattr(self, name) > MINUTES_PER_DAY:
                 raise bad(name, getattr(self, name), "at most one switch per minute (<= 1440)")
+        if not (math.isfinite(self.structure) and 0 <= self.structure <= 10):
+            raise bad("structure", self.structure, "must be in [0, 10] (0 = null market, 1 = default strength)")
+        if not (math.isfinite(self.flow_half_life_minutes) and self.flow_half_life_minutes > 0):
+            raise bad("flow_half_life_minutes", self.flow_half_life_minutes, "must be finite and > 0")
+        if not (math.isfinite(self.flow_impact) and 0 <= self.flow_impact < 1):
+            raise bad("flow_impact", self.flow_impact, "must be in [0, 1)")
         if self.book_levels < 1 or self.level_spacing_ticks < 1:
             raise bad("book_levels/level_spacing_ticks", (self.book_levels, self.level_spacing_ticks), "must be >= 1")
         self.correlation_matrix()  # validates
@@ -183,8 +199,9 @@ class SimConfig:
         return m
 
 
-def anchored_config(seed: int, history_start: str, **overrides) -> SimConfig:
-    """The platform's sim market: history begins at `history_start` (YYYY-MM-DD, UTC midnight).
+def anchored_config(seed: int, history_start: str, structure: float = 1.0, **overrides) -> SimConfig:
+    """The platform's sim market: history begins at `history_start` (YYYY-MM-DD, UTC midnight), with the
+    predictable structure at ``structure`` (setting TRADELOOP_SIM_STRUCTURE; 0 = the null market).
 
     The historical store and the live stream both build their venue with this, so a backtest on stored
     history and a paper run on the stream see one and the same simulated market.
@@ -193,4 +210,4 @@ def anchored_config(seed: int, history_start: str, **overrides) -> SimConfig:
 
     day = date.fromisoformat(history_start)
     origin_s = (day - date(1970, 1, 1)).days * 86_400
-    return SimConfig(seed=seed, origin_ns=origin_s * NS_PER_S, **overrides)
+    return SimConfig(seed=seed, origin_ns=origin_s * NS_PER_S, structure=structure, **overrides)

@@ -78,9 +78,11 @@ class MarketEvents:
         alloc = np.floor(extra * weights / np.add.reduceat(weights, first)[bar]).astype(np.int64)
         rem = d.volume[:, k] - n - np.add.reduceat(alloc, first)
         lots = 1 + alloc + (j < rem[bar])
-        # aggressor by the tick rule (up-tick = buyer lifted the offer); unchanged prices are a coin flip
+        # aggressor by the tick rule (up-tick = buyer lifted the offer)
         step = np.diff(price, prepend=price[0])
-        side = np.where(step > 0, 1, np.where(step < 0, -1, np.where(rng.random(total) < 0.5, 1, -1))).astype(np.int8)
+        # unchanged prices are a coin flip; leaning with the minute's order-flow imbalance when the market has structure
+        p_buy = 0.5 + 0.5 * np.tanh(cfg.structure * d.flow[bar, k]) if cfg.structure > 0 else 0.5
+        side = np.where(step > 0, 1, np.where(step < 0, -1, np.where(rng.random(total) < p_buy, 1, -1))).astype(np.int8)
         vm = d.vol_mult[bar]
         spread = np.maximum(1, np.rint(spec.spread_bps * 1e-4 * price * vm**cfg.spread_vol_elasticity)).astype(np.int64)
         bid = np.maximum(np.where(side > 0, price - spread, price), 1)

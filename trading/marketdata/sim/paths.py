@@ -24,6 +24,7 @@ class LatentState:
     regime: int  # 0 calm, 1 volatile
     log_price: np.ndarray  # (S,) unrounded log price
     close: np.ndarray  # (S,) last close in ticks
+    flow: np.ndarray  # (S,) order-flow imbalance of the last minute
 
 
 @dataclass(slots=True)
@@ -38,12 +39,13 @@ class Minutes:
     trades: np.ndarray
     sigma: np.ndarray  # per-minute diffusion sd of log price
     vol_mult: np.ndarray  # (M,) volatility relative to baseline
+    flow: np.ndarray  # order-flow imbalance of the minute (unit variance): its trades' aggressor side
 
     def slice(self, a: int, b: int) -> "Minutes":
         return Minutes(*(getattr(self, f)[a:b] for f in MINUTE_FIELDS))
 
 
-MINUTE_FIELDS = ("open", "high", "low", "close", "volume", "trades", "sigma", "vol_mult")
+MINUTE_FIELDS = ("open", "high", "low", "close", "volume", "trades", "sigma", "vol_mult", "flow")
 
 
 def ar1(e: np.ndarray, phi: float, x0: float) -> np.ndarray:
@@ -92,6 +94,12 @@ class PricePaths:
         z = g * np.sqrt((nu - 2.0) / rng.chisquare(nu, k))[:, None]
         sigma = self._sigma_min[None, :] * vol_mult[:, None]
         ret = self._drift_min[None, :] - 0.5 * sigma * sigma + sigma * z
+        flow = self._flow(c, st.flow)
+        if cfg.structure > 0:
+            # order flow leads returns: the last minute's imbalance pushes this minute's price (in units of
+            # this minute's volatility); flow persists, so returns trend over the following hours
+            lead = np.vstack([st.flow[None, :], flow[:-1]])
+            ret += (cfg.structure * cfg.flow_impact) * sigma * lead
         n_jumps = rng.poisson(cfg.jumps_per_day / MINUTES_PER_DAY, k)
         hit = np.nonzero(n_jumps)[0]
         if hit.size:
@@ -120,8 +128,19 @@ class PricePaths:
         vpm_lots = np.array([sp.volume_per_minute for sp in self._specs]) / self._lot
         noise = np.exp(cfg.volume_noise * rng.standard_normal((k, s)) - 0.5 * cfg.volume_noise**2)
         volume = np.maximum(np.rint(vpm_lots[None, :] * activity * noise).astype(np.int64), trades)
-        data = Minutes(open_, high, low, close, volume, trades.astype(np.int64), sigma, vol_mult)
-        return data, LatentState(float(x[-1]), int(regime[-1]), log_price[-1].copy(), close[-1].copy())
+        data = Minutes(open_, high, low, close, volume, trades.astype(np.int64), sigma, vol_mult, flow)
+        return data, LatentState(float(x[-1]), int(regime[-1]), log_price[-1].copy(), close[-1].copy(), flow[-1].copy())
+
+    def _flow(self, c: int, start: np.ndarray) -> np.ndarray:
+        """(CHUNK_MINUTES, S) order-flow imbalance: AR(1) per symbol with unit stationary variance and
+        innovations correlated across symbols like returns (market-wide flow), drawn from its own random
+        stream so that the rest of the path is the same with or without structure."""
+        cfg, k, s = self.config, CHUNK_MINUTES, len(self._specs)
+        if cfg.structure == 0:
+            return np.zeros((k, s))
+        phi = 0.5 ** (1.0 / cfg.flow_half_life_minutes)
+        e = (np.random.default_rng([cfg.seed, c, 2]).standard_normal((k, s)) @ self._chol.T) * math.sqrt(1.0 - phi * phi)
+        return np.column_stack([ar1(e[:, j], phi, float(start[j])) for j in range(s)])
 
     def _chunk(self, c: int) -> Minutes:
         if c in self._chunks:

@@ -29,7 +29,7 @@ class SimVenue(PricePaths, MarketEvents):
         self._drift_min = np.array([s.annual_drift for s in cfg.symbols]) / MINUTES_PER_YEAR
         p0 = np.array([s.initial_price for s in cfg.symbols])
         close0 = np.maximum(np.rint(p0 / self._tick), 1).astype(np.int64)
-        self._states: list[LatentState] = [LatentState(0.0, 0, np.log(close0 * self._tick), close0)]
+        self._states: list[LatentState] = [LatentState(0.0, 0, np.log(close0 * self._tick), close0, np.zeros(len(cfg.symbols)))]  # no flow at the origin
         self._chunks: OrderedDict[int, Minutes] = OrderedDict()
         self._blocks: OrderedDict[tuple[int, int], TickBlock] = OrderedDict()
 
