@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "retrain": "orchestration.cli.ml:retrain",
     "model": "orchestration.cli.ml:model",
     "stream": "orchestration.cli.stream:stream",
+    "simulate": "orchestration.cli.simulate:simulate",
 }
 
 
