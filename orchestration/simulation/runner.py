@@ -236,11 +236,11 @@ class Simulation:
         self.timeline.add(at, "gate", f"{verdict}: {gate['reason']}")
         self.refresh_models(at)
 
-    def tune(self, at: int) -> None:
+    def tune(self, at: int, history_days: int) -> None:
         strategy = "sma_cross"
         config = {"ops": {"strategy_tuning": {"config": {
             "strategy": strategy, "symbol": self.symbols[0], "n_trials": self.spec.tune_trials,
-            "seed": self.spec.seed, "days": min(7, self.spec.warmup_days)}}}}
+            "seed": self.spec.seed, "days": min(7, history_days)}}}}  # TuningConfig's 7 days, once there are 7
         result = self._run("tune", run_config=config)
         if not result.success:
             self.timeline.add(at, "tune", f"tuning {strategy} failed: {step_failure(result)}")
@@ -395,7 +395,7 @@ class Simulation:
             if i % spec.retrain_every_days == 0:
                 schedule.append((150, lambda at: self.retrain(at, "scheduled")))
             if i % spec.tune_every_days == 0:
-                schedule.append((180, lambda at: self.tune(at)))
+                schedule.append((180, lambda at: self.tune(at, spec.warmup_days + i)))
             for minute, step in sorted(schedule, key=lambda x: x[0]):
                 at = _ns(day) + minute * MINUTE_NS
                 pos = self.stream(prints, at, pos)
