@@ -20,8 +20,8 @@ import click
               help="Scheduled retrain every N simulated days (and when the decay sensor fires).")
 @click.option("--tune-every", default=7, show_default=True, type=click.IntRange(1), help="Tune every N days.")
 @click.option("--tune-trials", default=8, show_default=True, type=click.IntRange(1), help="Optuna trials per tuning.")
-@click.option("--report-every", default=7, show_default=True, type=click.IntRange(1),
-              help="Tear sheets every N days (and after the last day).")
+@click.option("--report-every", default=0, show_default=True, type=click.IntRange(0),
+              help="Tear sheets (dbt build) also every N days; 0: after the last day only.")
 @click.option("--autogluon/--no-autogluon", default=False, show_default=True,
               help="Fit AutoGluon beside LightGBM at each retrain (about a minute per retrain).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),

@@ -6,7 +6,8 @@ One simulated day D (times UTC, as the schedules of the 24/7 platform; the strea
 
 * 00:10 ``market_data_daily`` for D-1, one run per symbol (raw + clean bars and their checks)
 * 00:30 ``target_weights_job`` for D-1 (the stream's portfolio slot re-reads its weights for D at once)
-* 00:35 ``daily_reports`` as of D-1 (dbt build + tear sheets), every ``report_every_days`` and on the last day
+* 00:35 ``daily_reports`` as of D-1 (dbt build + tear sheets), every ``report_every_days`` (0: none) and after
+  the last day
 * 00:40 ``ml_features_job`` for D-1 (features and labels)
 * 00:45 ``ml_decay_sensor`` evaluated; a run request launches ``retrain`` with the request's tags
 * 02:30 ``retrain`` (train a challenger, gate, promote or refuse), every ``retrain_every_days``
@@ -47,7 +48,7 @@ class SimulationSpec:
     retrain_every_days: int = 7
     tune_every_days: int = 7
     tune_trials: int = 8
-    report_every_days: int = 7
+    report_every_days: int = 0  # 0: tear sheets after the last day only (a dbt build is a minute of a day's budget)
     weights_min_days: int = 3  # the optimisation's min_days (platform default 10: a short run would never re-weight)
     autogluon: bool = False  # LightGBM only by default: an AutoGluon fit takes a minute per retrain
     drain_every_bars: int = 180  # Trader batches stored every this many closed bars (one transaction each)
@@ -61,7 +62,9 @@ class SimulationSpec:
         if last >= today:
             raise SimulationError(f"the last simulated day {last} is not over yet (today is {today} UTC): "
                                   f"choose --start {today - timedelta(days=self.days)} or earlier")
-        for name in ("retrain_every_days", "tune_every_days", "report_every_days"):
+        if self.report_every_days < 0:
+            raise SimulationError(f"report_every_days must be 0 (last day only) or more, got {self.report_every_days}")
+        for name in ("retrain_every_days", "tune_every_days"):
             if getattr(self, name) < 1:
                 raise SimulationError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -390,7 +393,7 @@ class Simulation:
                 (40, lambda at: self.features(prev, at)),
                 (45, self.decay_sensor),
             ]
-            if i % spec.report_every_days == 0 and i > 0:
+            if spec.report_every_days and i % spec.report_every_days == 0 and i > 0:
                 schedule.append((35, lambda at: self.reports(prev, at)))
             if i % spec.retrain_every_days == 0:
                 schedule.append((150, lambda at: self.retrain(at, "scheduled")))

@@ -27,7 +27,7 @@ def _simulate(pg_url: str, home: Path, out: Path, seed: int) -> subprocess.Compl
                                                             "MLFLOW_TRACKING_URI")}
     env.update({"DATABASE_URL": pg_url, "TRADELOOP_HOME": str(home)})
     args = [str(TRADELOOP), "simulate", "--start", START.isoformat(), "--days", str(DAYS), "--seed", str(seed),
-            "--warmup-days", "2", "--tune-trials", "3", "--report-every", "30", "--out", str(out)]
+            "--warmup-days", "2", "--tune-trials", "3", "--out", str(out)]
     for s in SYMBOLS:
         args += ["--symbol", s]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
