@@ -65,6 +65,7 @@ class ChampionModel:
         self._loaded: tuple[Any, str] | None = None  # (pyfunc model, version): swapped as one object
         self._feature_names: list[str] = []
         self._params_of: tuple[Any, Any] = (None, None)  # (loaded pair, its FeatureParams)
+        self._inner_of: tuple[Any, Any, Any] = (None, None, None)  # (loaded pair, input names, its SignalModel)
         self._last_poll: float | None = None
         self._loaded_at: str | None = None
         self._warning: str | None = None
@@ -150,10 +151,14 @@ class ChampionModel:
         import pandas as pd
 
         model, _ = loaded
-        names = _signature_inputs(model)
+        if self._inner_of[0] is not loaded:  # per loaded model, not per bar
+            self._inner_of = (loaded, _signature_inputs(model), _signal_model(model))
+        _, names, inner = self._inner_of
         missing = [n for n in names if n not in features]
         if missing:
             raise KeyError(f"feature row lacks {missing} needed by {self.model_name} v{loaded[1]}")
+        if inner is not None:  # the platform's SignalModel: one row without pyfunc's DataFrame round trip
+            return inner.score_one([float(features[n]) for n in inner.feature_names]), loaded[1]
         row = pd.DataFrame([{n: float(features[n]) for n in names}], columns=names)
         out = model.predict(row)
         return float(out.iloc[0] if hasattr(out, "iloc") else out[0]), loaded[1]
@@ -177,6 +182,17 @@ def logged_feature_params(model: Any):
 
     meta = getattr(getattr(model, "metadata", None), "metadata", None) or {}
     return FeatureParams.from_dict(meta["feature_params"]) if "feature_params" in meta else None
+
+
+def _signal_model(model: Any) -> Any:
+    """The platform's SignalModel inside a pyfunc model (ml/pyfunc_model.py), or None for any other model."""
+    from ml.pyfunc_model import SignalModel
+
+    try:
+        inner = model.unwrap_python_model()
+    except Exception:  # noqa: BLE001 -- not a python_model flavour: the pyfunc path scores it
+        return None
+    return inner if isinstance(inner, SignalModel) and hasattr(inner, "_model") else None
 
 
 def _signature_inputs(model: Any) -> list[str]:

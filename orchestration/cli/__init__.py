@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "model": "orchestration.cli.ml:model",
     "stream": "orchestration.cli.stream:stream",
     "strategy": "orchestration.cli.strategy:strategy",
+    "simulate": "orchestration.cli.simulate:simulate",
 }
 
 

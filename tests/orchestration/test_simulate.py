@@ -1,0 +1,111 @@
+"""`tradeloop simulate`: a short simulation through the CLI (a real process, on the test PostgreSQL server,
+in a database of its own) prints the platform's decisions of every daily step and writes a tear sheet;
+the same seed gives the same timeline again, another seed another one.
+
+Short on purpose (2 days x 2 symbols, one retrain, one small tuning, tear sheets at the end only);
+the 30-day figure is benchmarks/bench_simulate.py's.
+"""
+
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+
+TRADELOOP = Path(sys.executable).parent / "tradeloop"
+SYMBOLS = ("BTC/USDT", "ETH/USDT")
+# past days (simulated days must be over) inside the default history of the sim market
+START = datetime.now(timezone.utc).date() - timedelta(days=5)
+DAYS = 2
+KINDS = {"market", "weights", "features", "decay", "train", "gate", "tune", "report", "stream"}
+
+
+def _simulate(pg_url: str, home: Path, out: Path, seed: int) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTEST_CURRENT_TEST",
+                                                            "MLFLOW_TRACKING_URI")}
+    env.update({"DATABASE_URL": pg_url, "TRADELOOP_HOME": str(home)})
+    args = [str(TRADELOOP), "simulate", "--start", START.isoformat(), "--days", str(DAYS), "--seed", str(seed),
+            "--warmup-days", "2", "--tune-trials", "3", "--out", str(out)]
+    for s in SYMBOLS:
+        args += ["--symbol", s]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _trades(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM trades")).scalar()
+
+
+def _timeline(out: Path) -> list[str]:
+    return (out / "timeline.txt").read_text().splitlines()
+
+
+def test_simulate_cli_timeline_tear_sheet_and_determinism(pg_url, engine, tmp_path):
+    home = tmp_path / "home"
+    platform_trades = _trades(engine)
+    first = _simulate(pg_url, home, tmp_path / "a", seed=11)
+    print(first.stdout[-6000:])
+    assert first.returncode == 0, first.stderr[-4000:] + first.stdout[-2000:]
+    lines = _timeline(tmp_path / "a")
+    # what the terminal showed: progress lines, then every timeline line as it happened; no library noise
+    shown = first.stdout.splitlines()
+    assert [ln for ln in shown if not ln.startswith("... ") and not ln.startswith(("timeline:", "tear sheet:",
+                                                                                    "database:"))] == lines
+    assert "DEBUG" not in first.stdout and "Failed to import torch" not in first.stdout
+    assert "dagster - DEBUG" in (home / "logs" / "simulate-seed11.log").read_text()  # the library output went there
+
+    kinds = {ln.split()[2] for ln in lines}
+    assert KINDS <= kinds, f"missing decisions: {KINDS - kinds}"
+    days = [START + timedelta(days=i) for i in range(DAYS)]
+    for day in days:  # every simulated day ends with the stream's summary, and its market data is ingested
+        assert any(ln.split()[2] == "stream" and f"day {day}:" in ln for ln in lines), day
+        assert any(ln.split()[2] == "market" and f"market data {day}:" in ln for ln in lines), day
+    # the gate says why, whichever way it went
+    gate = [ln for ln in lines if ln.split()[2] == "gate"]
+    assert gate and all(("PROMOTED" in ln or "REFUSED" in ln) and ": " in ln.split("gate", 1)[1] for ln in gate)
+    # the stream traded: fills of the rule-based slot on each day
+    assert all("fills: none" not in ln for ln in lines if ln.split()[2] == "stream" and "day " in ln)
+
+    # the tear sheet of the last day, from the simulation's own warehouse
+    sheet = tmp_path / "a" / "home" / "site" / "reports" / days[-1].isoformat() / "index.html"
+    assert sheet.exists() and f"tear sheet: {sheet}" in first.stdout
+    page = sheet.read_text()
+    assert "Portfolio paper" in page or "portfolio" in page
+    assert (sheet.parent / "portfolio__paper.html").exists()
+
+    # its own database; the platform's (the test server's `tradeloop`) got no simulated trades
+    assert _trades(engine) == platform_trades
+    sim = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/tradeloop_sim_11")
+    try:
+        fills = _trades(sim)
+        with sim.connect() as conn:
+            audit = conn.execute(sa.text("SELECT count(*) FROM audit_log WHERE action IN ('promote', 'gate_reject')")).scalar()
+    finally:
+        sim.dispose()
+    assert fills > 0
+    assert audit == len(gate)  # each gate decision is an audit_log row, as on the platform
+
+    # the same seed: the same timeline, line for line
+    again = _simulate(pg_url, home, tmp_path / "b", seed=11)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert _timeline(tmp_path / "b") == lines
+
+    # another seed: another market, other decisions
+    other = _simulate(pg_url, home, tmp_path / "c", seed=12)
+    assert other.returncode == 0, other.stderr[-4000:]
+    assert _timeline(tmp_path / "c") != lines
+
+
+def test_simulate_refuses_days_not_over(pg_url, tmp_path):
+    env = {**os.environ, "DATABASE_URL": pg_url, "TRADELOOP_HOME": str(tmp_path)}
+    today = datetime.now(timezone.utc).date()
+    r = subprocess.run([str(TRADELOOP), "simulate", "--start", today.isoformat(), "--days", "1"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "is not over yet" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    bad = subprocess.run([str(TRADELOOP), "simulate", "--start", "2026-13-01", "--days", "1"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "is not a date" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "simulations").exists()  # nothing half-written
+    assert date.fromisoformat(START.isoformat()) == START
