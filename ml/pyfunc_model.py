@@ -45,9 +45,10 @@ class SignalModel(mlflow.pyfunc.PythonModel):
         """``predict`` of one row (floats in ``feature_names`` order) without a DataFrame: the stream scores
         one bar at a time, and pyfunc's DataFrame path costs about a hundred times the model's own work.
         LightGBM: the booster's probabilities in ``classes_`` order, as predict_proba gives them."""
-        if self.kind != "lightgbm":
+        booster = getattr(self._model, "booster_", None) if self.kind == "lightgbm" else None
+        if booster is None:  # AutoGluon, or any scikit-learn classifier: its own predict_proba path
             return float(self.predict(None, pd.DataFrame([values], columns=self.feature_names))[0])
-        raw = np.asarray(self._model.booster_.predict(np.asarray(values, dtype=float).reshape(1, -1)))
+        raw = np.asarray(booster.predict(np.asarray(values, dtype=float).reshape(1, -1)))
         proba = np.array([1.0 - raw[0], raw[0]]) if raw.ndim == 1 else raw[0]
         classes = [int(c) for c in self._model.classes_]
         return float((proba[classes.index(1)] if 1 in classes else 0.0)

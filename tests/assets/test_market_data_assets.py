@@ -153,11 +153,12 @@ def test_daily_schedule_requests_yesterday_for_every_symbol():
 
     from orchestration.definitions import defs
 
-    schedule = defs().get_schedule_def("market_data_daily_schedule")
+    definitions = defs()
+    schedule = definitions.get_schedule_def("market_data_daily_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING  # 24/7: on without a click
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 24, 0, 10, tzinfo=timezone.utc),
-        instance=dg.DagsterInstance.ephemeral())
+        instance=dg.DagsterInstance.ephemeral(), repository_def=definitions.get_repository_def())
     requests = schedule.evaluate_tick(context).run_requests
     assert sorted(r.partition_key for r in requests) == [
         "2026-11-23|BTC-USDT", "2026-11-23|ETH-USDT", "2026-11-23|SOL-USDT"]

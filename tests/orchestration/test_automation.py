@@ -124,7 +124,7 @@ def test_an_online_checkpoint_proposed_as_challenger_is_sent_to_the_gate_once(se
     from storage.ml import record_model
 
     sensor = repo.get_sensor_def("online_gate_sensor")
-    resources = {"db": PostgresResource(url=pg_url), "ml": MLResource(tracking_uri="unused", model_name="gate-m")}
+    resources = {"db": PostgresResource(url=pg_url), "ml": MLResource(tracking_uri="unused", model_name="online-gate-m")}
 
     def tick():
         with dg.instance_for_test() as instance, dg.build_sensor_context(
@@ -132,9 +132,9 @@ def test_an_online_checkpoint_proposed_as_challenger_is_sent_to_the_gate_once(se
             return sensor.evaluate_tick(ctx)
 
     with engine.begin() as conn:  # a retrained (batch) challenger is gated by its own retrain run
-        record_model(conn, "gate-m", "1", "run-1", "h1", "challenger", {"kind": "lightgbm"})
+        record_model(conn, "online-gate-m", "1", "run-1", "h1", "challenger", {"kind": "lightgbm"})
     assert not tick().run_requests
     with engine.begin() as conn:
-        record_model(conn, "gate-m", "2", "run-2", "online", "challenger", {"kind": "river"})
+        record_model(conn, "online-gate-m", "2", "run-2", "online", "challenger", {"kind": "river"})
     [request] = tick().run_requests
     assert request.run_key == "gate-online-2" and sensor.job_name == "gate"
