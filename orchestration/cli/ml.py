@@ -120,13 +120,18 @@ def rollback(reason: str) -> None:
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 def shadow(strategy: str, horizon_bars: int, min_n: int, alpha: float) -> None:
     """Challenger vs champion on the same live bars: paired t-test and Wilcoxon (ml/shadow.py)."""
+    print_shadow_comparison(strategy, horizon_bars, min_n, alpha)
+
+
+def print_shadow_comparison(slot: str, horizon_bars: int, min_n: int, alpha: float) -> None:
+    """The shadow rows of SLOT (a challenger model or a candidate release) against its live rows, as JSON."""
     from deploy.settings import get_settings
     from ml.shadow import ShadowError, load_and_compare
     from storage import db
 
     s = get_settings()
     try:
-        out = load_and_compare(db.engine(_db_url()), s.account, strategy, s.stream_exchange,
+        out = load_and_compare(db.engine(_db_url()), s.account, slot, s.stream_exchange,
                                horizon_bars=horizon_bars, min_n=min_n, alpha=alpha)
     except ShadowError as exc:
         raise click.ClickException(str(exc)) from None

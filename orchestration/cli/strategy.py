@@ -136,15 +136,6 @@ def shadow(name: str, version: int | None, stop: bool, reason: str) -> None:
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 def compare(slot: str, horizon_bars: int, min_n: int, alpha: float) -> None:
     """The shadow release vs the live one in SLOT on the same bars: the paired test of model shadow mode."""
-    from deploy.settings import get_settings
-    from ml.shadow import ShadowError, load_and_compare
-    from storage import db
+    from orchestration.cli.ml import print_shadow_comparison
 
-    s = get_settings()
-    try:
-        out = load_and_compare(db.engine(_db_url()), s.account, slot, s.stream_exchange, horizon_bars=horizon_bars,
-                               min_n=min_n, alpha=alpha)
-    except ShadowError as exc:
-        raise click.ClickException(str(exc)) from None
-    json.dump(out, sys.stdout, default=str, indent=2)
-    click.echo()
+    print_shadow_comparison(slot, horizon_bars, min_n, alpha)
