@@ -14,6 +14,7 @@ from deploy.stack import services, stack, supervisor
 from deploy.stack.process import ServiceRecord
 from deploy.stack.supervisor import RestartPolicy
 from tests.conftest import make_settings
+from tests.streaming.conftest import wait_until
 
 
 def test_backoff_doubles_inside_the_window_and_the_budget_stops_a_crash_loop():
@@ -28,14 +29,8 @@ def test_backoff_doubles_inside_the_window_and_the_budget_stops_a_crash_loop():
     assert RestartPolicy(budget=0).delay([], now=0.0) is None  # 0: never restart
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def _log(settings):
+    return settings.log_dir / "supervisor.log"
 
 
 def _row(settings, name):
@@ -67,14 +62,15 @@ def test_a_killed_service_comes_back_is_counted_and_a_crash_loop_is_given_up(set
         before = ServiceRecord.load(settings.run_dir, "docs").pid
         os.kill(before, signal.SIGKILL)
         # status is written after each pass: wait for the pass that counted the restart
-        row = _wait(lambda: (r := _row(settings, "docs")).restarts == restart and r, 30, f"docs restart {restart}")
+        row = wait_until(lambda: (r := _row(settings, "docs")).restarts == restart and r, 30,
+                         f"docs restart {restart}", _log(settings))
         assert row.state == "running" and row.pid != before
         assert _metric(settings, 'tradeloop_service_restarts_total{service="docs"}') == restart
         assert _metric(settings, 'tradeloop_service_up{service="docs"}') == 1.0
 
     # a third death inside the window: the budget (2) is spent, the service stays down and says so
     os.kill(ServiceRecord.load(settings.run_dir, "docs").pid, signal.SIGKILL)
-    _wait(lambda: _row(settings, "docs").state == "failed", 30, "docs to be given up")
+    wait_until(lambda: _row(settings, "docs").state == "failed", 30, "docs to be given up", _log(settings))
     assert _metric(settings, 'tradeloop_service_restart_budget_spent{service="docs"}') == 1.0
     time.sleep(1.5)  # longer than the largest backoff: still not restarted
     assert _row(settings, "docs").state == "failed"
@@ -83,8 +79,8 @@ def test_a_killed_service_comes_back_is_counted_and_a_crash_loop_is_given_up(set
 
     # `tradeloop up`'s way of starting it again: the supervisor watches it afresh
     services.start_docs(settings)
-    _wait(lambda: _metric(settings, 'tradeloop_service_restart_budget_spent{service="docs"}') == 0.0, 10,
-          "budget flag cleared")
+    wait_until(lambda: _metric(settings, 'tradeloop_service_restart_budget_spent{service="docs"}') == 0.0, 10,
+               "budget flag cleared", _log(settings))
     assert docs.pid != ServiceRecord.load(settings.run_dir, "docs").pid
 
 
