@@ -203,11 +203,10 @@ def _training_window(conn: sa.Connection, ml: MLResource, config: RetrainConfig)
     if config.end_date:
         end = int(datetime.fromisoformat(config.end_date).replace(tzinfo=timezone.utc).timestamp()) * NS
     else:
-        last = ml_store.last_feature_ts(conn, ml.feature_set(), ml.exchange)
-        if last is None:
+        end = ml_store.features_end_ns(conn, ml.feature_set(), ml.exchange)
+        if end is None:
             raise dg.Failure(description=f"no stored features of feature set {ml.feature_set()} on {ml.exchange}: "
                                          "materialize ml_features and ml_labels first")
-        end = (int(last.timestamp()) // 86_400 + 1) * 86_400 * NS
     if config.days < 1:
         raise dg.Failure(description=f"RetrainConfig.days must be >= 1, got {config.days}")
     return end - config.days * 86_400 * NS, end

@@ -2,14 +2,15 @@
 
 * Performance: the champion's closed round trips (trading.backtest.trades.round_trips over its fills)
   give a hit rate and a per-trade Sharpe over the last ``window_trades`` trades.
-* Drift: population stability index of each feature, the rows the stream's live signals scored (the
-  stored batch features until it has scored any) vs the champion's training window, with decile bins of
-  the training distribution.
+* Drift: population stability index of each feature, the rows the stream's live signals scored with the
+  champion's version (at least ``min_drift_rows``; until then drift is not judged) vs the champion's
+  training window, with decile bins of the training distribution.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ class DecayThresholds:
     min_trade_sharpe: float = 0.0
     max_psi: float = 0.25
     recent_hours: int = 24
+    min_drift_rows: int = 240  # live rows (bars x symbols) before PSI is judged: fewer are mostly noise
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
@@ -88,23 +90,41 @@ def decay_reasons(engine: sa.Engine, ml: Any, th: DecayThresholds, account: str 
         if perf["trade_sharpe"] < th.min_trade_sharpe:
             reasons.append(f"per-trade Sharpe {perf['trade_sharpe']:.2f} < {th.min_trade_sharpe:.2f}")
     with engine.connect() as conn:
-        window = ml_store.champion_window(conn, ml.model_name)
-        if window is None:
+        champion = ml_store.champion_window(conn, ml.model_name)
+        if champion is None:
+            return reasons
+        version, start, holdout = champion
+        # Only what the stream scored with this champion: the stored batch features of recent days are the
+        # champion's own training and holdout data, and a volatility feature of one day against two weeks
+        # "drifts" in any market whose volatility clusters -- a retrain an hour after every promotion.
+        live = ml_store.live_feature_values(conn, account, ml.model_name, th.recent_hours, version=version)
+        if len(live) < th.min_drift_rows:
             return reasons
         fs = ml.feature_set()
 
         def values(rows: list[dict]) -> dict[str, np.ndarray]:
             return {n: np.array([r.get(n) if r.get(n) is not None else np.nan for r in rows], dtype=float) for n in FEATURE_NAMES}
 
-        train = values(ml_store.feature_values(conn, fs, ml.exchange, start_ns=window[0], end_ns=window[1]))
-        # what the stream scored live; before it has scored anything, the batch features of the same days
-        live = ml_store.live_feature_values(conn, account, ml.model_name, th.recent_hours)
-        source = "live signals" if live else "stored features"
-        recent = values(live or ml_store.feature_values(conn, fs, ml.exchange, recent_hours=th.recent_hours))
-    if len(next(iter(recent.values()))) and len(next(iter(train.values()))):
+        train = values(ml_store.feature_values(conn, fs, ml.exchange, start_ns=start, end_ns=holdout))
+        recent = values(live)
+    if len(next(iter(train.values()))):
         drift = {n: psi(train[n], recent[n]) for n in FEATURE_NAMES
                  if np.isfinite(train[n]).any() and np.isfinite(recent[n]).any()}
         worst = max(drift, key=drift.get) if drift else None
         if worst is not None and drift[worst] > th.max_psi:
-            reasons.append(f"feature drift: PSI of {worst} = {drift[worst]:.3f} > {th.max_psi:.3f} ({source})")
+            reasons.append(f"feature drift: PSI of {worst} = {drift[worst]:.3f} > {th.max_psi:.3f} "
+                           f"(live signals of v{version}, {len(live)} rows)")
     return reasons
+
+
+def retrain_would_repeat(engine: sa.Engine, ml: Any, exclude_kind: str = "") -> str | None:
+    """Why a retrain now would train on the days the newest model was trained on (None: it would not).
+    Decay seen before a new day of features exists is not fixed by fitting the same rows again, and a
+    sensor that ticks hourly would otherwise retrain (and gate) hourly."""
+    with engine.connect() as conn:
+        end = ml_store.features_end_ns(conn, ml.feature_set(), ml.exchange)
+        newest = ml_store.newest_training_end(conn, ml.model_name, exclude_kind)
+    if end is None or newest is None or end > newest[1]:
+        return None
+    day = datetime.fromtimestamp((newest[1] - 1) // 1_000_000_000, tz=timezone.utc).date()  # the end is exclusive
+    return f"v{newest[0]} was trained on the features up to {day}; none newer are stored yet"

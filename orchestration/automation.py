@@ -130,13 +130,17 @@ def decay_sensor(settings: Settings):
                description="Launch retrain when the champion's live rolling Sharpe / hit rate falls below its "
                            "threshold or its features drift (population stability index) past the threshold.")
     def ml_decay_sensor(context: dg.SensorEvaluationContext, db: PostgresResource, ml: MLResource):
-        from ml.monitoring import DecayThresholds, decay_reasons
+        from ml.monitoring import DecayThresholds, decay_reasons, retrain_would_repeat
+        from ml.online import KIND as ONLINE
 
         # account/strategy come from the resource so a deployment (or a test) can watch its own trades
         reasons = decay_reasons(db.engine(), ml, DecayThresholds(strategy=ml.monitor_strategy),
                                 account=ml.monitor_account or None)
         if not reasons:
             return dg.SkipReason("champion performance and feature drift within thresholds")
+        repeat = retrain_would_repeat(db.engine(), ml, exclude_kind=ONLINE)
+        if repeat is not None:
+            return dg.SkipReason(f"{'; '.join(reasons)}; no retrain yet: {repeat}")
         hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
         return dg.RunRequest(run_key=f"decay-{hour}", run_config=_retrain_config(settings.retrain_days),
                              tags={"tradeloop/retrain_reason": "; ".join(reasons)[:200]})

@@ -103,6 +103,13 @@ def last_feature_ts(conn: sa.Connection, feature_set: str, exchange: str) -> dat
                         {"fs": feature_set, "e": exchange}).scalar()
 
 
+def features_end_ns(conn: sa.Connection, feature_set: str, exchange: str) -> int | None:
+    """The end (UTC midnight after) of the last day with stored features: where a retrain's window ends
+    by default; None with no features."""
+    last = last_feature_ts(conn, feature_set, exchange)
+    return None if last is None else (int(last.timestamp()) // 86_400 + 1) * 86_400 * NS
+
+
 def feature_values(conn: sa.Connection, feature_set: str, exchange: str, *, start_ns: int | None = None,
                    end_ns: int | None = None, recent_hours: float | None = None) -> list[dict]:
     """The stored feature dicts of [start_ns, end_ns), or of the last ``recent_hours`` before the newest row."""
@@ -116,15 +123,18 @@ def feature_values(conn: sa.Connection, feature_set: str, exchange: str, *, star
                              {"fs": feature_set, "e": exchange, **params}).scalars())
 
 
-def live_feature_values(conn: sa.Connection, account: str, model_name: str, recent_hours: float) -> list[dict]:
-    """The feature dicts the stream's live signals of ``model_name`` scored in ``account``, over the last
-    ``recent_hours`` before the newest of them (a paused stream is judged on its last hours, not on none)."""
-    return list(conn.execute(sa.text("""
+def live_feature_values(conn: sa.Connection, account: str, model_name: str, recent_hours: float,
+                        version: str | None = None) -> list[dict]:
+    """The feature dicts the stream's live signals of ``model_name`` (of ``version`` when given) scored in
+    ``account``, over the last ``recent_hours`` before the newest of them (a paused stream is judged on its
+    last hours, not on none)."""
+    only = "" if version is None else " AND model_version = :v"
+    return list(conn.execute(sa.text(f"""
         SELECT features FROM signals
-        WHERE account = :a AND model_name = :m AND NOT shadow AND features IS NOT NULL
+        WHERE account = :a AND model_name = :m AND NOT shadow AND features IS NOT NULL{only}
           AND ts >= (SELECT max(ts) FROM signals WHERE account = :a AND model_name = :m AND NOT shadow
-                     AND features IS NOT NULL) - make_interval(secs => :h * 3600)
-    """), {"a": account, "m": model_name, "h": float(recent_hours)}).scalars())
+                     AND features IS NOT NULL{only}) - make_interval(secs => :h * 3600)
+    """), {"a": account, "m": model_name, "h": float(recent_hours), "v": version}).scalars())
 
 
 # -- the model ledger ----------------------------------------------------------------------------------
@@ -152,12 +162,24 @@ def model_metrics(conn: sa.Connection, model_name: str, version: str) -> dict | 
                         {"m": model_name, "v": int(version)}).scalar()
 
 
-def champion_window(conn: sa.Connection, model_name: str) -> tuple[int, int] | None:
-    """(window_start_ns, holdout_start_ns) of the champion's training data, or None."""
-    row = conn.execute(sa.text("""SELECT (metrics->>'window_start_ns')::bigint, (metrics->>'holdout_start_ns')::bigint
+def champion_window(conn: sa.Connection, model_name: str) -> tuple[str, int, int] | None:
+    """(version, window_start_ns, holdout_start_ns) of the champion's training data, or None."""
+    row = conn.execute(sa.text("""SELECT version, (metrics->>'window_start_ns')::bigint, (metrics->>'holdout_start_ns')::bigint
                                   FROM ml_models WHERE model_name = :m AND status = 'champion'"""),
                        {"m": model_name}).first()
-    return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+    return None if row is None or row[1] is None else (str(row[0]), int(row[1]), int(row[2]))
+
+
+def newest_training_end(conn: sa.Connection, model_name: str, exclude_kind: str = "") -> tuple[str, int] | None:
+    """(version, window_end_ns) of the newest model trained on stored features (whatever the gate made of
+    it; models of ``exclude_kind`` not counted), or None: a retrain asked for before newer data exists
+    would train on the same days again."""
+    row = conn.execute(sa.text("""SELECT version, (metrics->>'window_end_ns')::bigint FROM ml_models
+                                  WHERE model_name = :m AND metrics ? 'window_end_ns'
+                                    AND coalesce(metrics->>'kind', '') <> :k
+                                  ORDER BY (metrics->>'window_end_ns')::bigint DESC, version DESC LIMIT 1"""),
+                       {"m": model_name, "k": exclude_kind}).first()
+    return None if row is None else (str(row[0]), int(row[1]))
 
 
 def reject_model(conn: sa.Connection, model_name: str, version: str, gate: dict | None = None) -> None:

@@ -51,3 +51,26 @@ def write_clean_bars(engine, bars: pl.DataFrame) -> None:
 
 def nan_equal(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b, equal_nan=True))
+
+
+def store_champion_features(engine, ml, rows: list[tuple[str, datetime, dict]], metrics: dict,
+                            version: str = "1") -> None:
+    """``rows`` (symbol, ts, feature dict) as ``ml``'s stored features, and ``version`` recorded as champion
+    with ``metrics`` (its training window): what a retrain leaves behind. ON CONFLICT: reruns add nothing."""
+    import json
+
+    import sqlalchemy as sa
+
+    from ml.features import FEATURE_NAMES, FEATURE_SET_VERSION
+    from storage.ml import record_model
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("""INSERT INTO ml_feature_sets (feature_set, version, names, params, symbols)
+                                VALUES (:fs, :ver, CAST(:n AS jsonb), '{}'::jsonb, '[]'::jsonb)
+                                ON CONFLICT (feature_set) DO NOTHING"""),
+                     {"fs": ml.feature_set(), "ver": FEATURE_SET_VERSION, "n": json.dumps(FEATURE_NAMES)})
+        conn.execute(sa.text("""INSERT INTO ml_features (feature_set, exchange, symbol, ts, vals)
+                                VALUES (:fs, :e, :s, :ts, CAST(:v AS jsonb)) ON CONFLICT DO NOTHING"""),
+                     [{"fs": ml.feature_set(), "e": ml.exchange, "s": s, "ts": ts, "v": json.dumps(v)}
+                      for s, ts, v in rows])
+        record_model(conn, ml.model_name, version, f"run-{version}", "fs=x", "champion", metrics)

@@ -4,11 +4,9 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
-import sqlalchemy as sa
-
+from tests.ml.conftest import store_champion_features
 from tests.streaming.conftest import sim_ticks
 from tests.streaming.test_ml_stream import SMALL, _bars_trader, register_constant_model, registry
 
@@ -18,23 +16,10 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
 def _store_training(engine, ml, rows: list[dict], shift: float) -> None:
     """The champion's training window: ``rows`` (feature dicts), every feature moved by ``shift``."""
-    from ml.features import FEATURE_NAMES, FEATURE_SET_VERSION
-    from storage.ml import record_model
-
-    params = [{"fs": ml.feature_set(), "e": ml.exchange, "s": SYMBOLS[i % 3],
-               "ts": TRAIN_START + timedelta(minutes=i // 3),
-               "v": json.dumps({k: (v + shift if v is not None else None) for k, v in row.items()})}
-              for i, row in enumerate(rows)]
+    moved = [(SYMBOLS[i % 3], TRAIN_START + timedelta(minutes=i // 3),
+              {k: (v + shift if v is not None else None) for k, v in row.items()}) for i, row in enumerate(rows)]
     ns = int(TRAIN_START.timestamp()) * 1_000_000_000
-    with engine.begin() as conn:
-        conn.execute(sa.text("""INSERT INTO ml_feature_sets (feature_set, version, names, params, symbols)
-                                VALUES (:fs, :ver, CAST(:n AS jsonb), '{}'::jsonb, '[]'::jsonb)
-                                ON CONFLICT (feature_set) DO NOTHING"""),
-                     {"fs": ml.feature_set(), "ver": FEATURE_SET_VERSION, "n": json.dumps(FEATURE_NAMES)})
-        conn.execute(sa.text("""INSERT INTO ml_features (feature_set, exchange, symbol, ts, vals)
-                                VALUES (:fs, :e, :s, :ts, CAST(:v AS jsonb)) ON CONFLICT DO NOTHING"""), params)
-        record_model(conn, ml.model_name, "1", "run-1", "fs=x", "champion",
-                     {"window_start_ns": ns, "holdout_start_ns": ns + 86_400 * 1_000_000_000})
+    store_champion_features(engine, ml, moved, {"window_start_ns": ns, "holdout_start_ns": ns + 86_400 * 1_000_000_000})
 
 
 def test_drift_is_measured_on_the_features_the_stream_scored(tmp_path, engine):
@@ -69,4 +54,4 @@ def test_drift_is_measured_on_the_features_the_stream_scored(tmp_path, engine):
     moved = MLResource(tracking_uri=uri, model_name="drift-live", exchange="drift-moved", **SMALL)
     _store_training(engine, moved, stored, shift=3.0)
     [reason] = decay_reasons(engine, moved, DecayThresholds(), account="drift-live")
-    assert reason.startswith("feature drift: PSI of ") and reason.endswith("(live signals)")
+    assert reason.startswith("feature drift: PSI of ") and reason.endswith(f"(live signals of v1, {len(live)} rows)")

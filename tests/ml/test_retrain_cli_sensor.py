@@ -85,29 +85,35 @@ def _ts(minutes: int) -> datetime:
     return ORIGIN + timedelta(minutes=minutes)
 
 
-def _store_champion_and_features(engine, ml: MLResource, shift: float) -> None:
-    """A champion trained on [day 0 00:00, 10:00) and 10 h of recent features two days later; ``shift``
-    moves ret_1's recent distribution (in standard deviations). Deterministic ids: reruns add nothing."""
-    from ml.features import FEATURE_NAMES, FEATURE_SET_VERSION
-    from storage.ml import record_model
+def _store_champion_and_features(engine, ml: MLResource, shift: float, account: str, end_ns: int | None = None) -> None:
+    """A champion (v1) trained on 10 h of stored features of day 0, and 600 live signals it scored in
+    ``account`` (as the stream writes them) two days later; ``shift`` moves ret_1's live distribution (in
+    standard deviations). ``end_ns``: its window_end_ns. Deterministic ids: reruns add nothing."""
+    from ml.features import FEATURE_NAMES
+    from storage.stream import write_batch
+    from streaming.trader import SignalOut
+    from trading.records import stable_id
+
+    from .conftest import store_champion_features
 
     rng = np.random.default_rng(5)
-    rows = []
-    for start, drift in ((0, 0.0), (2 * 1440, shift)):
-        for i in range(600):
-            vals = {n: float(rng.normal()) for n in FEATURE_NAMES}
-            vals["ret_1"] += drift
-            rows.append({"fs": ml.feature_set(), "e": ml.exchange, "ts": _ts(start + i), "v": json.dumps(vals)})
+
+    def row(drift: float) -> dict:
+        vals = {n: float(rng.normal()) for n in FEATURE_NAMES}
+        vals["ret_1"] += drift
+        return vals
+
     ns = int(ORIGIN.timestamp()) * 1_000_000_000
+    metrics = {"window_start_ns": ns, "holdout_start_ns": ns + 600 * 60 * 1_000_000_000}
+    store_champion_features(engine, ml, [("BTC/USDT", _ts(i), row(0.0)) for i in range(600)],
+                            metrics if end_ns is None else {**metrics, "window_end_ns": end_ns})
+    live = []
+    for i in range(600):
+        t = int(_ts(2 * 1440 + i).timestamp()) * 1_000_000_000
+        live.append(SignalOut(stable_id("signal", account, "ml_champion", "BTC/USDT", t, ml.model_name), "ml_champion",
+                              "BTC/USDT", 0.0, t, ml.model_name, "1", score=0.5, features=row(shift)))
     with engine.begin() as conn:
-        conn.execute(sa.text("""INSERT INTO ml_feature_sets (feature_set, version, names, params, symbols)
-                                VALUES (:fs, :ver, CAST(:n AS jsonb), '{}'::jsonb, '[]'::jsonb)
-                                ON CONFLICT (feature_set) DO NOTHING"""),
-                     {"fs": ml.feature_set(), "ver": FEATURE_SET_VERSION, "n": json.dumps(FEATURE_NAMES)})
-        conn.execute(sa.text("""INSERT INTO ml_features (feature_set, exchange, symbol, ts, vals)
-                                VALUES (:fs, :e, 'BTC/USDT', :ts, CAST(:v AS jsonb)) ON CONFLICT DO NOTHING"""), rows)
-        record_model(conn, ml.model_name, "1", "run-1", "fs=x", "champion",
-                     {"window_start_ns": ns, "holdout_start_ns": ns + 600 * 60 * 1_000_000_000})
+        write_batch(conn, mode="paper", account=account, signals=live)
 
 
 def _store_round_trips(engine, account: str, wins: int, losses: int, model_name: str = "decay-steady",
@@ -147,8 +153,8 @@ def _evaluate(pg_url, **ml_kwargs):
 def test_decay_sensor_requests_retrain_on_decay_and_drift_only(engine, pg_url):
     steady = dict(model_name="decay-steady", exchange="decay-steady")
     drifted = dict(model_name="decay-drift", exchange="decay-drift")
-    _store_champion_and_features(engine, MLResource(tracking_uri="x", **steady), shift=0.0)
-    _store_champion_and_features(engine, MLResource(tracking_uri="x", **drifted), shift=3.0)
+    _store_champion_and_features(engine, MLResource(tracking_uri="x", **steady), shift=0.0, account="decay-good")
+    _store_champion_and_features(engine, MLResource(tracking_uri="x", **drifted), shift=3.0, account="decay-good")
     _store_round_trips(engine, "decay-good", wins=20, losses=5)
     _store_round_trips(engine, "decay-bad", wins=4, losses=21)
 
@@ -166,6 +172,7 @@ def test_decay_sensor_requests_retrain_on_decay_and_drift_only(engine, pg_url):
     assert isinstance(drift, dg.RunRequest), drift
     print("drift:", drift.tags["tradeloop/retrain_reason"])
     assert drift.tags["tradeloop/retrain_reason"].startswith("feature drift: PSI of ret_1 = ")
+    assert drift.tags["tradeloop/retrain_reason"].endswith("(live signals of v1, 600 rows)")
 
     # an account with too few trades says nothing about performance: no request from trades alone
     assert isinstance(_evaluate(pg_url, monitor_account="decay-nobody", **steady), dg.SkipReason)
@@ -173,12 +180,70 @@ def test_decay_sensor_requests_retrain_on_decay_and_drift_only(engine, pg_url):
     assert ml_decay_sensor.job_name == "retrain"
 
 
+def test_drift_is_judged_on_the_champions_live_rows_only(engine, pg_url):
+    """The stored features of recent days are the champion's own training and holdout data: they never
+    fire drift (they did, an hour after the first promotion on the default platform). Live rows of
+    another version, or too few rows, are not judged either."""
+    from ml.monitoring import DecayThresholds, decay_reasons
+    from storage.ml import make_champion, record_model, reject_model
+
+    from .conftest import store_champion_features
+
+    # recent stored features three deviations away, no live rows: not judged (before: "PSI ... (stored features)")
+    batch = MLResource(tracking_uri="x", model_name="drift-batch", exchange="drift-batch")
+    rng = np.random.default_rng(9)
+    rows = [("BTC/USDT", _ts(day * 1440 + i), {"ret_1": float(rng.normal()) + 3.0 * (day == 2)})
+            for day in (0, 2) for i in range(600)]
+    ns = int(ORIGIN.timestamp()) * 1_000_000_000
+    store_champion_features(engine, batch, rows, {"window_start_ns": ns, "holdout_start_ns": ns + 600 * 60 * 1_000_000_000})
+    assert decay_reasons(engine, batch, DecayThresholds(), account="drift-batch") == []
+
+    ml = MLResource(tracking_uri="x", model_name="drift-stored", exchange="drift-stored")
+    _store_champion_and_features(engine, ml, shift=3.0, account="drift-stored")
+    assert "feature drift" in decay_reasons(engine, ml, DecayThresholds(), account="drift-stored")[0]
+    # the same stored features, but the live rows were scored by v1 and v2 is now the champion
+    with engine.begin() as conn:
+        record_model(conn, ml.model_name, "2", "run-2", "fs=x", "challenger",
+                     {"window_start_ns": 0, "holdout_start_ns": 1})
+        make_champion(conn, ml.model_name, "2", gate={"passed": True, "reason": "test"})
+    skip = _evaluate(pg_url, monitor_account="drift-stored", model_name="drift-stored", exchange="drift-stored")
+    assert isinstance(skip, dg.SkipReason), skip
+    # too few live rows of the champion: PSI of 600 rows is judged, of 601+ required it is not
+    with engine.begin() as conn:
+        reject_model(conn, ml.model_name, "2")
+        make_champion(conn, ml.model_name, "1")
+    assert decay_reasons(engine, ml, DecayThresholds(min_drift_rows=601), account="drift-stored") == []
+    assert decay_reasons(engine, ml, DecayThresholds(min_drift_rows=600), account="drift-stored") != []
+
+
+def test_decay_sensor_does_not_retrain_twice_on_the_same_days(engine, pg_url):
+    """Decay seen before a new day of features exists: retraining on the same rows again fixes nothing, and
+    an hourly sensor would retrain hourly. The sensor says why and waits; a new day of features unblocks it."""
+    import sqlalchemy as sa
+
+    ml = MLResource(tracking_uri="x", model_name="decay-again", exchange="decay-again")
+    day_end = int((ORIGIN + timedelta(days=1)).timestamp()) * 1_000_000_000  # the stored features end on day 0
+    _store_champion_and_features(engine, ml, shift=3.0, account="decay-again", end_ns=day_end)
+    waiting = _evaluate(pg_url, monitor_account="decay-again", model_name="decay-again", exchange="decay-again")
+    assert isinstance(waiting, dg.SkipReason), waiting
+    print("waiting:", waiting.skip_message)
+    assert waiting.skip_message.startswith("feature drift: PSI of ret_1")
+    assert "no retrain yet: v1 was trained on the features up to 2026-11-01; none newer are stored yet" in waiting.skip_message
+    with engine.begin() as conn:  # a new day of features arrives
+        conn.execute(sa.text("""INSERT INTO ml_features (feature_set, exchange, symbol, ts, vals)
+                                SELECT feature_set, exchange, symbol, ts + interval '1 day', vals FROM ml_features
+                                WHERE feature_set = :fs AND exchange = :e ON CONFLICT DO NOTHING"""),
+                     {"fs": ml.feature_set(), "e": ml.exchange})
+    again = _evaluate(pg_url, monitor_account="decay-again", model_name="decay-again", exchange="decay-again")
+    assert isinstance(again, dg.RunRequest), again
+
+
 def test_decay_sensor_watches_the_slot_the_stream_wrote_for_the_model(engine, pg_url):
     """The stream records its slot names (ml_champion, or whatever TRADELOOP_STREAM_STRATEGIES calls it),
     not the strategy's class name: the sensor finds the slot through the signals that name the model.
     A challenger scored in shadow on the same slot is not judged by the champion's trades."""
     steady = dict(model_name="decay-slot", exchange="decay-slot")
-    _store_champion_and_features(engine, MLResource(tracking_uri="x", **steady), shift=0.0)
+    _store_champion_and_features(engine, MLResource(tracking_uri="x", **steady), shift=0.0, account="decay-slot-none")
     _store_round_trips(engine, "decay-slot-bad", wins=4, losses=21, model_name="decay-slot", slot="my_ml_slot",
                        shadow_model="decay-challenger")
     decayed = _evaluate(pg_url, monitor_account="decay-slot-bad", **steady)

@@ -61,7 +61,7 @@ def test_model_ledger_promotion_and_rollback(engine):
     with engine.connect() as conn:
         status = {r["version"]: (r["status"], r["gate_reason"]) for r in ml_store.model_versions(conn, m)}
         assert status == {1: ("retired", "first"), 2: ("champion", "better"), 3: ("rejected", "worse")}
-        assert ml_store.champion_window(conn, m) == (20, 40)
+        assert ml_store.champion_window(conn, m) == ("2", 20, 40)
         assert ml_store.previous_champion(conn, m, "2") == "1"
         assert ml_store.previous_champion(conn, m, "1") is None
         assert ml_store.model_metrics(conn, m, "3")["holdout_start_ns"] == 60
