@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     model_poll_interval_s: float = Field(
         30.0, gt=0, description="How often the stream asks the MLflow registry whether the champion (and, in shadow "
                                 "mode, the challenger) alias moved; a new version is swapped in between events.")
+    history_rewarm_interval_s: float = Field(
+        60.0, gt=0, description="While an ML slot of the stream is still warming up, how often it checks "
+                                "market_data_clean for bars it has not seen (a first start's backfill) and "
+                                "rebuilds its features from them instead of waiting for live bars.")
     weights_poll_interval_s: float = Field(
         60.0, gt=0, description="How often a target_rebalance slot of the stream re-reads its portfolio's latest "
                                 "target_weights rows (also at once when the trading day changes).")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Callable, Iterable
 
 from ml.features import FeatureError, FeatureParams, OnlineFeatures
@@ -28,7 +28,7 @@ from ml.labels import LabelParams
 from trading.records import Bar, stable_id
 from trading.strategies import create_strategy
 from trading.strategies.base import Context, Param, ParameterValueError, Strategy, TargetPosition
-from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable
+from trading.strategies.capabilities import ModelBacked, OwnSignals, Replayable, WarmsFromHistory
 from trading.strategies.ml_signal import MLSignal, direction
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ STREAM_ML_NAME = "ml_signal"
 REFIT_CHOICES = ("15m", "30m", "1h", "2h", "3h", "4h", "6h", "12h", "1d")
 
 
-class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
+class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable, WarmsFromHistory):
     name = STREAM_ML_NAME
     version = "registry"  # the model version is per signal (model_version), not a code version
     params = {
@@ -103,6 +103,10 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
         self.flat_reason: str | None = "no bar seen yet"
         self._logged_reason: str | None = None
         self._score_error: str | None = None
+        # the bars seen, newest last, enough to rebuild the feature state with history read later
+        self._seen: deque[Bar] = deque(maxlen=self.warmup_bars * len(self.symbols))
+        self._seen_n = 0  # bars ever appended to _seen: a snapshot's mark
+        self.cold_symbols: set[str] = set()  # symbols whose last bar left the champion's features warming up
 
     @property
     def warmup_bars(self) -> int:
@@ -171,6 +175,8 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
             self.counters["feature_errors"] += 1
             log.warning("%s: bar skipped by the features: %s", self._slot, exc)
             return []
+        self._seen.append(bar)
+        self._seen_n += 1
         online_feats = rows[self.feature_params]
         if self.online is not None:
             # every bar, warm-up replay included: learns the bar whose label this close completes
@@ -178,10 +184,12 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
                 self.counters["online_learned"] += 1
         feats = rows[champion_params]
         if feats is None:
+            self.cold_symbols.add(bar.symbol)
             self.counters["warming_up"] += 1
             if bar.symbol not in self._target:
                 self._say(f"features warming up (up to {self.warmup_bars} bars per symbol)")
             return []
+        self.cold_symbols.discard(bar.symbol)
         if self.replaying:
             return []  # warm-up: the first live bar scores and gives the target
         sym, ts = bar.symbol, ctx.ts
@@ -223,6 +231,39 @@ class RegistrySignal(MLSignal, ModelBacked, OwnSignals, Replayable):
             o.resume()
         elif o.checkpoint_due():
             o.save(o.snapshot())
+
+    # -- warming up from history that arrives while running (WarmsFromHistory) -------------------------
+    def warm_snapshot(self) -> tuple[int, list[Bar], tuple[FeatureParams, ...]]:
+        """(mark, the bars seen so far, the feature parameter sets in use), taken on the event loop: what
+        build_warm_state needs besides the stored history."""
+        return self._seen_n, list(self._seen), tuple(self._online)
+
+    def build_warm_state(self, bars: list[Bar], params: tuple[FeatureParams, ...]) -> dict[FeatureParams, OnlineFeatures]:
+        """Fresh feature states of ``params``, fed ``bars`` (time order). Touches nothing of the running
+        state, so the worker builds it in a thread while bars keep arriving."""
+        states = {p: OnlineFeatures(self.symbols, p) for p in params}
+        for bar in bars:
+            for online in states.values():
+                try:
+                    online.update(bar)
+                except FeatureError:
+                    pass  # out of order or outside the universe: skipped, as on the live path
+        return states
+
+    def install_warm_state(self, state: dict[FeatureParams, OnlineFeatures], mark: int) -> bool:
+        """Swap the built states in after feeding them the bars seen since ``mark``; False (nothing changed)
+        when those bars are no longer all kept or the parameter sets in use changed meanwhile."""
+        missed = self._seen_n - mark
+        if set(state) != set(self._online) or missed > len(self._seen):
+            return False
+        for bar in list(self._seen)[len(self._seen) - missed:]:
+            for online in state.values():
+                try:
+                    online.update(bar)
+                except FeatureError:
+                    pass
+        self._online = state
+        return True
 
     def params_of(self, model: Any) -> FeatureParams:
         """The feature parameters ``model`` was trained with (logged with it), else the strategy's."""

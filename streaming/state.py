@@ -32,4 +32,6 @@ class WorkerState:
     # promoted later replaces; the account's limit overrides as they stand (all set_limits merged)
     slot_overrides: dict[str, int] = field(default_factory=dict)
     limit_overrides: dict = field(default_factory=dict)
+    # symbol -> open time (ns) of the newest market_data_clean bar the strategies were warmed up with
+    history_marks: dict[str, int] = field(default_factory=dict)
     pending_audit: list = field(default_factory=list)  # (action, slot, details) of swaps the stream made

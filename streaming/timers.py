@@ -61,6 +61,17 @@ async def release_poller() -> None:
             log.exception("release poll failed")
 
 
+@app.timer(interval=settings.history_rewarm_interval_s)
+async def history_rewarm() -> None:
+    """A strategy still warming up is rebuilt from market_data_clean once the store has bars it has not seen
+    (a first start's backfill finishes after the worker started): streaming/wiring.py."""
+    if worker.trader is not None:
+        try:
+            await wiring.rewarm_from_history(worker, settings)
+        except Exception:  # noqa: BLE001 -- the live warm-up goes on; the next tick retries
+            log.exception("re-warm from market_data_clean failed")
+
+
 @app.timer(interval=min(1.0, settings.weights_poll_interval_s))
 async def weights_poller() -> None:
     """target_weights of the target_rebalance slots (streaming/portfolio_strategy.py), read in a thread so

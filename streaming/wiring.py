@@ -109,6 +109,7 @@ async def _build(worker: WorkerState, settings: Settings) -> Trader:
                                        warmup_bars=warmup, now_ns=time.time_ns())
     history = await asyncio.to_thread(load_history, settings.database_url, trader.exchange, list(trader.instruments),
                                       config.BAR_INTERVAL, warmup)
+    worker.history_marks = last_bar_ts(history)
     restored.bars = merge_warmup(history, restored.bars, warmup)
     restored.watermark = last_bar_ts(restored.bars)
     from_store = sum(1 for b in restored.bars if b.receive_ts == HISTORY_MARK)
@@ -144,6 +145,55 @@ async def refresh_models(trader: Trader) -> None:
             await asyncio.to_thread(online.resume)
         elif online.checkpoint_due():
             await asyncio.to_thread(online.save, online.snapshot())
+
+
+async def rewarm_from_history(worker: WorkerState, settings: Settings) -> int:
+    """Strategies still warming up are rebuilt from market_data_clean when it holds bars they have not
+    seen: on a first start the backfill lands after the worker has started, and without this the ML slot
+    would wait about a day of live bars (a restart was the only cure). The state is built in a thread on
+    a snapshot, then the bars that arrived meanwhile are fed on the event loop before it is swapped in.
+    Returns the number of strategies re-warmed."""
+    from trading.strategies.capabilities import WarmsFromHistory
+
+    trader = worker.trader
+    cold = [s for s in trader.ml_strategies().values() if isinstance(s, WarmsFromHistory) and s.cold_symbols]
+    if not cold:
+        return 0
+    symbols = list(trader.instruments)
+    marks = await asyncio.to_thread(history_marks, settings.database_url, trader.exchange, symbols, config.BAR_INTERVAL)
+    if not any(ts > worker.history_marks.get(sym, -1) for sym, ts in marks.items()):
+        return 0  # nothing newer in the store than what they were warmed with
+    warmup = max(s.warmup_bars for s in cold)
+    history = await asyncio.to_thread(load_history, settings.database_url, trader.exchange, symbols,
+                                      config.BAR_INTERVAL, warmup)
+    done = 0
+    for strat in cold:
+        mark, seen, params = strat.warm_snapshot()
+        newest = last_bar_ts(seen)
+        # stored bars the strategy has already passed would arrive out of order: only those before its newest
+        older = [b for b in history if b.exchange_ts < newest.get(b.symbol, b.exchange_ts + 1)]
+        state = await asyncio.to_thread(strat.build_warm_state, merge_warmup(older, seen, strat.warmup_bars), params)
+        if strat.install_warm_state(state, mark):
+            done += 1
+    log.info("re-warmed %d of %d warming strategies from market_data_clean (%d stored bars, newest %s)",
+             done, len(cold), len(history), {s: ts // 1_000_000_000 for s, ts in marks.items()})
+    if done == len(cold):
+        worker.history_marks = marks  # a strategy that could not swap (bars moved on) is retried next time
+    return done
+
+
+def history_marks(database_url: str, exchange: str, symbols: list[str], interval: str) -> dict[str, int]:
+    """symbol -> open time (ns) of its newest bar in market_data_clean (symbols without bars absent)."""
+    from storage import db
+    from storage.market_data import last_clean_ts
+
+    engine = db.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            last = {sym: last_clean_ts(conn, exchange, sym, interval) for sym in symbols}
+    finally:
+        engine.dispose()
+    return {sym: int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000 for sym, ts in last.items() if ts is not None}
 
 
 # receive_ts of the bars read from market_data_clean: they were never received by this stream

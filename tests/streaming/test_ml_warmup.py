@@ -5,6 +5,7 @@ has no duplicate bar and nothing out of order."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -95,6 +96,107 @@ def test_ml_slot_scores_first_live_bar_after_warmup_from_history(worker_factory,
     with engine.connect() as c:
         buys = c.execute(sa.text("SELECT count(*) FROM orders WHERE account=:a AND side='buy'"), {"a": account}).scalar()
     assert buys == 3
+
+
+def test_ml_slot_rewarms_when_history_lands_after_start(worker_factory, stream_env, engine, kafka_bootstrap, tmp_path):
+    """A first start: the worker starts before the backfill, so its ML slot is warming up. When the history
+    lands in market_data_clean the worker rebuilds the features from it (no restart) and the next live bar
+    is scored -- on the default platform the slot used to wait about a day of live bars."""
+    uri, exp = registry(tmp_path)
+    name = "rewarm-m-" + stream_env["TRADELOOP_ACCOUNT"]
+    account, prefix = stream_env["TRADELOOP_ACCOUNT"], stream_env["TRADELOOP_TOPIC_PREFIX"]
+    ex = stream_env["TRADELOOP_STREAM_EXCHANGE"]
+    n_hist = 200
+    ticks = sim_ticks(n_hist + 4, ex)
+    register_constant_model(uri, exp, name, 1, alias="champion")  # always long
+    stream_env.update({"MLFLOW_TRACKING_URI": uri, "TRADELOOP_MODEL_NAME": name,
+                       "TRADELOOP_HISTORY_REWARM_INTERVAL_S": "1",
+                       "TRADELOOP_STREAM_STRATEGIES": json.dumps({"ml": ["ml_signal", SMALL]})})
+    w = worker_factory()
+    assert "warm-up: 0 bars (0 from market_data_clean, 0 recorded by the stream)" in w.log.read_text()
+
+    t0 = ticks[0].exchange_ts - ticks[0].exchange_ts % MIN
+    at = lambda m: next(i for i, t in enumerate(ticks) if t.exchange_ts >= t0 + m * MIN)  # noqa: E731
+    first = ticks[at(n_hist):at(n_hist + 1) + (at(n_hist + 2) - at(n_hist + 1)) // 2]  # closes live bar n_hist
+    produce_ticks(kafka_bootstrap, prefix, first)
+    w.wait_ticks(len(first))
+    wait_until(lambda: "features warming up" in str(w.get("/model")["slots"]["ml"]["flat_reason"]), 20,
+               "the slot warming up", w.log)
+    time.sleep(2)  # two re-warm ticks with an empty store: nothing to rebuild from
+    assert "re-warmed" not in w.log.read_text()
+
+    _write_clean(engine, _history_bars(ticks, n_hist))  # the backfill lands
+    wait_until(lambda: "re-warmed 1 of 1 warming strategies" in w.log.read_text(), 20, "the re-warm", w.log)
+    rest = ticks[at(n_hist + 1) + (at(n_hist + 2) - at(n_hist + 1)) // 2:at(n_hist + 2) + (at(n_hist + 3) - at(n_hist + 2)) // 2]
+    produce_ticks(kafka_bootstrap, prefix, rest)  # closes live bar n_hist + 1
+
+    def signals():
+        with engine.connect() as c:
+            return c.execute(sa.text("SELECT symbol, ts, target, model_version FROM signals WHERE account=:a"
+                                     " AND NOT shadow ORDER BY symbol"), {"a": account}).fetchall()
+
+    wait_until(lambda: len(signals()) >= 3, 20, "the first scored bar after the re-warm", w.log)
+    sig = signals()
+    assert sorted((s[0], s[2], s[3]) for s in sig) == [(sym, 1.0, "1") for sym in ("BTC/USDT", "ETH/USDT", "SOL/USDT")]
+    # signals carry the bar's close: bar n_hist + 1, the first one closed after the re-warm
+    assert {int(s[1].timestamp()) * 1_000_000_000 for s in sig} == {t0 + (n_hist + 2) * MIN}
+    view = w.get("/model")["slots"]["ml"]
+    assert view["flat_reason"] is None and view["counters"].get("feature_errors", 0) == 0, view
+
+
+def test_rewarm_state_equals_a_state_that_saw_every_bar_in_order(tmp_path):
+    """In process, the steps the worker takes: a snapshot while warming, the state built from history + the
+    snapshot (a thread in the worker), bars arriving meanwhile fed at install. The features that follow are
+    exactly those of a strategy that saw the same warm-up window and every live bar in order. A snapshot whose bars
+    have left the kept window is refused (nothing changed)."""
+    from decimal import Decimal
+
+    from ml.serving import ChampionModel
+    from streaming.ml_strategy import RegistrySignal
+    from streaming.trader import Trader
+    from streaming.wiring import merge_warmup
+    from trading.marketdata.sim import SimConfig, SimVenue
+    from trading.risk import RiskLimits
+
+    uri, exp = registry(tmp_path)
+    register_constant_model(uri, exp, "rewarm-ip", 1, alias="champion")
+    symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    bars = _history_bars(sim_ticks(212), 210)
+    history, live = bars[:3 * 200], bars[3 * 200:]
+
+    def trader_with(strat):
+        sim = SimVenue(SimConfig(seed=7))
+        return Trader("acct-rw", {"ml": strat}, cash=Decimal(100000), limits=RiskLimits(),
+                      instruments={i.symbol: i for i in sim.instruments()})
+
+    strat = RegistrySignal(ChampionModel("rewarm-ip", uri), symbols, **SMALL)
+    trader = trader_with(strat)
+    for b in live[:6]:  # two live minutes: warming up
+        trader.engine.on_bars([b])
+    assert strat.cold_symbols == set(symbols)
+    mark, seen, params = strat.warm_snapshot()
+    state = strat.build_warm_state(merge_warmup(history, seen, strat.warmup_bars), params)
+    for b in live[6:15]:  # three more minutes arrive while the state is built
+        trader.engine.on_bars([b])
+    assert strat.install_warm_state(state, mark)
+
+    reference = RegistrySignal(ChampionModel("rewarm-ip", uri), symbols, **SMALL)
+    ref_trader = trader_with(reference)
+    # the same window a restarted worker would warm up on (the last warmup_bars per symbol), then the rest
+    for b in merge_warmup(history, live[:6], strat.warmup_bars) + live[6:15]:
+        ref_trader.engine.on_bars([b])
+    (p,) = params
+    for b in live[15:18]:
+        assert strat._online[p].update(b) == reference._online[p].update(b) is not None
+
+    small = RegistrySignal(ChampionModel("rewarm-ip", uri), symbols, **SMALL)
+    t_small = trader_with(small)
+    t_small.engine.on_bars([live[0]])
+    mark, seen, params = small.warm_snapshot()
+    for b in [*history, *live][-(small.warmup_bars * 3 + 1):]:  # more bars than it keeps arrive meanwhile
+        small._seen.append(b)
+        small._seen_n += 1
+    assert not small.install_warm_state(small.build_warm_state(seen, params), mark)
 
 
 def _bar(sym: str, minute: int, close: str, receive: int = 1):

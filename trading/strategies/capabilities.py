@@ -58,6 +58,22 @@ class Replayable(Protocol):
 
 
 @runtime_checkable
+class WarmsFromHistory(Protocol):
+    """Needs a long history before it can decide (ML features: about a day of 1m bars) and can rebuild that
+    state from stored bars while it runs: history that arrives after the start (a first start's backfill)
+    ends the warm-up at once instead of a day later. ``cold_symbols``: symbols it cannot decide on yet."""
+
+    cold_symbols: set[str]
+    warmup_bars: int
+
+    def warm_snapshot(self) -> tuple[int, list, Any]: ...
+
+    def build_warm_state(self, bars: list, params: Any) -> Any: ...
+
+    def install_warm_state(self, state: Any, mark: int) -> bool: ...
+
+
+@runtime_checkable
 class FillHistory(Protocol):
     """Keeps state that the slot's own fills determine (e.g. tax lots): at start-up the stream hands it
     the slot's stored fills, oldest first, before any bar -- as it rebuilds positions from them."""
