@@ -31,7 +31,9 @@ slot's params of the same names): a trade smaller than ``min_trade`` of the slot
 the slot's fills open and relieve tax lots (trading.portfolio.tax.TaxLedger: FIFO or HIFO relief,
 realised gains before fees); after a sale at a loss, a buy of that symbol is deferred for
 ``wash_sale_days`` (0 = off).  A restarted worker rebuilds the lots from the slot's stored fills
-(``restore_fills``, as it rebuilds positions); a strategy swapped in at run time starts with none.
+(``restore_fills``, as it rebuilds positions); a swap at run time (an operator's or a release's) hands the
+new strategy the slot's fills when the slot ran a strategy that keeps them, else it starts with no lots
+(sales beyond them are counted as ``untracked_sells``).
 
 Sizing: a weight is a target for the engine's sizer.  Rebalance's contract is a fraction-of-equity sizer
 of 1.0 (weight 0.25 = 25 % of equity), as in the tests; the stream's Trader sizes every slot with

@@ -99,6 +99,7 @@ class _Tap:
         self.weights_backed = isinstance(strategy, WeightsBacked)
         self.replayable = isinstance(strategy, Replayable)
         self.fill_history = isinstance(strategy, FillHistory)
+        self.fills: list[Fill] = []  # the slot's fills, kept for a FillHistory strategy (a swap hands them on)
         # ML strategies record a signal per scored bar (score, version, shadow rows) themselves; the tap
         # would only see target changes, so it records nothing for them
         self._own = isinstance(strategy, OwnSignals)
@@ -151,6 +152,8 @@ class _Tap:
         return self._tap(self.inner.on_tick(tick, ctx), ctx.ts)
 
     def on_fill(self, fill: Fill, ctx: Any) -> list[TargetPosition]:
+        if self.fill_history:
+            self.fills.append(fill)
         return self._tap(self.inner.on_fill(fill, ctx), ctx.ts)
 
 
@@ -268,7 +271,8 @@ class Trader:
             self.risk.on_fill(f)
         for slot, t in self.engine.slots.items():
             if t.fill_history:
-                t.inner.restore_fills([f for f in state.fills if f.strategy == slot])
+                t.fills = [f for f in state.fills if f.strategy == slot]
+                t.inner.restore_fills(t.fills)
         self.known_ids |= state.known_order_ids
         if state.bars:
             last_close = max(b.exchange_ts for b in state.bars) + self.bars.step
@@ -367,6 +371,10 @@ class Trader:
         strategy = self.factory(name, params)  # bad name / params raise StrategyError naming them
         old = self.engine.slots[slot]
         tap = _Tap(slot, strategy, self.out.signals, self.account, release)
+        if tap.fill_history and old.fill_history:
+            # the slot's tax lots and wash-sale windows carry over a parameter change or a new release
+            tap.fills = list(old.fills)
+            strategy.restore_fills(tap.fills)
         self.engine.swap_strategy(slot, tap)
         if old.shadow is not None and old.shadow.name == strategy.name and not tap._own:
             tap.set_shadow(old.shadow, old.shadow_release, old._shadow_held)

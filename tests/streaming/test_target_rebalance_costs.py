@@ -203,3 +203,14 @@ def test_a_restarted_worker_rebuilds_lots_and_wash_sale_windows_from_stored_fill
     assert strat.tax_view()["realized_gain"] == pytest.approx(25.0)
     assert strat.lots.blocked("BTC/USDT", sold + timedelta(days=10))
     assert strat.untracked_sells == {}  # the other slot's buy is not this slot's
+
+    # a swap at run time (new parameters, as an operator's swap or a promoted release) keeps the slot's lots:
+    # the new strategy replays the slot's fills under its own lot method (FIFO: +150 on the 100 lot, -25 on
+    # half of the 300 lot)
+    trader.factory = lambda name, params: TargetRebalance(TargetWeightsSource(pg_url, pf), **params)
+    trader.swap_strategy("rebal", "target_rebalance", {"lot_method": "fifo", "wash_sale_days": 30})
+    swapped = trader.engine.slots["rebal"].inner
+    assert swapped is not strat and swapped.lots.method == "fifo"
+    assert swapped.lots.position("BTC/USDT") == pytest.approx(0.5)
+    assert swapped.tax_view()["realized_gain"] == pytest.approx(125.0)
+    assert swapped.lots.blocked("BTC/USDT", sold + timedelta(days=10)) and swapped.untracked_sells == {}
