@@ -13,8 +13,10 @@ from __future__ import annotations
 import ast
 import fcntl
 import html as html_lib
+import json
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,40 +51,103 @@ def _locked(root: Path) -> Iterator[None]:
 
 
 def validate(frame, suite_name: str, expectations: list, *, project_dir: Path, site_dir: Path,
-             batch_label: str) -> ValidationSummary:
-    """Validate a pandas DataFrame against `expectations`, store the result, rebuild the Data Docs."""
+             batch_label: str, expectation_parameters: dict | None = None,
+             update_docs: bool = True) -> ValidationSummary:
+    """Validate a pandas DataFrame against `expectations` and store the result; with `update_docs` also
+    render its page and the site's index (else `build_site` renders it later). `expectation_parameters`
+    gives the values of the suite's ``{"$PARAMETER": name}`` arguments for this batch."""
     import great_expectations as gx
+    from great_expectations.exceptions import ResourceFreshnessAggregateError
 
     with _locked(project_dir):
-        context = gx.get_context(mode="file", project_root_dir=str(project_dir))
-        _point_site_at(context, site_dir)
-        source = _get_or_add(lambda: context.data_sources.get("tradeloop"),
-                             lambda: context.data_sources.add_pandas("tradeloop"))
-        asset = _get_or_add(lambda: source.get_asset(suite_name),
-                            lambda: source.add_dataframe_asset(suite_name))
-        batch = _get_or_add(lambda: asset.get_batch_definition("whole"),
-                            lambda: asset.add_batch_definition_whole_dataframe("whole"))
-        fresh = [_detached(e) for e in expectations]  # an expectation object belongs to one suite only
-        suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, expectations=fresh))
-        definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
-        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-            name=suite_name, validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["local_site"])],
-            result_format={"result_format": "SUMMARY"},
-        ))
-        run = checkpoint.run(batch_parameters={"dataframe": frame},
-                             run_id=gx.RunIdentifier(run_name=batch_label))
+        began = time.time()
+        key = (str(project_dir), str(site_dir), suite_name, _fingerprint(expectations), update_docs)
+        run_args = {"batch_parameters": {"dataframe": frame}, "expectation_parameters": expectation_parameters or {},
+                    "run_id": gx.RunIdentifier(run_name=batch_label)}
+        try:
+            run = _checkpoint(key, project_dir, site_dir, suite_name, expectations, update_docs).run(**run_args)
+        except ResourceFreshnessAggregateError:
+            # another process stored the suite (or checkpoint) again since this one cached it
+            _CHECKPOINTS.pop(key, None)
+            run = _checkpoint(key, project_dir, site_dir, suite_name, expectations, update_docs).run(**run_args)
         result = next(iter(run.run_results.values()))
-        make_offline(site_dir)
+        if update_docs:
+            make_offline(site_dir, changed_since=began)
         return ValidationSummary(
             suite=suite_name,
             success=bool(result.success),
             evaluated=result.statistics["evaluated_expectations"],
             failed=result.statistics["unsuccessful_expectations"],
             results=[_summarise(r) for r in result.results],
-            docs_path=_result_page(site_dir, suite_name, batch_label),
+            docs_path=_result_page(site_dir, suite_name, batch_label) if update_docs else None,
         )
+
+
+def build_site(project_dir: Path, site_dir: Path) -> Path:
+    """Render the pages of the stored validation results that have none yet (runs with ``update_docs``
+    off), the suites' pages and the index, offline; returns the index page."""
+    with _locked(project_dir):
+        context = _context(project_dir, site_dir)
+        results = context.validation_results_store.list_keys()
+        missing = [k for k in results if not (site_dir / "validations" / _page(k)).exists()]
+        # as a validation's UpdateDataDocsAction does: its result's page, the suites' pages, the index
+        context.build_data_docs(site_names=["local_site"],
+                                resource_identifiers=[*missing, *context.expectations_store.list_keys()])
+        make_offline(site_dir)
+    return site_dir / "index.html"
+
+
+def _page(key) -> str:
+    # where GE's site builder writes a validation result's page (TupleFilesystemStoreBackend, ".html")
+    return "/".join(key.to_tuple()) + ".html"
+
+
+# One file-backed context per project and one checkpoint per suite definition, per process: creating the
+# context and storing suite, validation definition and checkpoint again cost more than the validation
+# itself (market data validates two suites a partition, every partition of a backfill or simulation).
+_CONTEXTS: dict[tuple[str, str], object] = {}
+_CHECKPOINTS: dict[tuple, object] = {}
+
+
+def _context(project_dir: Path, site_dir: Path):
+    import great_expectations as gx
+
+    key = (str(project_dir), str(site_dir))
+    if key not in _CONTEXTS:
+        context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+        _point_site_at(context, site_dir)
+        _CONTEXTS[key] = context
+    return _CONTEXTS[key]
+
+
+def _fingerprint(expectations: list) -> str:
+    return json.dumps([e.configuration.to_json_dict() for e in expectations], sort_keys=True, default=str)
+
+
+def _checkpoint(key: tuple, project_dir: Path, site_dir: Path, suite_name: str, expectations: list,
+                update_docs: bool):
+    if key in _CHECKPOINTS:
+        return _CHECKPOINTS[key]
+    import great_expectations as gx
+
+    context = _context(project_dir, site_dir)
+    source = _get_or_add(lambda: context.data_sources.get("tradeloop"),
+                         lambda: context.data_sources.add_pandas("tradeloop"))
+    asset = _get_or_add(lambda: source.get_asset(suite_name),
+                        lambda: source.add_dataframe_asset(suite_name))
+    batch = _get_or_add(lambda: asset.get_batch_definition("whole"),
+                        lambda: asset.add_batch_definition_whole_dataframe("whole"))
+    fresh = [_detached(e) for e in expectations]  # an expectation object belongs to one suite only
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, expectations=fresh))
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
+    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["local_site"])] if update_docs else []
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=suite_name if update_docs else f"{suite_name}_without_docs", validation_definitions=[definition],
+        actions=actions, result_format={"result_format": "SUMMARY"},
+    ))
+    _CHECKPOINTS[key] = checkpoint
+    return checkpoint
 
 
 def _detached(expectation):
@@ -166,12 +231,16 @@ def _copy_vendor(site_dir: Path) -> None:
                             ignore=shutil.ignore_patterns("svgs", "sprites", "less", "scss", "metadata", "*.map"))
 
 
-def make_offline(site_dir: Path) -> int:
-    """Rewrite every page so nothing loads from the network. Returns the number of pages changed."""
+def make_offline(site_dir: Path, changed_since: float | None = None) -> int:
+    """Rewrite every page (or those written at or after `changed_since`, a time.time(): the ones a build
+    just wrote) so nothing loads from the network. Returns the number of pages changed."""
     _copy_vendor(site_dir)
     changed = 0
     for page in site_dir.rglob("*.html"):
         if VENDOR_DIR in str(page.relative_to(site_dir)):
+            continue
+        # a second of slack for file systems with coarse timestamps; rewriting an offline page changes nothing
+        if changed_since is not None and page.stat().st_mtime < changed_since - 1:
             continue
         html = page.read_text(encoding="utf-8")
         root = "../" * (len(page.relative_to(site_dir).parts) - 1)

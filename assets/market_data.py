@@ -23,7 +23,14 @@ BARS_PER_DAY = 24 * 60 * 60 // INTERVAL_S
 OHLCV_PARTITIONS = DAILY_BY_SYMBOL
 
 
-class OhlcvConfig(dg.Config):
+class QualityConfig(dg.Config):
+    update_data_docs: bool = True
+    """Render this run's validation result into the Data Docs site (its page and the index). Off: the
+    result is stored (GE project, dq_results) without a Data Docs link, and the site is not touched until
+    `assets.data_docs.build_site` renders the missing pages (the simulation does, after its last day)."""
+
+
+class OhlcvConfig(QualityConfig):
     inject_bad_rows: int = 0
     """Drill: corrupt this many raw rows (NaN, negative volume, high < low, duplicate, unconfirmed spike)
     to rehearse the data-quality path from the UI. Zero in normal operation."""
@@ -39,16 +46,22 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000_000
 
 
-def _validate(context, frame, suite: str, start: datetime, end: datetime):
+def gx_dirs(settings) -> tuple:
+    """The Great Expectations project and the Data Docs site of the market-data checks."""
+    return settings.home / "gx", settings.site_dir / "data_docs"
+
+
+def _validate(context, frame, suite: str, start: datetime, end: datetime, update_docs: bool):
     from assets.data_docs import validate
-    from assets.ohlcv_expectations import last_expected_bar, ohlcv_suite, to_pandas
+    from assets.ohlcv_expectations import last_expected_bar, ohlcv_suite, suite_parameters, to_pandas
 
     through = last_expected_bar(start, end, INTERVAL_S, datetime.now(timezone.utc))
     settings = get_settings()
+    project_dir, site_dir = gx_dirs(settings)
     label = f"{context.partition_key.replace('|', '_')}_{context.run.run_id[:8]}"
-    summary = validate(to_pandas(frame), suite, ohlcv_suite(BARS_PER_DAY, through, INTERVAL_S),
-                       project_dir=settings.home / "gx", site_dir=settings.site_dir / "data_docs",
-                       batch_label=label)
+    summary = validate(to_pandas(frame), suite, ohlcv_suite(BARS_PER_DAY),
+                       expectation_parameters=suite_parameters(through), project_dir=project_dir,
+                       site_dir=site_dir, batch_label=label, update_docs=update_docs)
     docs_url = None
     if summary.docs_path is not None:
         docs_url = f"{settings.docs_url}/{summary.docs_path.relative_to(settings.site_dir).as_posix()}"
@@ -91,7 +104,7 @@ def ohlcv(context: dg.AssetExecutionContext, config: OhlcvConfig, db: PostgresRe
                                            _ns(start), _ns(end), source=market_source.kind,
                                            partition_key=context.partition_key)
         stored = market_store.read_raw(conn, market_source.exchange_name(), symbol, INTERVAL, _ns(start), _ns(end))
-    summary, docs_url = _validate(context, stored, "ohlcv_raw", start, end)
+    summary, docs_url = _validate(context, stored, "ohlcv_raw", start, end, config.update_data_docs)
     with db.begin() as conn:
         market_store.store_dq_result(conn, "ohlcv", context.partition_key, summary, context.run.run_id, docs_url)
     rejected = {**counts, **{k: v for k, v in written.items() if k != "written" and v}}
@@ -117,7 +130,8 @@ def ohlcv(context: dg.AssetExecutionContext, config: OhlcvConfig, db: PostgresRe
     description="Cleaned bars (market_data_clean): exact duplicates dropped, bad rows and unconfirmed jumps "
                 "quarantined with their reason (market_data_quarantine), gaps listed (market_data_gaps).",
 )
-def ohlcv_clean(context: dg.AssetExecutionContext, db: PostgresResource, market_source: MarketDataSource):
+def ohlcv_clean(context: dg.AssetExecutionContext, config: QualityConfig, db: PostgresResource,
+                market_source: MarketDataSource):
     from storage import market_data as market_store
     from trading.marketdata.quality import clean_ohlcv
 
@@ -132,7 +146,7 @@ def ohlcv_clean(context: dg.AssetExecutionContext, db: PostgresResource, market_
     with db.begin() as conn:
         market_store.replace_clean(conn, result.clean, result.quarantine, result.gaps, exchange, symbol,
                                    INTERVAL, _ns(start), _ns(end), context.partition_key)
-    summary, docs_url = _validate(context, result.clean, "ohlcv_clean", start, end)
+    summary, docs_url = _validate(context, result.clean, "ohlcv_clean", start, end, config.update_data_docs)
     with db.begin() as conn:
         market_store.store_dq_result(conn, "ohlcv_clean", context.partition_key, summary, context.run.run_id, docs_url)
     for reason, n in sorted(result.counts.items()):

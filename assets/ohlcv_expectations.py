@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 
-def ohlcv_suite(expected_rows: int, complete_through: datetime, interval_s: int) -> list:
+COMPLETE_THROUGH = "complete_through"
+
+
+def ohlcv_suite(expected_rows: int) -> list:
     """OHLC consistency, non-negative volume, monotonic timestamps, unique keys, completeness, freshness.
 
-    `complete_through`: the last bar must open at or after this instant (the partition's last interval,
-    or `now` for a partition still being written).
+    The freshness bound is the suite parameter `complete_through` (``suite_parameters``), so one suite
+    serves every partition.
     """
     import great_expectations.expectations as gxe
 
@@ -29,11 +32,15 @@ def ohlcv_suite(expected_rows: int, complete_through: datetime, interval_s: int)
         # completeness: at least 99% of the partition's intervals present, never more than all of them
         gxe.ExpectTableRowCountToBeBetween(min_value=int(expected_rows * 0.99), max_value=expected_rows),
         # freshness: the data reaches the end of the partition (or now, for today's)
-        gxe.ExpectColumnMaxToBeBetween(
-            column="ts", min_value=complete_through.astimezone(timezone.utc).replace(tzinfo=None),
-        ),
+        gxe.ExpectColumnMaxToBeBetween(column="ts", min_value={"$PARAMETER": COMPLETE_THROUGH}),
     ]
     return suite
+
+
+def suite_parameters(complete_through: datetime) -> dict:
+    """The suite's parameters for one partition: its last bar must open at or after `complete_through`
+    (the partition's last interval, or `now` for a partition still being written)."""
+    return {COMPLETE_THROUGH: complete_through.astimezone(timezone.utc).replace(tzinfo=None)}
 
 
 def to_pandas(frame):

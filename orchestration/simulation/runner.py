@@ -33,6 +33,9 @@ from orchestration.simulation.timeline import NS, Timeline
 
 DAY_NS = 86_400 * NS
 MINUTE_NS = 60 * NS
+# Data Docs rendered once after the last day (build_site), not by each market-data run: a run re-renders
+# the site's index, which lists every result so far (quadratic over a simulation)
+MARKET_DATA_CONFIG = {"ops": {op: {"config": {"update_data_docs": False}} for op in ("ohlcv", "ohlcv_clean")}}
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,8 @@ class Simulation:
 
         rows, quarantined, gaps, failed = 0, 0, 0, []
         for sym in self.symbols:
-            result = self._run("market_data_daily", partition_key=f"{day.isoformat()}|{symbol_key(sym)}")
+            result = self._run("market_data_daily", partition_key=f"{day.isoformat()}|{symbol_key(sym)}",
+                               run_config=MARKET_DATA_CONFIG)
             if not result.success:
                 failed.append(f"{sym}: {step_failure(result)}")
                 continue
@@ -173,6 +177,18 @@ class Simulation:
                     f"{quarantined} quarantined, {gaps} gaps")
             self.timeline.add(at, "market", text + (f"; FAILED {'; '.join(failed)}" if failed else ""))
         return not failed
+
+    def data_docs(self) -> None:
+        """The Data Docs site of the market-data checks, with the pages the runs left out."""
+        from assets.data_docs import build_site
+        from assets.market_data import gx_dirs
+
+        began = time.monotonic()
+        try:
+            index = build_site(*gx_dirs(self.settings))
+        finally:
+            self.seconds["data_docs"] += time.monotonic() - began
+        self.progress(f"Data Docs of the market-data checks: {index}")
 
     def features(self, day: date, at: int | None) -> None:
         result = self._run("ml_features_job", partition_key=day.isoformat())
@@ -413,5 +429,6 @@ class Simulation:
                 end = day + timedelta(days=1)
                 self.market_data(day, _ns(end, 0, 10))
                 self.reports(day, _ns(end, 0, 35))
+                self.data_docs()
         self.store.close()
         self.progress("time by step: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.most_common()))

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 import pytest
 
-from assets.data_docs import make_offline, validate
+from assets.data_docs import build_site, make_offline, validate
 from tests.browser import artefacts_dir, browser  # noqa: F401  (fixtures)
 
 # (suite, batch label as the assets use it: the partition key) -> the validation passes
@@ -131,3 +131,42 @@ def test_a_browser_finds_and_opens_every_result_offline(browser, docs_url, setti
     assert {unquote(urlparse(h).path) for h in links.evaluate_all("links => links.map(a => a.href)")} == set(expected)
     plain.context.close()
     page.close()
+
+
+def test_one_stored_suite_checks_each_partition_against_its_own_freshness_bound(tmp_path):
+    """The OHLCV suite is stored once per process and reused; the freshness bound of each partition is a
+    suite parameter, so a later validation is never judged against an earlier partition's bound."""
+    from datetime import datetime, timezone
+
+    from assets.ohlcv_expectations import ohlcv_suite, suite_parameters, to_pandas
+    from assets.resources import MarketDataSource
+
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    ns = int(start.timestamp()) * 1_000_000_000
+    bars, _ = MarketDataSource(kind="sim", seed=7).fetch_bars("BTC/USDT", "1m", ns, ns + 86_400 * 1_000_000_000)
+    frame = to_pandas(bars.head(1430))  # the day's last ten bars are missing: complete (99%) but not fresh
+    dirs = {"project_dir": tmp_path / "gx", "site_dir": tmp_path / "site"}
+
+    def check(through: datetime, label: str, **kw):
+        return validate(frame, "ohlcv_raw", ohlcv_suite(1440), expectation_parameters=suite_parameters(through),
+                        batch_label=label, **dirs, **kw)
+
+    stale = check(datetime(2026, 11, 1, 23, 59, tzinfo=timezone.utc), "end_of_day")
+    assert not stale.success and [f["expectation"] for f in stale.failures()] == ["expect_column_max_to_be_between"]
+    fresh = check(datetime(2026, 11, 1, 23, 49, tzinfo=timezone.utc), "through_23_49")
+    assert fresh.success and fresh.evaluated == stale.evaluated
+    assert stale.docs_path.exists() and fresh.docs_path.exists()
+
+    # update_docs off: the result is stored, the site untouched until build_site renders what is missing
+    pages = set((tmp_path / "site").rglob("*.html"))
+    later = check(datetime(2026, 11, 1, 23, 59, tzinfo=timezone.utc), "docs_later", update_docs=False)
+    assert not later.success and later.docs_path is None
+    assert set((tmp_path / "site").rglob("*.html")) == pages
+    index = build_site(**dirs)
+    (page,) = (tmp_path / "site" / "validations" / "ohlcv_raw" / "docs_later").rglob("*.html")
+    links = index_links(index.read_text())
+    assert page.relative_to(tmp_path / "site").as_posix() in links
+    assert {f"validations/ohlcv_raw/{label}" for label in ("end_of_day", "through_23_49", "docs_later")} == {
+        link.rsplit("/", 2)[0] for link in links if link.startswith("validations/")}
+    assert "expectations/ohlcv_raw.html" in links
+    assert not re.findall(r'<(?:script|link)[^>]+(?:src|href)="(?:https?:)?//', page.read_text())

@@ -162,3 +162,27 @@ def test_daily_schedule_requests_yesterday_for_every_symbol():
     requests = schedule.evaluate_tick(context).run_requests
     assert sorted(r.partition_key for r in requests) == [
         "2026-11-23|BTC-USDT", "2026-11-23|ETH-USDT", "2026-11-23|SOL-USDT"]
+
+
+def test_runs_without_data_docs_still_check_and_record_but_leave_the_site(resources, engine):
+    """update_data_docs off (the simulation's runs): both checks run and are recorded, no page is rendered
+    and no link is given; assets.data_docs.build_site renders the pages later."""
+    from assets.data_docs import build_site
+    from assets.market_data import gx_dirs
+    from deploy.settings import get_settings
+
+    project_dir, site_dir = gx_dirs(get_settings())
+    off = {"ops": {op: {"config": {"update_data_docs": False}} for op in ("ohlcv", "ohlcv_clean")}}
+    result = materialize(resources, "2026-11-14|ETH-USDT", off)
+    assert result.success and checks(result) == {"raw_quality": True, "clean_quality": True}
+    assert all("data_docs" not in e.metadata for e in result.get_asset_check_evaluations())
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("""SELECT asset, success, docs_url FROM dq_results
+                                         WHERE partition_key = '2026-11-14|ETH-USDT' ORDER BY asset""")).all()
+    assert stored == [("ohlcv", True, None), ("ohlcv_clean", True, None)]
+    label = f"2026-11-14_ETH-USDT_{result.run_id[:8]}"
+    assert not list((site_dir / "validations").glob(f"*/{label}"))
+    index = build_site(project_dir, site_dir).read_text()
+    for suite in ("ohlcv_raw", "ohlcv_clean"):
+        (page,) = (site_dir / "validations" / suite / label).rglob("*.html")
+        assert page.relative_to(site_dir).as_posix() in {unquote(h) for h in re.findall(r'<a href="([^"]+)"', index)}
