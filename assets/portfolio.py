@@ -19,7 +19,7 @@ from typing import Optional
 import dagster as dg
 
 from assets.partitions import DAILY
-from assets.resources import PostgresResource
+from assets.resources import MarketDataSource, PostgresResource
 from deploy.settings import get_settings
 from storage.audit import decision as record_decision
 from storage.market_data import daily_closes
@@ -40,7 +40,8 @@ class ViewConfig(dg.Config):
 
 class TargetWeightsConfig(dg.Config):
     portfolio: str = "main"
-    exchange: str = "sim"
+    exchange: str = ""
+    """Whose clean bars price the portfolio. Empty: the market source's (TRADELOOP_MARKET_SOURCE)."""
     symbols: list[str] = []
     """Empty: the settings' symbols."""
     model: str = "min_variance"
@@ -132,11 +133,14 @@ def check_weights(weights: dict[str, float], cfg: TargetWeightsConfig) -> list[s
     description="Daily target weights (table target_weights) from the clean market data's daily closes: "
                 "covariance estimate, configured model and constraints, solver status and inputs.",
 )
-def target_weights(context: dg.AssetExecutionContext, config: TargetWeightsConfig, db: PostgresResource):
+def target_weights(context: dg.AssetExecutionContext, config: TargetWeightsConfig, db: PostgresResource,
+                   market_source: MarketDataSource):
     import numpy as np
 
     from trading.portfolio import InsufficientDataError
 
+    if not config.exchange:  # priced on the market the platform ingests (it was "sim" whatever the source)
+        config = config.model_copy(update={"exchange": market_source.exchange_name()})
     as_of = date.fromisoformat(context.partition_key)
     symbols = list(config.symbols) or list(get_settings().symbols)
     first = as_of - timedelta(days=config.lookback_days - 1)

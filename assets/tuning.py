@@ -57,6 +57,8 @@ class TuningConfig(dg.Config):
     """Largest drawdown (positive fraction) the candidate may have in any gate window."""
     slippage_bps: float = 1.0
     """Slippage added to every taker fill in the gate, on top of the paper venue's fees and impact."""
+    gate_min_trades: int = 5
+    """Fewest trades the candidate must make over the gate's windows (standing aside is no evidence)."""
     gate_symbols: list[str] = []
     """Symbols the gate trades both parameter sets on, each sized as the stream sizes it, Sharpe averaged per
     window (the stream runs a slot on every symbol of TRADELOOP_SYMBOLS). Empty: the tuned symbol only."""
@@ -159,7 +161,8 @@ def _gate_config(config: TuningConfig):
 
     cfg = ReleaseGateConfig(holdout_frac=config.holdout_frac, n_windows=config.gate_windows,
                             sharpe_margin=config.sharpe_margin, min_win_fraction=config.min_win_fraction,
-                            max_drawdown_limit=config.max_drawdown_limit, slippage_bps=config.slippage_bps)
+                            max_drawdown_limit=config.max_drawdown_limit, slippage_bps=config.slippage_bps,
+                            min_trades=config.gate_min_trades)
     try:
         cfg.check()
     except ReleaseGateError as exc:

@@ -207,3 +207,16 @@ def scenario_closes(conn: sa.Connection, exchange: str, interval: str, symbols: 
         GROUP BY symbol, b ORDER BY b, symbol"""),
         {"ex": exchange, "iv": interval, "syms": list(symbols), "step": step_s, "window": window_s}).all()
     return [tuple(r) for r in rows]
+
+
+def clean_days(conn: sa.Connection, exchange: str, symbol: str, first: date, last: date,
+               interval: str = "1m") -> set[date]:
+    """The UTC days in [first, last] with at least one clean bar of ``symbol``."""
+    rows = conn.execute(sa.text("""
+        SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM market_data_clean
+        WHERE exchange = :e AND symbol = :s AND interval = :i
+          AND ts >= :a AND ts < :b"""),
+        {"e": exchange, "s": symbol, "i": interval,
+         "a": datetime(first.year, first.month, first.day, tzinfo=timezone.utc),
+         "b": datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1)})
+    return {r[0] for r in rows}

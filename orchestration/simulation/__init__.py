@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from orchestration.simulation.environment import SimulationError
 from orchestration.simulation.runner import SimulationSpec
@@ -47,6 +47,12 @@ def run_simulation(spec: SimulationSpec, *, out_dir: Path | None = None, log_fil
     settings = get_settings()
     spec.check(datetime.now(timezone.utc).date())
     symbols = list(spec.symbols or settings.symbols)
+    exchange, history_url = "sim", ""
+    if spec.history == "stored":  # the platform's own bars: checked before anything is created
+        exchange = "sim" if settings.market_source == "sim" else settings.market_source
+        history_url = env.platform_database(settings)
+        env.check_stored_history(history_url, exchange, symbols, spec.first_history_day,
+                                 spec.start + timedelta(days=spec.days - 1))
     out = env.reset_dir(out_dir or default_out_dir(settings.home, spec))
     log = log_file or settings.log_dir / f"simulate-seed{spec.seed}.log"
     # the sim market is the deployment's (anchored at its history start) when the simulated history lies
@@ -61,7 +67,9 @@ def run_simulation(spec: SimulationSpec, *, out_dir: Path | None = None, log_fil
                 say(f"... {line}")
 
         timeline = Timeline(echo=say if show_timeline else None)
-        progress(f"simulation {spec.start} + {spec.days} days, seed {spec.seed}, symbols {', '.join(symbols)}; "
+        market = (f"stored history of {exchange} ({history_url.split('@')[-1]})" if history_url
+                  else f"sim market seed {spec.seed}")
+        progress(f"simulation {spec.start} + {spec.days} days, {market}, symbols {', '.join(symbols)}; "
                  f"library output in {log}")
         server = env.open_server(settings, out)
         url = ""
@@ -72,9 +80,9 @@ def run_simulation(spec: SimulationSpec, *, out_dir: Path | None = None, log_fil
             progress(f"database {name} (fresh), MLflow store {out / 'mlflow.db'}")
             overrides = env.overrides(home=out / "home", database_url=url, tracking_uri=tracking,
                                       model_name=f"tradeloop-sim-{spec.seed}", symbols=symbols, seed=spec.seed,
-                                      history_start=anchor)
+                                      history_start=anchor, exchange=exchange)
             with env.simulation_settings(overrides) as sim_settings:
-                sim = Simulation(spec, sim_settings, timeline, progress)
+                sim = Simulation(spec, sim_settings, timeline, progress, history_url=history_url)
                 sim.run()
         finally:
             from storage import db

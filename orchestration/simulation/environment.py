@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -80,6 +81,42 @@ def open_server(settings: Settings, workdir: Path) -> Server:
     return Server(postgres.url(tmp, tmp.pg_port), stop=lambda: stop(record, tmp.run_dir))
 
 
+def platform_database(settings: Settings) -> str:
+    """The running platform's database (DATABASE_URL, else the embedded server's): where the stored history
+    of ``--history stored`` is read from."""
+    from deploy.stack import postgres
+
+    url = settings.database_url or postgres.url(settings, settings.pg_port)
+    if not _reachable(url):
+        raise SimulationError(f"--history stored reads the platform's market_data_clean, but its database at "
+                              f"{url.split('@')[-1]} does not answer: start it (`tradeloop up`) or set DATABASE_URL")
+    return url
+
+
+def check_stored_history(url: str, exchange: str, symbols: list[str], first: date, last: date) -> None:
+    """Every day of [first, last] has stored clean bars of every symbol; else one line naming what is missing
+    and what is there."""
+    import sqlalchemy as sa
+
+    from storage import db
+    from storage.market_data import clean_days
+
+    engine = db.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            have = {sym: clean_days(conn, exchange, sym, first, last) for sym in symbols}
+    finally:
+        engine.dispose()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    missing = {sym: [d for d in days if d not in have[sym]] for sym in symbols}
+    missing = {sym: ds for sym, ds in missing.items() if ds}
+    if missing:
+        shown = "; ".join(f"{sym}: {len(ds)} of {len(days)} days, first {ds[0]}" for sym, ds in missing.items())
+        raise SimulationError(f"the stored history ({exchange} in {url.split('@')[-1]}) lacks days the simulation "
+                              f"needs ({first}..{last}, warm-up included): {shown}. Backfill them "
+                              f"(`tradeloop backfill --start {first} --days {len(days)}`) or choose stored days")
+
+
 def fresh_database(server: Server, name: str) -> str:
     """Drop and create database ``name`` on the server, migrate it to head; returns its URL."""
     import sqlalchemy as sa
@@ -135,11 +172,12 @@ def simulation_settings(overrides: dict[str, str]) -> Iterator[Settings]:
 
 
 def overrides(*, home: Path, database_url: str, tracking_uri: str, model_name: str, symbols: list[str],
-              seed: int, history_start: str) -> dict[str, str]:
+              seed: int, history_start: str, exchange: str = "sim") -> dict[str, str]:
+    """``exchange``: the market's name (the sim's, or the stored history's, which the simulation replays)."""
     return {"TRADELOOP_HOME": str(home), "DATABASE_URL": database_url, "MLFLOW_TRACKING_URI": tracking_uri,
             "TRADELOOP_MODEL_NAME": model_name, "TRADELOOP_SYMBOLS": json.dumps(symbols),
             "TRADELOOP_SIM_SEED": str(seed), "TRADELOOP_HISTORY_START": history_start,
-            "TRADELOOP_MARKET_SOURCE": "sim", "TRADELOOP_STREAM_EXCHANGE": "sim",
+            "TRADELOOP_MARKET_SOURCE": exchange, "TRADELOOP_STREAM_EXCHANGE": exchange,
             # no tqdm progress bars from libraries (Great Expectations) on the terminal
             "TQDM_DISABLE": "1"}
 

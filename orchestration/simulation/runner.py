@@ -55,6 +55,7 @@ class SimulationSpec:
     weights_min_days: int = 3  # the optimisation's min_days (platform default 10: a short run would never re-weight)
     autogluon: bool = False  # LightGBM only by default: an AutoGluon fit takes a minute per retrain
     drain_every_bars: int = 180  # Trader batches stored every this many closed bars (one transaction each)
+    history: str = "sim"  # "sim": the sim market of ``seed``; "stored": the platform's own market_data_clean
 
     def check(self, today: date) -> None:
         if self.days < 1:
@@ -65,6 +66,8 @@ class SimulationSpec:
         if last >= today:
             raise SimulationError(f"the last simulated day {last} is not over yet (today is {today} UTC): "
                                   f"choose --start {today - timedelta(days=self.days)} or earlier")
+        if self.history not in ("sim", "stored"):
+            raise SimulationError(f"history must be 'sim' or 'stored', got {self.history!r}")
         if self.report_every_days < 0:
             raise SimulationError(f"report_every_days must be 0 (last day only) or more, got {self.report_every_days}")
         for name in ("retrain_every_days", "tune_every_days"):
@@ -112,8 +115,10 @@ class Simulation:
     """One run of the platform over ``spec`` against the simulation's settings (environment.py)."""
 
     def __init__(self, spec: SimulationSpec, settings: Any, timeline: Timeline,
-                 progress: Callable[[str], None] = lambda s: None) -> None:
+                 progress: Callable[[str], None] = lambda s: None, history_url: str = "") -> None:
+        """``history_url``: the database whose market_data_clean is the market (``--history stored``)."""
         self.spec, self.settings, self.timeline, self.progress = spec, settings, timeline, progress
+        self.history_url = history_url
         self.symbols = list(spec.symbols or settings.symbols)
         self.defs = self._definitions()
         import dagster as dg
@@ -141,6 +146,10 @@ class Simulation:
         # accelerated: LightGBM only unless asked (the training and gate code are the platform's)
         res["ml"] = MLResource(**{**MLResource.from_settings(s).model_dump(), "use_autogluon": self.spec.autogluon,
                                   "monitor_account": s.account})
+        if self.history_url:  # the platform's stored bars through the same market-data assets as the sim's
+            src = res["market_source"]
+            res["market_source"] = type(src)(kind=src.kind, seed=src.seed, history_start=src.history_start,
+                                             structure=src.structure, stored_url=self.history_url)
         self.resources = res
         return dg.Definitions(
             assets=partitions.for_settings(dg.load_assets_from_package_module(assets), s),
@@ -274,6 +283,20 @@ class Simulation:
         text += (f"; release gate: {release} ({meta.get('release_reason', '')})" if release
                  else "; no release decision recorded")
         self.timeline.add(at, "tune", text)
+        self.follow_releases(at)
+
+    def follow_releases(self, at: int) -> None:
+        """The worker's release poller, once: a promoted release is swapped into the slots running its
+        strategy (streaming/releases.py, the same code and audit rows as the 24/7 stream)."""
+        from streaming.releases import refresh
+        from streaming.state import WorkerState
+
+        before = self.trader.slots_view()
+        asyncio.run(refresh(WorkerState(trader=self.trader, store=self.store, ready=True)))
+        for slot, now in self.trader.slots_view().items():
+            if now["release"] != before[slot]["release"] and now["params"] != before[slot]["params"]:
+                self.timeline.add(at, "serve", f"stream slot {slot} now runs {now['strategy']} release "
+                                               f"v{now['release']} {now['params']}")
 
     def decay_sensor(self, at: int) -> None:
         import dagster as dg

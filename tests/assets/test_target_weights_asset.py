@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from assets import partitions, portfolio as portfolio_assets
 from assets.portfolio import target_weights
-from assets.resources import PostgresResource
+from assets.resources import MarketDataSource, PostgresResource
 from deploy.settings import get_settings
 
 from .conftest import SYMBOLS
@@ -18,7 +18,7 @@ SECTORS = {"PFA/USD": "L1", "PFB/USD": "L1", "PFC/USD": "DeFi"}
 
 def run(pg_url, partition: str, **config):
     cfg = {"exchange": "test-pf", "symbols": SYMBOLS, "lookback_days": 30, **config}
-    return dg.materialize([target_weights], partition_key=partition, resources={"db": PostgresResource(url=pg_url)},
+    return dg.materialize([target_weights], partition_key=partition, resources={"db": PostgresResource(url=pg_url), "market_source": MarketDataSource()},
                           run_config={"ops": {"target_weights": {"config": cfg}}}, raise_on_error=False)
 
 
@@ -52,7 +52,7 @@ def test_definitions_found_in_the_package():
                           jobs=[automation.target_weights_job, automation.weights_freshness_job],
                           schedules=[s for s in automation.schedules(settings)
                                      if s.name in ("target_weights_job_schedule", "weights_freshness_hourly")],
-                          resources={"db": PostgresResource(url="x")})
+                          resources={"db": PostgresResource(url="x"), "market_source": MarketDataSource()})
     job = defs.resolve_job_def("target_weights_job")
     assert job.partitions_def.get_partition_keys()[0] == get_settings().history_start
     schedule = defs.resolve_schedule_def("target_weights_job_schedule")
@@ -105,6 +105,24 @@ def test_materialise_writes_weights_idempotently_with_inputs(pg_url, engine, pf_
     assert len(audit) == 2, audit  # the test materialises the day twice
     assert {a[0] for a in audit} == {"portfolio"} and {a[2] for a in audit} == {"optimal"}
     assert audit[0][1].startswith("min_variance weights for 2026-11-20: PFA/USD ")
+
+
+def test_the_market_source_prices_the_portfolio_by_default(pg_url, engine, pf_data):
+    """No exchange in the config: the bars of the market the platform ingests (TRADELOOP_MARKET_SOURCE, the
+    market_source resource) -- it used to be "sim" whatever the source, so a platform on a real exchange
+    never re-weighted."""
+    cfg = {"portfolio": "pf-source", "symbols": SYMBOLS, "lookback_days": 30}
+    ok = dg.materialize([target_weights], partition_key="2026-11-20", raise_on_error=False,
+                        resources={"db": PostgresResource(url=pg_url), "market_source": MarketDataSource(kind="test-pf")},
+                        run_config={"ops": {"target_weights": {"config": cfg}}})
+    assert ok.success and set(stored(engine, "pf-source", "2026-11-20")) == set(SYMBOLS)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT DISTINCT inputs->>'exchange' FROM target_weights WHERE portfolio = 'pf-source'")
+                            ).scalars().all() == ["test-pf"]
+    sim = dg.materialize([target_weights], partition_key="2026-11-20", raise_on_error=False,
+                         resources={"db": PostgresResource(url=pg_url), "market_source": MarketDataSource()},
+                         run_config={"ops": {"target_weights": {"config": cfg}}})
+    assert not sim.success and "no clean 1m bars on sim" in failure_message(sim)
 
 
 def test_turnover_is_measured_against_the_previous_day(pg_url, engine, pf_data):
@@ -227,7 +245,7 @@ def check_fresh(pg_url, **config):
     from assets.portfolio import weights_fresh
 
     result = dg.materialize([target_weights, weights_fresh], selection=dg.AssetSelection.checks(weights_fresh),
-                            resources={"db": PostgresResource(url=pg_url)},
+                            resources={"db": PostgresResource(url=pg_url), "market_source": MarketDataSource()},
                             run_config={"ops": {"target_weights_weights_fresh": {"config": config}}}, raise_on_error=False)
     [evaluation] = result.get_asset_check_evaluations()
     return evaluation

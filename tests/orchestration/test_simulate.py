@@ -109,3 +109,92 @@ def test_simulate_refuses_days_not_over(pg_url, tmp_path):
     assert bad.returncode == 2 and "is not a date" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "simulations").exists()  # nothing half-written
     assert date.fromisoformat(START.isoformat()) == START
+
+
+def test_simulate_over_the_platforms_stored_history(pg_url, engine, tmp_path):
+    """`--history stored`: the market is the platform's own market_data_clean (here bars of a market named
+    `storedx` that no venue could produce), ingested by the same market-data assets and traded by the same
+    stream as the sim market's. Days the store lacks are refused up front, naming them."""
+    import polars as pl
+
+    from tests.ml.conftest import write_clean_bars
+    from trading.marketdata.sim import SimConfig, SimVenue
+
+    start, days, warmup = START, 1, 2
+    first = start - timedelta(days=warmup)
+    origin = int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+    stored = SimVenue(SimConfig(seed=99, origin_ns=origin)).generate_bars(origin, (warmup + days) * 1440, "1m",
+                                                                          symbols=list(SYMBOLS))
+    write_clean_bars(engine, stored.with_columns(pl.lit("storedx").alias("exchange")))
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTEST_CURRENT_TEST", "MLFLOW_TRACKING_URI")}
+    env.update({"DATABASE_URL": pg_url, "TRADELOOP_HOME": str(tmp_path / "home"), "TRADELOOP_MARKET_SOURCE": "storedx"})
+    args = [str(TRADELOOP), "simulate", "--history", "stored", "--start", start.isoformat(), "--seed", "23",
+            "--warmup-days", str(warmup), "--tune-trials", "2", "--symbol", SYMBOLS[0], "--symbol", SYMBOLS[1]]
+
+    short = subprocess.run(args + ["--days", str(days + 1), "--out", str(tmp_path / "short")], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert short.returncode != 0 and "Traceback" not in short.stderr, short.stderr
+    assert f"lacks days the simulation needs ({first}..{start + timedelta(days=days)}" in short.stderr, short.stderr
+    assert f"1 of {warmup + days + 1} days, first {start + timedelta(days=days)}" in short.stderr
+    assert not (tmp_path / "short").exists()  # refused before anything was created
+
+    r = subprocess.run(args + ["--days", str(days), "--out", str(tmp_path / "s")], env=env, capture_output=True,
+                       text=True, timeout=900)
+    print(r.stdout[-4000:])
+    assert r.returncode == 0, r.stderr[-4000:] + r.stdout[-2000:]
+    assert "stored history of storedx" in r.stdout
+    lines = _timeline(tmp_path / "s")
+    assert any(f"market data {start}: 2880 clean bars of 2 symbols" in ln for ln in lines), lines
+    day = [ln for ln in lines if ln.split()[2] == "stream" and f"day {start}:" in ln]
+    assert day and "fills: none" not in day[0], day
+    # the simulation's warehouse holds exactly the stored bars of the simulated day
+    sim = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/tradeloop_sim_23")
+    lo = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
+    try:
+        with sim.connect() as conn:
+            got = conn.execute(sa.text("SELECT symbol, ts, close::float8 FROM market_data_clean WHERE exchange = 'storedx' "
+                                       "AND ts >= :a AND ts < :b ORDER BY symbol, ts"),
+                               {"a": lo, "b": lo + timedelta(days=1)}).fetchall()
+    finally:
+        sim.dispose()
+    with engine.connect() as conn:
+        want = conn.execute(sa.text("SELECT symbol, ts, close::float8 FROM market_data_clean WHERE exchange = 'storedx' "
+                                    "AND ts >= :a AND ts < :b ORDER BY symbol, ts"),
+                            {"a": lo, "b": lo + timedelta(days=1)}).fetchall()
+    assert len(want) == 2880 and got == want
+
+
+def test_the_simulated_stream_follows_a_promoted_release(pg_url, engine, tmp_path):
+    """After the tuning step the simulation polls releases as the worker does (streaming/releases.py): a
+    promoted release is swapped into the slot running its strategy, with a timeline line."""
+    from orchestration.simulation import environment as env
+    from orchestration.simulation.runner import Simulation, SimulationSpec, _ns
+    from orchestration.simulation.timeline import Timeline
+    from storage import releases as rel
+
+    account = "sim-release-follow"
+    ov = env.overrides(home=tmp_path / "home", database_url=pg_url, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                       model_name="sim-release-follow", symbols=list(SYMBOLS), seed=3,
+                       history_start=(START - timedelta(days=3)).isoformat())
+    ov["TRADELOOP_ACCOUNT"] = account
+    with env.simulation_settings(ov) as settings:
+        timeline = Timeline()
+        sim = Simulation(SimulationSpec(start=START, days=1), settings, timeline)
+        sim.start_stream(_ns(START))
+        slot = next(s for s, v in sim.trader.slots_view().items() if v["strategy"] == "sma_cross")
+        sim.follow_releases(_ns(START, 3))
+        assert not [ln for ln in timeline.lines() if "now runs" in ln]  # nothing promoted: nothing changes
+        with engine.begin() as conn:
+            rel.seed_release(conn, account, "sma_cross", dict(sim.trader.slots_view()[slot]["params"]), actor="test")
+            cand = rel.create_release(conn, account, "sma_cross", {"fast": 7, "slow": 40}, {"study": "t"}, source="tune:t")
+            rel.promote(conn, account, "sma_cross", cand.version, actor="test", reason="better out of sample")
+        sim.follow_releases(_ns(START, 3))
+        sim.store.close()
+    view = sim.trader.slots_view()[slot]
+    assert view["release"] == cand.version and view["params"]["fast"] == 7 and view["params"]["slow"] == 40
+    [line] = [ln for ln in timeline.lines() if "now runs" in ln]
+    assert f"stream slot {slot} now runs sma_cross release v{cand.version}" in line
+    with engine.connect() as conn:
+        audited = conn.execute(sa.text("SELECT count(*) FROM audit_log WHERE action = 'release_applied' "
+                                       "AND scope = :s"), {"s": f"account:{account}/slot:{slot}"}).scalar()
+    assert audited == 1

@@ -77,10 +77,10 @@ def materialise(pg_url: str, partition: str, **config) -> None:
     import dagster as dg
 
     from assets.portfolio import target_weights
-    from assets.resources import PostgresResource
+    from assets.resources import MarketDataSource, PostgresResource
 
     cfg = {"exchange": EXCHANGE, "symbols": SYMBOLS, "lookback_days": 30, **config}
-    result = dg.materialize([target_weights], partition_key=partition, resources={"db": PostgresResource(url=pg_url)},
+    result = dg.materialize([target_weights], partition_key=partition, resources={"db": PostgresResource(url=pg_url), "market_source": MarketDataSource()},
                             run_config={"ops": {"target_weights": {"config": cfg}}})
     assert result.success
 

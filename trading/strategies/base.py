@@ -84,7 +84,10 @@ class Param:
     def suggest(self, trial: Any, name: str) -> Any:
         """Draw a value from an Optuna trial (duck-typed: suggest_int / suggest_float / suggest_categorical)."""
         if self.type is int:
-            return trial.suggest_int(name, int(self.low), int(self.high))
+            # windows span decades (2 to 50,000 bars): drawn evenly on a log scale, or nearly every draw is
+            # a window longer than the data a study has
+            lo, hi = int(self.low), int(self.high)
+            return trial.suggest_int(name, lo, hi, log=lo >= 1 and hi >= 100 * lo)
         if self.type is float:
             return trial.suggest_float(name, float(self.low), float(self.high))
         return trial.suggest_categorical(name, list(self.choices))

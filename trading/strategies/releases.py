@@ -11,7 +11,8 @@ Pass, all of:
 * mean Sharpe over the windows > the running release's mean Sharpe + ``sharpe_margin``;
 * the candidate's Sharpe is higher in at least ``min_win_fraction`` of the windows (one lucky window does
   not carry a mean);
-* its worst drawdown in any window is within ``max_drawdown_limit``.
+* its worst drawdown in any window is within ``max_drawdown_limit``;
+* it traded at least ``min_trades`` times over the windows.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class ReleaseGateConfig:
     """Largest acceptable drawdown in any window, as a positive fraction."""
     slippage_bps: float = 1.0
     """Extra slippage on every taker fill, on top of the venue's impact model."""
+    min_trades: int = 5
+    """Fewest trades of the candidate over all windows: parameters that (almost) never trade beat a losing
+    release by standing aside, which is no evidence of an edge (the tuner finds such corners)."""
 
     def check(self) -> None:
         if not 0 < self.holdout_frac < 1:
@@ -61,6 +65,8 @@ class ReleaseGateConfig:
             raise ReleaseGateError(f"min_win_fraction must be in [0, 1], got {self.min_win_fraction}")
         if not self.max_drawdown_limit > 0:
             raise ReleaseGateError(f"max_drawdown_limit must be > 0, got {self.max_drawdown_limit}")
+        if self.min_trades < 0:
+            raise ReleaseGateError(f"min_trades must be >= 0, got {self.min_trades}")
         if not (math.isfinite(self.slippage_bps) and self.slippage_bps >= 0):
             raise ReleaseGateError(f"slippage_bps must be a finite number >= 0, got {self.slippage_bps}")
 
@@ -124,6 +130,11 @@ def gate_release(candidate: list[dict[str, float]], running: list[dict[str, floa
     worst = max(w["max_drawdown"] for w in candidate)
     out.update(mean_sharpe_candidate=mean_c, mean_sharpe_running=mean_r, windows_won=wins, windows=n,
                worst_drawdown_candidate=worst)
+    trades = sum(int(w.get("n_trades", 0)) for w in candidate)
+    out["trades_candidate"] = trades
+    if trades < cfg.min_trades:
+        return {**out, "passed": False, "reason": (
+            f"the candidate made {trades} trades in the {n} windows, needs at least {cfg.min_trades}: no evidence")}
     if worst > cfg.max_drawdown_limit:
         return {**out, "passed": False,
                 "reason": f"drawdown {worst:.4f} in a window exceeds the limit {cfg.max_drawdown_limit:.4f}"}

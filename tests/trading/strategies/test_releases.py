@@ -37,6 +37,21 @@ def test_gate_rule_passes_only_a_candidate_better_out_of_sample_in_mean_and_in_m
     assert not gate_release(_w([3.0, 3.0]), _w([0.0, 0.0, 0.0]), cfg)["passed"]
 
 
+def test_a_candidate_that_stands_aside_is_no_evidence():
+    """Parameters that never trade (Sharpe 0) beat a losing release in mean and in every window; the tuner
+    finds such corners (e.g. slow averages longer than the window). Refused, saying why."""
+    cfg = ReleaseGateConfig(min_trades=5)
+    idle = _w([0.0, 0.0, 0.0])
+    for w in idle:
+        w["n_trades"] = 0
+    verdict = gate_release(idle, _w([-30.0, -20.0, -40.0]), cfg)
+    assert not verdict["passed"] and verdict["trades_candidate"] == 0
+    assert verdict["reason"] == "the candidate made 0 trades in the 3 windows, needs at least 5: no evidence"
+    assert gate_release(_w([0.0, 0.0, 0.0]), _w([-30.0, -20.0, -40.0]), cfg)["passed"]  # 9 trades: judged
+    with pytest.raises(ReleaseGateError, match="min_trades must be >= 0"):
+        ReleaseGateConfig(min_trades=-1).check()
+
+
 def test_gate_windows_are_the_held_out_bars_and_the_same_for_both():
     bars = random_bars(3000, seed=3)
     cfg = ReleaseGateConfig(holdout_frac=0.3, n_windows=3)

@@ -113,6 +113,10 @@ def test_params_map_onto_optuna_trials():
         study.tell(trial, 0.0)
     for v in seen:
         assert 1 <= v["fast"] <= 10_000 and v["ma"] in ("sma", "ema") and v["allow_short"] in (False, True)
+    # windows spanning decades are drawn on a log scale: most draws are short windows, not ~5,000-bar ones
+    fast = [p.suggest(t, "fast") for p, t in ((cls.params["fast"], study.ask()) for _ in range(200))]
+    assert sum(f <= 100 for f in fast) > 100, sorted(fast)[100]
+    assert study.trials[-1].distributions["fast"].log
     with pytest.raises(ValueError, match="categorical Param needs choices"):
         Param("categorical", "x")
 
