@@ -1,6 +1,6 @@
 """`tradeloop simulate`: a short simulation through the CLI (a real process, on the test PostgreSQL server,
 in a database of its own) prints the platform's decisions of every daily step and writes a tear sheet;
-the same seed gives the same timeline again, another seed another one.
+the same seed gives the same timeline again, another market (the platform's stored history) another one.
 
 Short on purpose (2 days x 2 symbols, one retrain, one small tuning, tear sheets at the end only);
 the 30-day figure is benchmarks/bench_simulate.py's.
@@ -22,15 +22,42 @@ DAYS = 2
 KINDS = {"market", "weights", "features", "decay", "train", "gate", "tune", "report", "stream"}
 
 
-def _simulate(pg_url: str, home: Path, out: Path, seed: int) -> subprocess.CompletedProcess:
+def _simulate(pg_url: str, home: Path, out: Path, seed: int, *extra: str, days: int = DAYS,
+              env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTEST_CURRENT_TEST",
                                                             "MLFLOW_TRACKING_URI")}
-    env.update({"DATABASE_URL": pg_url, "TRADELOOP_HOME": str(home)})
-    args = [str(TRADELOOP), "simulate", "--start", START.isoformat(), "--days", str(DAYS), "--seed", str(seed),
-            "--warmup-days", "2", "--tune-trials", "3", "--out", str(out)]
+    env.update({"DATABASE_URL": pg_url, "TRADELOOP_HOME": str(home), **(env_extra or {})})
+    args = [str(TRADELOOP), "simulate", "--start", START.isoformat(), "--days", str(days), "--seed", str(seed),
+            "--warmup-days", "2", "--tune-trials", "3", "--out", str(out), *extra]
     for s in SYMBOLS:
         args += ["--symbol", s]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+
+
+STORED = "storedx"  # a market no venue produces: what the stored-history run trades can only come from the store
+
+
+def _store_history(engine, seed: int) -> None:
+    """The warm-up and simulated days of SYMBOLS, from the sim market of ``seed``, as the platform's stored
+    clean bars of market STORED."""
+    import polars as pl
+
+    from tests.ml.conftest import write_clean_bars
+    from trading.marketdata.sim import SimConfig, SimVenue
+
+    first = START - timedelta(days=2)
+    origin = int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+    bars = SimVenue(SimConfig(seed=seed, origin_ns=origin)).generate_bars(origin, (2 + DAYS) * 1440, "1m",
+                                                                          symbols=list(SYMBOLS))
+    write_clean_bars(engine, bars.with_columns(pl.lit(STORED).alias("exchange")))
+
+
+def _clean_closes(engine, day: date) -> list:
+    lo = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT symbol, ts, close::float8 FROM market_data_clean WHERE exchange = :e "
+                                    "AND ts >= :a AND ts < :b ORDER BY symbol, ts"),
+                            {"e": STORED, "a": lo, "b": lo + timedelta(days=1)}).fetchall()
 
 
 def _trades(engine) -> int:
@@ -92,10 +119,25 @@ def test_simulate_cli_timeline_tear_sheet_and_determinism(pg_url, engine, tmp_pa
     assert again.returncode == 0, again.stderr[-4000:]
     assert _timeline(tmp_path / "b") == lines
 
-    # another seed: another market, other decisions
-    other = _simulate(pg_url, home, tmp_path / "c", seed=12)
-    assert other.returncode == 0, other.stderr[-4000:]
-    assert _timeline(tmp_path / "c") != lines
+    # another market, other decisions: the platform's stored history (`--history stored`), here the bars of
+    # the sim market of another seed stored as market STORED; they reach the simulation's warehouse through
+    # the same market-data assets, row for row, and the stream trades them
+    _store_history(engine, seed=12)
+    other = _simulate(pg_url, home, tmp_path / "c", 11, "--history", "stored",
+                      env_extra={"TRADELOOP_MARKET_SOURCE": STORED})
+    assert other.returncode == 0, other.stderr[-4000:] + other.stdout[-2000:]
+    assert f"stored history of {STORED}" in other.stdout
+    stored_lines = _timeline(tmp_path / "c")
+    assert stored_lines != lines
+    for day in days:
+        assert any(f"market data {day}: 2880 clean bars of 2 symbols" in ln for ln in stored_lines), day
+        assert any(ln.split()[2] == "stream" and f"day {day}:" in ln and "fills: none" not in ln
+                   for ln in stored_lines), day
+    sim = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/tradeloop_sim_11")
+    try:
+        assert _clean_closes(sim, days[-1]) == _clean_closes(engine, days[-1]) and len(_clean_closes(sim, days[-1])) == 2880
+    finally:
+        sim.dispose()
 
 
 def test_simulate_refuses_days_not_over(pg_url, tmp_path):
@@ -111,57 +153,17 @@ def test_simulate_refuses_days_not_over(pg_url, tmp_path):
     assert date.fromisoformat(START.isoformat()) == START
 
 
-def test_simulate_over_the_platforms_stored_history(pg_url, engine, tmp_path):
-    """`--history stored`: the market is the platform's own market_data_clean (here bars of a market named
-    `storedx` that no venue could produce), ingested by the same market-data assets and traded by the same
-    stream as the sim market's. Days the store lacks are refused up front, naming them."""
-    import polars as pl
-
-    from tests.ml.conftest import write_clean_bars
-    from trading.marketdata.sim import SimConfig, SimVenue
-
-    start, days, warmup = START, 1, 2
-    first = start - timedelta(days=warmup)
-    origin = int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
-    stored = SimVenue(SimConfig(seed=99, origin_ns=origin)).generate_bars(origin, (warmup + days) * 1440, "1m",
-                                                                          symbols=list(SYMBOLS))
-    write_clean_bars(engine, stored.with_columns(pl.lit("storedx").alias("exchange")))
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTEST_CURRENT_TEST", "MLFLOW_TRACKING_URI")}
-    env.update({"DATABASE_URL": pg_url, "TRADELOOP_HOME": str(tmp_path / "home"), "TRADELOOP_MARKET_SOURCE": "storedx"})
-    args = [str(TRADELOOP), "simulate", "--history", "stored", "--start", start.isoformat(), "--seed", "23",
-            "--warmup-days", str(warmup), "--tune-trials", "2", "--symbol", SYMBOLS[0], "--symbol", SYMBOLS[1]]
-
-    short = subprocess.run(args + ["--days", str(days + 1), "--out", str(tmp_path / "short")], env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert short.returncode != 0 and "Traceback" not in short.stderr, short.stderr
-    assert f"lacks days the simulation needs ({first}..{start + timedelta(days=days)}" in short.stderr, short.stderr
-    assert f"1 of {warmup + days + 1} days, first {start + timedelta(days=days)}" in short.stderr
+def test_simulate_refuses_stored_days_missing(pg_url, engine, tmp_path):
+    """`--history stored` needs every warm-up and simulated day of every symbol in the platform's store:
+    a missing day is refused before anything is created, naming it."""
+    _store_history(engine, seed=12)
+    missing = START + timedelta(days=DAYS)  # one day past what is stored
+    r = _simulate(pg_url, tmp_path / "home", tmp_path / "short", 11, "--history", "stored", days=DAYS + 1,
+                  env_extra={"TRADELOOP_MARKET_SOURCE": STORED})
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert f"lacks days the simulation needs ({START - timedelta(days=2)}..{missing}" in r.stderr, r.stderr
+    assert f"1 of {2 + DAYS + 1} days, first {missing}" in r.stderr
     assert not (tmp_path / "short").exists()  # refused before anything was created
-
-    r = subprocess.run(args + ["--days", str(days), "--out", str(tmp_path / "s")], env=env, capture_output=True,
-                       text=True, timeout=900)
-    print(r.stdout[-4000:])
-    assert r.returncode == 0, r.stderr[-4000:] + r.stdout[-2000:]
-    assert "stored history of storedx" in r.stdout
-    lines = _timeline(tmp_path / "s")
-    assert any(f"market data {start}: 2880 clean bars of 2 symbols" in ln for ln in lines), lines
-    day = [ln for ln in lines if ln.split()[2] == "stream" and f"day {start}:" in ln]
-    assert day and "fills: none" not in day[0], day
-    # the simulation's warehouse holds exactly the stored bars of the simulated day
-    sim = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/tradeloop_sim_23")
-    lo = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
-    try:
-        with sim.connect() as conn:
-            got = conn.execute(sa.text("SELECT symbol, ts, close::float8 FROM market_data_clean WHERE exchange = 'storedx' "
-                                       "AND ts >= :a AND ts < :b ORDER BY symbol, ts"),
-                               {"a": lo, "b": lo + timedelta(days=1)}).fetchall()
-    finally:
-        sim.dispose()
-    with engine.connect() as conn:
-        want = conn.execute(sa.text("SELECT symbol, ts, close::float8 FROM market_data_clean WHERE exchange = 'storedx' "
-                                    "AND ts >= :a AND ts < :b ORDER BY symbol, ts"),
-                            {"a": lo, "b": lo + timedelta(days=1)}).fetchall()
-    assert len(want) == 2880 and got == want
 
 
 def test_the_simulated_stream_follows_a_promoted_release(pg_url, engine, tmp_path):
