@@ -112,12 +112,23 @@ def rollback(reason: str) -> None:
     click.echo(f"{s.model_name}: champion v{frm} -> v{to}")
 
 
+def paired_test_options(command):
+    """The options of the paired shadow test, shared by `model shadow` and `strategy compare`."""
+    for option in reversed([
+        click.option("--horizon-bars", default=1, show_default=True, type=click.IntRange(1, 1440),
+                     help="Forward return horizon in bars (above 1 the returns overlap: p-values optimistic)."),
+        click.option("--min-n", default=30, show_default=True, type=click.IntRange(3),
+                     help="Fewest paired bars for a verdict."),
+        click.option("--alpha", default=0.05, show_default=True,
+                     type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Significance level of the tests."),
+    ]):
+        command = option(command)
+    return command
+
+
 @model.command("shadow")
 @click.option("--strategy", default="ml_champion", show_default=True, help="Stream slot running ml_signal with shadow on.")
-@click.option("--horizon-bars", default=1, show_default=True, type=click.IntRange(1, 1440),
-              help="Forward return horizon in bars (above 1 the returns overlap: p-values optimistic).")
-@click.option("--min-n", default=30, show_default=True, type=click.IntRange(2), help="Fewest paired bars for a verdict.")
-@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@paired_test_options
 def shadow(strategy: str, horizon_bars: int, min_n: int, alpha: float) -> None:
     """Challenger vs champion on the same live bars: paired t-test and Wilcoxon (ml/shadow.py)."""
     print_shadow_comparison(strategy, horizon_bars, min_n, alpha)

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from orchestration.cli.ml import _db_url
+from orchestration.cli.ml import _db_url, paired_test_options, print_shadow_comparison
 
 
 def _actor() -> str:
@@ -130,12 +130,7 @@ def shadow(name: str, version: int | None, stop: bool, reason: str) -> None:
 
 @strategy.command("compare")
 @click.argument("slot")
-@click.option("--horizon-bars", default=1, show_default=True, type=click.IntRange(1, 1440),
-              help="Forward return horizon in bars (above 1 the returns overlap: p-values optimistic).")
-@click.option("--min-n", default=30, show_default=True, type=click.IntRange(3), help="Fewest paired bars for a verdict.")
-@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@paired_test_options
 def compare(slot: str, horizon_bars: int, min_n: int, alpha: float) -> None:
     """The shadow release vs the live one in SLOT on the same bars: the paired test of model shadow mode."""
-    from orchestration.cli.ml import print_shadow_comparison
-
     print_shadow_comparison(slot, horizon_bars, min_n, alpha)
