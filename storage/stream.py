@@ -23,9 +23,9 @@ from typing import Iterable, Sequence
 import orjson
 import sqlalchemy as sa
 
-from trading.records import Bar, Fill, Liquidity, Side, stable_id
+from trading.records import Bar, Fill, Liquidity, OrderStatus, Side, stable_id
 
-OPEN_STATUSES = ("new", "ack", "partially_filled")
+OPEN_STATUSES = tuple(s.value for s in OrderStatus if s.is_open)
 RISK_METRICS = ("equity", "cash", "realized_pnl", "unrealized_pnl", "total_pnl", "daily_pnl", "drawdown",
                 "gross_exposure", "net_exposure", "leverage", "open_orders", "size_multiplier")
 
@@ -89,6 +89,11 @@ def _write_rows(run, mode: str, account: str, bars, orders, events, fills, posit
             " WHERE client_order_id=%s AND (updated_at < %s OR (updated_at = %s AND filled_quantity <= %s))",
             [(e.status.value, e.filled_quantity, e.reason, ts_of(e.ts), e.client_order_id, ts_of(e.ts),
               ts_of(e.ts), e.filled_quantity) for e in events])
+        # the journal: every transition, in the order the OMS made it (append-only, see migration 0009)
+        run("INSERT INTO order_events (client_order_id, account, status, filled_quantity, remaining_quantity,"
+            " reason, ts) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+            [(e.client_order_id, e.account, e.status.value, e.filled_quantity, e.remaining_quantity, e.reason,
+              ts_of(e.ts)) for e in events])
     if fills:
         run("INSERT INTO trades (fill_id, client_order_id, account, strategy, exchange, symbol, side,"
             " price, quantity, fee, fee_currency, liquidity, ts, mode)"
@@ -170,6 +175,10 @@ def restore_account(conn: sa.Connection, account: str, symbols: Iterable[str], *
                               " WHERE account=%s AND mode=%s AND status = ANY(%s) RETURNING client_order_id",
                               (account, mode, list(OPEN_STATUSES)))]
     if dead:
+        run("INSERT INTO order_events (client_order_id, account, status, filled_quantity, remaining_quantity,"
+            " reason, ts) SELECT client_order_id, account, status, filled_quantity,"
+            " greatest(quantity - filled_quantity, 0), reason, updated_at FROM orders WHERE client_order_id = ANY(%s)"
+            " ORDER BY client_order_id", (dead,))
         write_audit(conn, stable_id("restart_cancel", account, *sorted(dead)), now_ns or 0, "stream",
                     "cancel_open_orders", f"account:{account}", "worker_restart", {"orders": dead})
     if symbols:

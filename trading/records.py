@@ -180,9 +180,17 @@ class TimeInForce(str, Enum):
 
 
 class OrderStatus(str, Enum):
-    NEW = "new"  # accepted by us, not yet at the venue
-    ACKNOWLEDGED = "ack"  # resting / working at the venue
+    """An order's state in the OMS (trading.oms.states has the transitions).  NEW is "created": the
+    intent is recorded, nothing sent yet; UNKNOWN: a request went out and no answer could be trusted
+    (timeout, 5xx, dropped connection, unparsable reply) -- resolved by asking the venue, never by
+    sending again."""
+
+    NEW = "new"  # created: recorded by us, not yet sent
+    SUBMITTING = "submitting"  # the request is on its way to the venue
+    ACKNOWLEDGED = "ack"  # accepted: resting / working at the venue
     PARTIALLY_FILLED = "partially_filled"
+    CANCEL_PENDING = "cancel_pending"  # a cancel is on its way; fills can still arrive
+    UNKNOWN = "unknown"
     FILLED = "filled"
     CANCELED = "canceled"
     REJECTED = "rejected"
@@ -190,7 +198,11 @@ class OrderStatus(str, Enum):
 
     @property
     def is_open(self) -> bool:
-        return self in (OrderStatus.NEW, OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED)
+        return self in _OPEN
+
+
+_OPEN = frozenset((OrderStatus.NEW, OrderStatus.SUBMITTING, OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED,
+                   OrderStatus.CANCEL_PENDING, OrderStatus.UNKNOWN))
 
 
 class Liquidity(str, Enum):
