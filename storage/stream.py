@@ -85,10 +85,11 @@ def _write_rows(run, mode: str, account: str, bars, orders, events, fills, posit
               o.parent_id, mode, ts_of(o.ts), ts_of(o.ts)) for o in orders])
     if events:
         # later events win; a replayed older event never moves an order backwards
-        run("UPDATE orders SET status=%s, filled_quantity=%s, reason=%s, updated_at=%s"
+        run("UPDATE orders SET status=%s, filled_quantity=%s, reason=%s, updated_at=%s,"
+            " venue_order_id=coalesce(%s, venue_order_id)"
             " WHERE client_order_id=%s AND (updated_at < %s OR (updated_at = %s AND filled_quantity <= %s))",
-            [(e.status.value, e.filled_quantity, e.reason, ts_of(e.ts), e.client_order_id, ts_of(e.ts),
-              ts_of(e.ts), e.filled_quantity) for e in events])
+            [(e.status.value, e.filled_quantity, e.reason, ts_of(e.ts), e.venue_order_id, e.client_order_id,
+              ts_of(e.ts), ts_of(e.ts), e.filled_quantity) for e in events])
         # the journal: every transition, in the order the OMS made it (append-only, see migration 0009)
         run("INSERT INTO order_events (client_order_id, account, status, filled_quantity, remaining_quantity,"
             " reason, ts) VALUES (%s,%s,%s,%s,%s,%s,%s)",

@@ -243,6 +243,7 @@ class OrderEvent:
     remaining_quantity: Decimal
     ts: int
     reason: str | None = None  # reject/cancel reason code
+    venue_order_id: str | None = None  # the venue's own id, once it has given one
 
     @property
     def id(self) -> str:
