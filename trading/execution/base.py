@@ -138,6 +138,18 @@ class ParentOrder(ABC):
             self.halted_reason = f"child {cid} rejected: {event.reason}"
         return []
 
+    def resume(self, children: list[str], fills: list[Fill]) -> None:
+        """Rebuild the state of a parent worked before a restart: its children so far (all treated as closed:
+        a restarted worker's open orders were resolved before it trades) and their fills."""
+        self._children.update(children)
+        for f in fills:
+            self.on_fill(f)
+        self._open.clear()
+        self._after_resume(len(children))
+
+    def _after_resume(self, n_children: int) -> None:
+        pass
+
     def cancel(self, ts: int) -> list[CancelRequest]:
         """Stop the parent: no more children; cancels for the children still open."""
         self.canceled = True

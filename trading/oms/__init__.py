@@ -1,0 +1,1 @@
+"""The order management system: every order, paper or live, goes through one OrderManager."""
