@@ -275,8 +275,9 @@ class OrderManager:
         mo.status = status
         if ev.filled_quantity > mo.filled:
             mo.filled = ev.filled_quantity
-        if status is not ev.status or ev.venue_order_id != mo.venue_order_id:
-            ev = replace(ev, status=status, venue_order_id=mo.venue_order_id)
+        if status is not ev.status or ev.venue_order_id != mo.venue_order_id:  # (dataclasses.replace is 5x slower)
+            ev = OrderEvent(ev.client_order_id, ev.account, ev.strategy, ev.symbol, status, ev.filled_quantity,
+                            ev.remaining_quantity, ev.ts, ev.reason, mo.venue_order_id)
         self.events_sink.append(ev)
         parent_id = self._child_parent.get(cid)
         # a router parent's children are the OMS's business: the engine and the risk gate know the parent
