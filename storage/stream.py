@@ -23,7 +23,9 @@ from typing import Iterable, Sequence
 import orjson
 import sqlalchemy as sa
 
-from trading.records import Bar, Fill, Liquidity, OrderStatus, Side, stable_id
+from trading.records import (
+    Bar, Fill, Liquidity, OrderRequest, OrderStatus, OrderType, Side, TimeInForce, stable_id,
+)
 
 OPEN_STATUSES = tuple(s.value for s in OrderStatus if s.is_open)
 RISK_METRICS = ("equity", "cash", "realized_pnl", "unrealized_pnl", "total_pnl", "daily_pnl", "drawdown",
@@ -162,6 +164,7 @@ class RestoredRows:
     bars: list[Bar] = field(default_factory=list)  # recent bars per symbol, time order
     halted: tuple[str, str] | None = None  # (who, reason) of a kill switch not yet resumed
     parents: list = field(default_factory=list)  # working parent orders: (ParentRecord, child ids) each
+    open_orders: list = field(default_factory=list)  # sandbox/live: (OrderRequest, status, filled, venue id)
 
 
 def _write_parents(run, mode: str, parents: Sequence) -> None:
@@ -179,9 +182,29 @@ def _write_parents(run, mode: str, parents: Sequence) -> None:
 
 def restore_account(conn: sa.Connection, account: str, symbols: Iterable[str], *, mode: str, exchange: str,
                     interval: str, warmup_bars: int, now_ns: int | None = None) -> RestoredRows:
-    """Read ``account`` back, in the caller's transaction.  Orders left open by a dead worker are
-    canceled: the paper venue that held them died with it (an audit row says so)."""
-    symbols = list(symbols)
+    """Read ``account`` back, in the caller's transaction.  Paper: orders left open by a dead worker are
+    canceled -- the paper venue that held them died with it (an audit row says so).  Sandbox and live: the
+    exchange still holds them, so they are returned (``open_orders``) for the OMS to ask the venue about."""
+    live = mode in ("sandbox", "live")
+    rows = _restore(conn, account, list(symbols), mode=mode, exchange=exchange, interval=interval,
+                    warmup_bars=warmup_bars, now_ns=now_ns, cancel_open=not live)
+    if live:
+        rows.open_orders = _open_orders(conn.exec_driver_sql, account, mode)
+    return rows
+
+
+def _open_orders(run, account: str, mode: str) -> list:
+    rows = run("SELECT client_order_id, account, strategy, exchange, symbol, side, order_type, quantity, price,"
+               " stop_price, time_in_force, post_only, created_at, parent_id, status, filled_quantity, venue_order_id"
+               " FROM orders WHERE account=%s AND mode=%s AND status = ANY(%s) ORDER BY created_at, client_order_id",
+               (account, mode, list(OPEN_STATUSES))).fetchall()
+    return [(OrderRequest(r[0], r[1], r[2], r[3], r[4], Side(r[5]), OrderType(r[6]), r[7], r[8], r[9],
+                          TimeInForce(r[10]), r[11], ns_of(r[12]), r[13]), OrderStatus(r[14]), r[15], r[16])
+            for r in rows]
+
+
+def _restore(conn: sa.Connection, account: str, symbols: list[str], *, mode: str, exchange: str, interval: str,
+             warmup_bars: int, now_ns: int | None, cancel_open: bool) -> RestoredRows:
     run = conn.exec_driver_sql
     out = RestoredRows()
     rows = run("SELECT fill_id, client_order_id, account, strategy, exchange, symbol, side, price, quantity,"
@@ -190,9 +213,10 @@ def restore_account(conn: sa.Connection, account: str, symbols: Iterable[str], *
     out.fills = [Fill(r[0], r[1], r[2], r[3], r[4], r[5], Side(r[6]), r[7], r[8], r[9], r[10],
                       Liquidity(r[11]), ns_of(r[12])) for r in rows]
     out.known_order_ids = {r[0] for r in run("SELECT client_order_id FROM orders WHERE account=%s", (account,))}
-    dead = [r[0] for r in run("UPDATE orders SET status='canceled', reason='worker_restart', updated_at=now()"
-                              " WHERE account=%s AND mode=%s AND status = ANY(%s) RETURNING client_order_id",
-                              (account, mode, list(OPEN_STATUSES)))]
+    dead = [] if not cancel_open else [
+        r[0] for r in run("UPDATE orders SET status='canceled', reason='worker_restart', updated_at=now()"
+                          " WHERE account=%s AND mode=%s AND status = ANY(%s) RETURNING client_order_id",
+                          (account, mode, list(OPEN_STATUSES)))]
     if dead:
         run("INSERT INTO order_events (client_order_id, account, status, filled_quantity, remaining_quantity,"
             " reason, ts) SELECT client_order_id, account, status, filled_quantity,"

@@ -120,7 +120,7 @@ class Store:
             conn, account, symbols, mode=self.mode, exchange=exchange, interval=interval,
             warmup_bars=warmup_bars, now_ns=now_ns))
         st = Restored(fills=rows.fills, known_order_ids=rows.known_order_ids, bars=rows.bars, halted=rows.halted,
-                      parents=rows.parents)
+                      parents=rows.parents, open_orders=rows.open_orders)
         # strategies are warmed up to the last stored bar: ticks of that bar or before are replays
         for b in st.bars:
             st.watermark[b.symbol] = max(st.watermark.get(b.symbol, b.exchange_ts), b.exchange_ts)

@@ -80,6 +80,7 @@ class Restored:
     watermark: dict[str, int] = field(default_factory=dict)  # symbol -> open ts of the last stored bar
     halted: tuple[str, str] | None = None  # (who, reason) of a kill switch not yet resumed
     parents: list = field(default_factory=list)  # working parent orders: (ParentRecord, child ids)
+    open_orders: list = field(default_factory=list)  # sandbox/live: orders the exchange may still hold
 
 
 class _Tap:
@@ -258,6 +259,12 @@ class Trader:
                 t.fills = [f for f in state.fills if f.strategy == slot]
                 t.inner.restore_fills(t.fills)
         self.known_ids |= state.known_order_ids
+        # an exchange's orders left open by the previous run: asked about (as unknown orders), never resent
+        self.oms.restore(state.open_orders, state.known_order_ids)
+        for order, _status, _filled, _vid in state.open_orders:
+            if order.parent_id is None:
+                self.engine.adopt_open(order.client_order_id, order.strategy, order.symbol, order.side.sign,
+                                       order.quantity - _filled)
         self._resume_parents(state)
         if state.bars:
             last_close = max(b.exchange_ts for b in state.bars) + self.bars.step
@@ -296,7 +303,9 @@ class Trader:
         for rec, children in state.parents:
             lot = self.instruments[rec.symbol].lot_size if rec.symbol in self.instruments else Decimal("0.0001")
             algo = rebuild(rec, lot)
-            algo.resume(children, [f for c in children for f in by_child.get(c, ())])
+            still_open = {o.client_order_id: o.quantity - filled for o, _st, filled, _v in state.open_orders
+                          if o.parent_id == rec.parent_id}
+            algo.resume(children, [f for c in children for f in by_child.get(c, ())], still_open)
             self.oms.adopt_parent(algo, rec, children)
             self.engine.adopt_open(rec.parent_id, rec.strategy, rec.symbol, rec.side.sign, algo.quantity - algo.filled)
 
