@@ -48,7 +48,6 @@ import base64
 import json
 import os
 import re
-import time
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -148,53 +147,11 @@ class FakeCoinbase(FakeServer):
         self.ws_errors: list[str] = []  # error messages sent on the user channel, for assertions
         ex.listeners.append(self._on_event)
 
-    # ---- the test-side API ------------------------------------------------------------------------------------
-    def set_price(self, symbol: str, price: Any) -> None:
-        self.ex.set_price(symbol, price)
-
-    def trade(self, symbol: str, price: Any, qty: Any) -> list[Fill]:
-        fills = self.ex.print_trade(symbol, price, qty)
-        self.save()
-        return fills
-
-    def set_balance(self, asset: str, free: Any, locked: Any = None, account: str | None = None) -> None:
-        self.ex.set_balance(asset, free, locked, account)
-        self.save()
-
-    def add_account(self, api_key: str, secret: str, balances: dict | None = None) -> None:
-        self.ex.add_account(api_key, secret, balances)
-
-    def fault(self, kind: str, count: int | None = 1, duration: float | None = None, **params) -> None:
-        self.ex.fault(kind, count, duration, **params)
-
-    def clear_faults(self, kind: str | None = None) -> None:
-        self.ex.clear_faults(kind)
-
     def books(self) -> dict:
-        books = self.ex.books()
+        books = super().books()
         for row in books["orders"].values():
             row["venue_order_id"] = order_uuid(row["order_id"])
         return books
-
-    def accepted_count(self, client_order_id: str) -> int:
-        return self.ex.accepted_count(client_order_id)
-
-    def drop_ws(self) -> None:
-        for s in list(self.sessions):
-            self.call_in_loop(lambda s=s: asyncio.ensure_future(s.ws.close()))
-
-    def ws_clients(self) -> int:
-        return sum(1 for s in self.sessions if s.account is not None)
-
-    def control(self, op: str, args: dict) -> Any:
-        if op == "drop_ws":
-            self.drop_ws()
-            return None
-        if op == "ws_clients":
-            return self.ws_clients()
-        if op == "books":
-            return self.books()
-        return super().control(op, args)
 
     # ---- routes -----------------------------------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
@@ -235,14 +192,16 @@ class FakeCoinbase(FakeServer):
                 params.setdefault(key, []).append(value)
             params = {k: v[0] if len(v) == 1 else v for k, v in params.items()}
             body = json.loads(raw_body) if raw_body else {}
-            result = self._dispatch(request, v2, method, endpoint, params, body)
+            with ex.lock:  # one consistent view against the test thread's trade()/set_balance()
+                result = self._dispatch(request, v2, method, endpoint, params, body)
         except CoinbaseError as exc:
             return web.json_response(exc.body, status=exc.status)
         except ValueError as exc:
             return web.json_response({"error": "INVALID_ARGUMENT", "error_details": str(exc),
                                       "message": str(exc)}, status=400)
         finally:
-            self.save()
+            if method != "GET":
+                self.save()
         if timeout:
             await asyncio.sleep(float(timeout.params.get("seconds", 3)))
         if server_error:

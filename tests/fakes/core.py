@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Callable
@@ -196,7 +197,7 @@ class Exchange:
         self._seq = itertools.count(1)
         self.faults: list[Fault] = []
         self.listeners: list[Listener] = []
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every venue request, for assertions
+        self.requests: deque[tuple[str, str]] = deque(maxlen=100_000)  # (method, path) of venue requests
 
     # ---- accounts and market ------------------------------------------------------------------------
     def add_account(self, api_key: str, secret: str, balances: dict[str, Any] | None = None) -> Account:
@@ -545,6 +546,10 @@ class Exchange:
 
 # ---- the server ------------------------------------------------------------------------------------------
 
+CONTROL_OPS = ("set_price", "set_balance", "add_account", "place", "cancel", "clear_faults", "books",
+               "accepted_count", "drop_ws", "ws_clients")
+
+
 class FakeServer:
     """An aiohttp app on 127.0.0.1 run on its own thread and event loop (in-process form), or in the
     foreground (``serve_forever``, subprocess form).  Subclasses add venue routes in ``routes(app)`` and get
@@ -560,6 +565,7 @@ class FakeServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.sessions: list = []  # the venue's websocket sessions (objects with .ws and .account)
 
     # subclasses override
     def routes(self, app: web.Application) -> None:
@@ -568,31 +574,75 @@ class FakeServer:
     async def on_shutdown(self) -> None:
         return None
 
+    # ---- the test-side API (thread-safe); the subprocess form reaches the same through POST /_fake/<op> ---------
+    def set_price(self, symbol: str, price: Any) -> None:
+        """Move the last price (fills nothing: use ``trade`` for that)."""
+        self.ex.set_price(symbol, price)
+        self.save()
+
+    def trade(self, symbol: str, price: Any, qty: Any) -> list[Fill]:
+        """Someone else trades ``qty`` at ``price``: resting orders that cross it fill (maker)."""
+        fills = self.ex.print_trade(symbol, price, qty)
+        self.save()
+        return fills
+
+    def set_balance(self, asset: str, free: Any, locked: Any = None, account: str | None = None) -> None:
+        self.ex.set_balance(asset, free, locked, account)
+        self.save()
+
+    def add_account(self, api_key: str, secret: str, balances: dict | None = None) -> None:
+        self.ex.add_account(api_key, secret, balances)
+        self.save()
+
+    def place(self, symbol: str, side: str, type_: str, qty: Any = None, price: Any = None, tif: str | None = "GTC",
+              client_order_id: str | None = None, account: str | None = None) -> dict:
+        """An order placed on the account by someone else (web UI, another bot): the client did not send it.
+        Raises VenueError on a refusal."""
+        tif = None if type_.upper() in ("MARKET", "LIMIT_MAKER") else tif
+        order, _ = self.ex.place(self.ex.account(account).api_key, symbol, side, type_, qty=qty, price=price, tif=tif,
+                                 client_order_id=client_order_id)
+        self.save()
+        return order.to_json()
+
+    def cancel(self, client_order_id: str, account: str | None = None) -> dict:
+        """The venue (or someone else) cancels an order: the client did not ask."""
+        order = self.ex.cancel(self.ex.account(account).api_key, None, client_order_id=client_order_id)
+        self.save()
+        return order.to_json()
+
+    def fault(self, kind: str, count: int | None = 1, duration: float | None = None, **params) -> None:
+        self.ex.fault(kind, count, duration, **params)
+
+    def clear_faults(self, kind: str | None = None) -> None:
+        self.ex.clear_faults(kind)
+
+    def books(self) -> dict:
+        return self.ex.books()
+
+    def accepted_count(self, client_order_id: str) -> int:
+        return self.ex.accepted_count(client_order_id)
+
+    def drop_ws(self) -> None:
+        """Close every user-data socket (the client sees a disconnect and must subscribe again)."""
+        for s in list(self.sessions):
+            self.call_in_loop(lambda s=s: asyncio.ensure_future(s.ws.close()))
+
+    def ws_clients(self) -> int:
+        """User-data sockets that are subscribed (authenticated)."""
+        return sum(1 for s in self.sessions if s.account is not None)
+
     def control(self, op: str, args: dict) -> Any:
-        """Control operations shared by every fake; subclasses may add more."""
-        ex = self.ex
-        if op == "set_price":
-            ex.set_price(args["symbol"], args["price"])
-        elif op == "trade":
-            return [f.to_json() for f in ex.print_trade(args["symbol"], args["price"], args["qty"])]
-        elif op == "set_balance":
-            ex.set_balance(args["asset"], args["free"], args.get("locked"), args.get("account"))
-        elif op == "add_account":
-            ex.add_account(args["api_key"], args["secret"], args.get("balances"))
-        elif op == "fault":
+        """``POST /_fake/<op>`` with JSON keyword arguments -> the method of the same name."""
+        if op == "fault":
             args = dict(args)
-            ex.fault(args.pop("kind"), args.pop("count", 1), args.pop("duration", None), **args)
-        elif op == "clear_faults":
-            ex.clear_faults(args.get("kind"))
-        elif op == "books":
-            return ex.books()
-        elif op == "accepted_count":
-            return ex.accepted_count(args["client_order_id"])
-        elif op == "requests":
-            return [list(r) for r in ex.requests]
-        else:
+            return self.fault(args.pop("kind"), args.pop("count", 1), args.pop("duration", None), **args)
+        if op == "trade":
+            return [f.to_json() for f in self.trade(**args)]
+        if op == "requests":
+            return [list(r) for r in self.ex.requests]
+        if op not in CONTROL_OPS:
             raise ValueError(f"unknown control op {op!r}")
-        return None
+        return getattr(self, op)(**args)
 
     def save(self) -> None:
         if not self.state_file:
@@ -744,6 +794,15 @@ class Control:
 
     def drop_ws(self) -> None:
         self.call("drop_ws")
+
+    def place(self, symbol: str, side: str, type_: str, qty: Any = None, price: Any = None, tif: str | None = "GTC",
+              client_order_id: str | None = None, account: str | None = None) -> dict:
+        return self.call("place", symbol=symbol, side=side, type_=type_, qty=None if qty is None else str(qty),
+                         price=None if price is None else str(price), tif=tif, client_order_id=client_order_id,
+                         account=account)
+
+    def cancel(self, client_order_id: str, account: str | None = None) -> dict:
+        return self.call("cancel", client_order_id=client_order_id, account=account)
 
     def ws_clients(self) -> int:
         return self.call("ws_clients")

@@ -59,7 +59,7 @@ def test_load_markets_calls_only_exchange_info_and_reads_the_filters(fake):
     btc = markets["BTC/USDT"]
     assert btc["active"] and btc["spot"] and btc["precision"]["amount"] == 0.00001
     assert btc["precision"]["price"] == 0.01 and btc["limits"]["cost"]["min"] == 5.0
-    assert fake.ex.requests == [("GET", "exchangeInfo")]
+    assert list(fake.ex.requests) == [("GET", "exchangeInfo")]
     assert int(headers["X-MBX-USED-WEIGHT-1M"]) == 20
 
 
@@ -431,6 +431,21 @@ def test_ws_subscribe_with_a_bad_signature_is_refused(fake):
     assert fake.ws_clients() == 0
 
 
+def test_an_order_placed_and_canceled_at_the_venue_by_someone_else(fake):
+    fake.place("BTC/USDT", "BUY", "LIMIT", qty="0.01", price="45000", client_order_id="web-1")
+
+    async def body(ex):
+        open_orders = await ex.fetch_open_orders("BTC/USDT")
+        orders = asyncio.ensure_future(ex.watch_orders("BTC/USDT"))
+        await _until(lambda: fake.ws_clients() == 1)
+        fake.cancel("web-1")
+        return open_orders, await asyncio.wait_for(orders, 5)
+    open_orders, pushed = run(fake, body, pro=True)
+    assert [o["clientOrderId"] for o in open_orders] == ["web-1"]
+    assert [(o["clientOrderId"], o["status"]) for o in pushed] == [("web-1", "canceled")]
+    assert bal(fake, "USDT")[1] == 0
+
+
 # ---- the subprocess form -------------------------------------------------------------------------------------
 
 def _spawn(state_file: Path) -> tuple[subprocess.Popen, str]:
@@ -462,11 +477,13 @@ def test_subprocess_with_control_endpoint_keeps_state_across_restarts(tmp_path):
         ctl.fault("http_5xx", count=1)
         with pytest.raises(ValueError, match="unknown control op"):
             ctl.call("nope")
+        ext = ctl.place("ETH/USDT", "SELL", "LIMIT", qty="0.5", price="3500", client_order_id="web-2")
+        assert ext["status"] == "NEW" and ctl.cancel("web-2")["status"] == "CANCELED"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     saved = json.loads(state.read_text())
-    assert {o["client_order_id"] for o in saved["orders"]} == {"sp-1", "sp-2"}
+    assert {o["client_order_id"] for o in saved["orders"]} == {"sp-1", "sp-2", "web-2"}
 
     proc, url = _spawn(state)
     try:
