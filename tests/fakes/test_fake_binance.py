@@ -78,7 +78,9 @@ def test_market_order_fills_at_last_price_with_taker_fee_in_quote(fake):
     usdt0, btc0 = bal(fake, "USDT")[0], bal(fake, "BTC")[0]
 
     async def body(ex):
-        return await ex.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "mkt-1"})
+        o = await ex.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "mkt-1"})
+        assert ex.last_response_headers["X-MBX-ORDER-COUNT-10S"] == "1"
+        return o
     o = run(fake, body)
     assert (o["status"], o["filled"], o["cost"], o["clientOrderId"]) == ("closed", 0.01, 500.0, "mkt-1")
     assert o["fee"] == {"currency": "USDT", "cost": 0.5} and len(o["trades"]) == 1
@@ -254,7 +256,7 @@ def test_5xx_after_accept_leaves_the_order_at_the_venue(fake):
     async def body(ex):
         with pytest.raises(ccxt.ExchangeNotAvailable):
             await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 40000, {"clientOrderId": "5xx-1"})
-        return await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "5xx-1"})
+        return await ex.fetch_order(None, "BTC/USDT", {"clientOrderId": "5xx-1"})  # ccxt -> origClientOrderId
     found = run(fake, body)
     assert found["status"] == "open" and fake.accepted_count("5xx-1") == 1
 
@@ -409,13 +411,13 @@ def test_ws_silent_drops_events_but_keeps_the_socket(fake):
         await _until(lambda: fake.ws_clients() == 1)
         fake.fault("ws_silent", duration=30)
         await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 40000, {"clientOrderId": "silent-1"})
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(orders), 0.3)
+        with pytest.raises(asyncio.TimeoutError):  # ccxt pings every 0.1 s: a missed pong would raise instead
+            await asyncio.wait_for(asyncio.shield(orders), 0.6)
         still_connected = fake.ws_clients()
         fake.clear_faults("ws_silent")
         await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 40000, {"clientOrderId": "silent-2"})
         return still_connected, await asyncio.wait_for(orders, 5)
-    still_connected, got = run(fake, body, pro=True)
+    still_connected, got = run(fake, body, pro=True, options={"ws": {"keepAlive": 100}})
     assert still_connected == 1
     assert [o["clientOrderId"] for o in got] == ["silent-2"]
 

@@ -172,12 +172,16 @@ def test_unknown_order_and_insufficient_funds(fake):
 
 def test_5xx_after_accept_then_resend_returns_the_order(fake):
     async def body(ex):
+        since = ex.milliseconds() - 1000
         fake.fault("http_5xx")
         with pytest.raises(ccxt.ExchangeNotAvailable):
             await ex.create_order("BTC/USD", "limit", "buy", 0.01, 40000, {"client_order_id": "5xx-1"})
+        # no lookup by client id on Coinbase: list recent orders and match it (research doc §3)
+        listed = [o for o in await ex.fetch_orders("BTC/USD", since) if o["clientOrderId"] == "5xx-1"]
         again = await ex.create_order("BTC/USD", "limit", "buy", 0.01, 40000, {"client_order_id": "5xx-1"})
-        return await ex.fetch_order(again["id"], "BTC/USD")
-    found = run(fake, body)
+        return listed, again, await ex.fetch_order(again["id"], "BTC/USD")
+    listed, again, found = run(fake, body)
+    assert [o["id"] for o in listed] == [again["id"]]
     assert (found["clientOrderId"], found["status"]) == ("5xx-1", "open")
     assert fake.accepted_count("5xx-1") == 1
 
