@@ -253,10 +253,11 @@ class Exchange:
         with self.lock:
             self.faults = [f for f in self.faults if kind is not None and f.kind != kind]
 
-    def active_fault(self, kinds: tuple[str, ...], route: str = "", consume: bool = True,
+    def active_fault(self, kinds: tuple[str, ...], route: str | None = None, consume: bool = True,
                      default_route: str | None = None) -> Fault | None:
         """The first armed fault of one of ``kinds`` whose ``route`` param (a regex; ``default_route`` when the
-        fault has none; none at all = every route) matches ``route``; one use is consumed."""
+        fault has none; none at all = every route) matches ``route`` (None: the matcher's own faults, which
+        apply to every order whatever their route); one use is consumed."""
         with self.lock:
             now = time.monotonic()
             self.faults = [f for f in self.faults
@@ -265,7 +266,7 @@ class Exchange:
                 if f.kind not in kinds:
                     continue
                 want = f.params.get("route", default_route)
-                if want and not re.fullmatch(want, route):
+                if want and route is not None and not re.fullmatch(want, route):
                     continue
                 if consume and f.remaining is not None:
                     f.remaining -= 1
@@ -330,7 +331,7 @@ class Exchange:
                 have = acct.bal(spec.quote)[0]
             else:
                 need, have = qty, acct.bal(spec.base)[0]
-            if need > have or self.active_fault(("insufficient_balance",), route="order"):
+            if need > have or self.active_fault(("insufficient_balance",)):
                 raise VenueError("insufficient", f"need {need} have {have}")
 
             ts = self.server_ms()
@@ -355,7 +356,7 @@ class Exchange:
     def _take(self, order: Order, acct: Account, spec: SymbolSpec) -> list[Fill]:
         """Fill a crossing order at the last price; the partial_fill fault fills only a fraction."""
         qty = order.qty
-        partial = self.active_fault(("partial_fill",), route="order")
+        partial = self.active_fault(("partial_fill",))
         if partial:
             frac = dec(partial.params.get("fraction", "0.5"))
             qty = (order.qty * frac).quantize(spec.step, rounding=ROUND_DOWN)
@@ -750,6 +751,29 @@ class FakeServer:
             fn()
         else:
             loop.call_soon_threadsafe(fn)
+
+
+def spawn(module: str, *args: str, cwd: str | None = None, timeout: float = 30.0):
+    """Start a fake as a subprocess (``python -m <module> --port 0 ...args``); returns (Popen, base URL) once it
+    listens.  The caller ends it (proc.kill() / send_signal) and waits for it."""
+    import subprocess
+    import sys
+
+    root = cwd or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *args], cwd=root, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    timer = threading.Timer(timeout, proc.kill)  # a fake that never says "listening" must not hang the test
+    timer.start()
+    try:
+        line = proc.stdout.readline().strip()
+    finally:
+        timer.cancel()
+    if not line.startswith("listening "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{module} did not start: {line!r} (exit code {proc.returncode})")
+    return proc, line.split()[1]
 
 
 class Control:

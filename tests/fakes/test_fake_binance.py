@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -18,10 +16,7 @@ import ccxt
 import pytest
 
 from tests.fakes.binance import DEFAULT_KEY, DEFAULT_SECRET, FakeBinance, binance_client
-from tests.fakes.core import Control
-
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.fakes.core import Control, spawn
 
 @pytest.fixture
 def fake():
@@ -387,6 +382,22 @@ def test_watch_orders_reports_the_original_id_on_cancel(fake):
     assert [(o["clientOrderId"], o["status"]) for o in got] == [("wc-1", "canceled")]
 
 
+def test_dropped_socket_fails_the_watch_and_the_next_watch_subscribes_again(fake):
+    async def body(ex):
+        orders = asyncio.ensure_future(ex.watch_orders("BTC/USDT"))
+        await _until(lambda: fake.ws_clients() == 1)
+        fake.drop_ws()
+        with pytest.raises(ccxt.NetworkError):
+            await asyncio.wait_for(orders, 5)
+        await _until(lambda: fake.ws_clients() == 0)
+        orders = asyncio.ensure_future(ex.watch_orders("BTC/USDT"))
+        await _until(lambda: fake.ws_clients() == 1)
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 40000, {"clientOrderId": "re-1"})
+        return await asyncio.wait_for(orders, 5)
+    got = run(fake, body, pro=True)
+    assert [o["clientOrderId"] for o in got] == ["re-1"]
+
+
 def test_fills_while_away_are_not_pushed_and_are_recovered_over_rest(fake):
     async def place(ex):
         return await ex.create_order("ETH/USDT", "limit", "sell", 1, 3100, {"clientOrderId": "away-1"})
@@ -451,12 +462,7 @@ def test_an_order_placed_and_canceled_at_the_venue_by_someone_else(fake):
 # ---- the subprocess form -------------------------------------------------------------------------------------
 
 def _spawn(state_file: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.binance", "--port", "0", "--state-file",
-                             str(state_file)], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening "), line
-    return proc, line.split()[1]
+    return spawn("tests.fakes.binance", "--state-file", str(state_file))
 
 
 def test_subprocess_with_control_endpoint_keeps_state_across_restarts(tmp_path):

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import ccxt
 import pytest
 
 from tests.fakes.coinbase import FakeCoinbase, coinbase_client, make_cloud_key
-from tests.fakes.core import Control
-
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.fakes.core import Control, spawn
 
 @pytest.fixture(scope="module")
 def key():
@@ -298,15 +291,10 @@ def test_ws_silent_and_a_bad_jwt(fake):
 def test_subprocess_keeps_state_and_key_across_restarts(tmp_path):
     state, keyfile = tmp_path / "cb.json", tmp_path / "key.json"
 
-    def spawn():
-        proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.coinbase", "--port", "0", "--state-file",
-                                 str(state), "--key-file", str(keyfile)], cwd=REPO, stdout=subprocess.PIPE,
-                                text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening "), line
-        return proc, line.split()[1]
+    def start():
+        return spawn("tests.fakes.coinbase", "--state-file", str(state), "--key-file", str(keyfile))
 
-    proc, url = spawn()
+    proc, url = start()
     try:
         key = json.loads(keyfile.read_text())
 
@@ -320,7 +308,7 @@ def test_subprocess_keeps_state_and_key_across_restarts(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    proc, url = spawn()
+    proc, url = start()
     try:
         Remote.base_url = url
         ctl = Control(url)
