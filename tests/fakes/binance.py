@@ -228,17 +228,19 @@ class FakeBinance(FakeServer):
                         raise BinanceError(-1000 if endpoint else -1100, f"Unknown endpoint {route}.", 404)
                     account = self._authenticate(request, raw_query, raw_body, params)
                     result = handler(self, account, params)
+            response = web.json_response(result, headers=headers)
         except BinanceError as exc:
-            return error(exc)
+            response = error(exc)
         finally:
             if method != "GET":
                 self.save()
+        # the request was processed (accepted or refused); the client gets its answer late, or a 5xx instead
         if timeout:
             await asyncio.sleep(float(timeout.params.get("seconds", 3)))
         if server_error:
             return web.Response(status=int(server_error.params.get("status", 503)), text="Service Unavailable",
                                 headers=headers)
-        return web.json_response(result, headers=headers)
+        return response
 
     # ---- auth ---------------------------------------------------------------------------------------------
     def _check_time(self, params: dict) -> None:

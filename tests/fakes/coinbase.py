@@ -194,19 +194,21 @@ class FakeCoinbase(FakeServer):
             body = json.loads(raw_body) if raw_body else {}
             with ex.lock:  # one consistent view against the test thread's trade()/set_balance()
                 result = self._dispatch(request, v2, method, endpoint, params, body)
+            response = web.json_response(result)
         except CoinbaseError as exc:
-            return web.json_response(exc.body, status=exc.status)
+            response = web.json_response(exc.body, status=exc.status)
         except ValueError as exc:
-            return web.json_response({"error": "INVALID_ARGUMENT", "error_details": str(exc),
-                                      "message": str(exc)}, status=400)
+            response = web.json_response({"error": "INVALID_ARGUMENT", "error_details": str(exc),
+                                          "message": str(exc)}, status=400)
         finally:
             if method != "GET":
                 self.save()
+        # the request was processed (accepted or refused); the client gets its answer late, or a 5xx instead
         if timeout:
             await asyncio.sleep(float(timeout.params.get("seconds", 3)))
         if server_error:
             return web.Response(status=int(server_error.params.get("status", 503)), text="Service Unavailable")
-        return web.json_response(result)
+        return response
 
     def _dispatch(self, request, v2, method, endpoint, params, body):
         if v2:
