@@ -154,9 +154,10 @@ class FakeBinance(FakeServer):
             await s.ws.close()
 
     async def _system_status(self, request: web.Request) -> web.Response:
+        headers = self._headers(1, False)
         if self.ex.active_fault(("maintenance",), route="GET system/status", consume=False):
-            return web.json_response({"status": 1, "msg": "system maintenance"})
-        return web.json_response({"status": 0, "msg": "normal"})
+            return web.json_response({"status": 1, "msg": "system maintenance"}, headers=headers)
+        return web.json_response({"status": 0, "msg": "normal"}, headers=headers)
 
     def _used_weight(self, add: int) -> int:
         now = time.monotonic()
