@@ -38,7 +38,7 @@ _PATTERN = re.compile(
 def register(value: str | None) -> None:
     """Mask ``value`` (and each long line of a multi-line one, e.g. a PEM key) from now on, in this process."""
     global _ordered
-    if not value or len(value) < 4:  # shorter strings would mask ordinary words; no real key is this short
+    if not value or len(value) < 8:  # shorter strings would mask ordinary words; no exchange key is this short
         return
     parts = {value} | {line.strip() for line in value.splitlines() if len(line.strip()) >= 16}
     with _lock:

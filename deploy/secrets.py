@@ -194,7 +194,7 @@ def passphrase_from_env_or_prompt(confirm: bool) -> str:
     if value:
         return value
     if not sys.stdin.isatty():
-        raise SecretsError(f"the key file needs a passphrase: set {PASSPHRASE_ENV} or run in a terminal")
+        raise SecretsError(f"the key file needs its passphrase (set {PASSPHRASE_ENV} or run in a terminal)")
     import getpass
 
     value = getpass.getpass("passphrase of the key file: ")
