@@ -226,6 +226,10 @@ class Settings(BaseSettings):
                            + (" (the value set differs)" if self.live_confirm else ""))
         if missing:
             raise ValueError(f"TRADELOOP_MODE={self.mode} needs {' and '.join(missing)}")
+        if self.mode == "sandbox" and self.venue == "coinbase":
+            # ccxt 4.5.90 has no Coinbase test URLs (docs/research/ccxt-live-venues.md, 1.9)
+            raise ValueError("TRADELOOP_MODE=sandbox is not available for TRADELOOP_VENUE=coinbase (it has no test "
+                             "network in ccxt): use binance's testnet, or paper")
         return self
 
     # ---- sim ----

@@ -107,3 +107,28 @@ def test_the_keys_module_imports_only_click():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=30)
     loaded = set(eval(done.stdout))
     assert not loaded & {"cryptography", "hvac", "pydantic", "pydantic_settings", "requests", "sqlalchemy"}, loaded
+
+
+def test_prompted_credentials_are_hidden_and_a_pem_secret_keeps_its_lines(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deploy.secrets import FileBackend
+    from deploy.settings import get_settings
+    from orchestration.cli.keys import keys
+
+    monkeypatch.setenv("TRADELOOP_HOME", str(tmp_path))
+    monkeypatch.setenv("TRADELOOP_SECRETS_PASSPHRASE", "prompt-test-phrase")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(keys, ["add", "prompted", "--venue", "binance"], input=f"{API}\n{SECRET}\n\n")
+        assert result.exit_code == 0, result.output
+        assert API not in result.output and SECRET not in result.output  # hidden input is not echoed
+        pem = "-----BEGIN EC PRIVATE KEY-----\\nMHcCAQEEIFakeFakeFakeFakeFakeFakeFakeFake\\n-----END EC PRIVATE KEY-----"
+        result = CliRunner().invoke(keys, ["add", "cloud", "--venue", "coinbase", "--stdin"],
+                                    input=f"organizations/o/apiKeys/k1234567\n{pem}\n")
+        assert result.exit_code == 0, result.output
+    finally:
+        get_settings.cache_clear()
+    store = FileBackend(tmp_path / "secrets.enc", passphrase=lambda new: "prompt-test-phrase")
+    assert store.get("prompted").secret.reveal() == SECRET and store.get("prompted").passphrase is None
+    assert store.get("cloud").secret.reveal().splitlines()[1] == "MHcCAQEEIFakeFakeFakeFakeFakeFakeFakeFake"

@@ -32,6 +32,8 @@ def test_modes_need_a_venue_a_key_and_for_live_the_exact_confirmation():
         with pytest.raises(ValidationError) as err:
             Settings(_env_file=None, **kwargs)
         assert missing in str(err.value), kwargs
+    with pytest.raises(ValidationError, match="sandbox is not available for TRADELOOP_VENUE=coinbase"):
+        Settings(_env_file=None, mode="sandbox", venue="coinbase", venue_key="main")
     with pytest.raises(ValidationError, match="'paper', 'sandbox' or 'live'"):
         Settings(_env_file=None, mode="yolo")
 
