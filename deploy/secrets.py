@@ -258,7 +258,7 @@ class FileBackend:
                 "token": fernet.encrypt(json.dumps(records, sort_keys=True).encode()).decode()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # atomic: a temporary file (owner-only from its creation) in the same directory, synced, then renamed
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w") as f:
@@ -284,18 +284,37 @@ class FileBackend:
     def list(self) -> list[KeyRecord]:
         return [_from_stored(n, d, self.name) for n, d in sorted(self._load().items())]
 
+    def _locked(self):
+        """An exclusive lock around read-modify-write, so two `keys add` at once cannot lose a key."""
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def lock():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+        return lock()
+
     def put(self, record: KeyRecord) -> None:
-        records = self._load()
-        if record.name in records:
-            raise SecretsError(f"key {record.name!r} exists in {self.path}: remove it first")
-        records[record.name] = record._stored()
-        self._save(records)
+        with self._locked():
+            records = self._load()
+            if record.name in records:
+                raise SecretsError(f"key {record.name!r} exists in {self.path}: remove it first")
+            records[record.name] = record._stored()
+            self._save(records)
 
     def remove(self, name: str) -> None:
-        records = self._load()
-        if records.pop(check_name(name), None) is None:
-            raise SecretsError(f"no key {name!r} in {self.path}")
-        self._save(records)
+        with self._locked():
+            records = self._load()
+            if records.pop(check_name(name), None) is None:
+                raise SecretsError(f"no key {name!r} in {self.path}")
+            self._save(records)
 
 
 # ---- vault ----------------------------------------------------------------------------------------------

@@ -103,7 +103,16 @@ def test_file_backend_round_trip_encrypted_owner_only(tmp_path):
     assert json.loads(path.read_text())["salt"] != salt_before  # every write: a fresh salt
     with pytest.raises(SecretsError, match="no key 'main'"):
         again.remove("main")
-    assert sorted(os.listdir(path.parent)) == ["secrets.enc"]  # no temporary file left behind
+    assert sorted(os.listdir(path.parent)) == ["secrets.enc", "secrets.enc.lock"]  # no temporary file left
+
+
+def test_concurrent_adds_keep_every_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "secrets.enc"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: _file(path).put(record(f"k{i}")), range(4)))
+    assert [r.name for r in _file(path).list()] == ["k0", "k1", "k2", "k3"]
 
 
 def test_wrong_passphrase_is_one_clear_line(tmp_path):
