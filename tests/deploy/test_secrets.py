@@ -208,3 +208,15 @@ def test_check_mode_needs_an_existing_trading_key_of_the_venue(tmp_path, monkeyp
     live = make_settings(tmp_path, mode="live", venue="binance", venue_key="main",
                          live_confirm="I accept real-money trading")
     assert check_mode(live).api_key.reveal() == API
+
+
+def test_a_prompted_passphrase_is_handed_to_the_services_up_starts(tmp_path, monkeypatch):
+    """`up` in a terminal: the worker it starts has no terminal, so it gets the passphrase in its environment."""
+    monkeypatch.setenv(secrets.PASSPHRASE_ENV, "")  # recorded, so the test's export is undone afterwards
+    monkeypatch.delenv(secrets.PASSPHRASE_ENV)
+    provider = SecretProvider(_file(tmp_path / "secrets.enc", "typed-at-the-prompt"))
+    provider.add(record())
+    secrets.export_passphrase(provider)
+    assert os.environ[secrets.PASSPHRASE_ENV] == "typed-at-the-prompt"
+    assert FileBackend(tmp_path / "secrets.enc").get("main").secret.reveal() == SECRET
+    secrets.export_passphrase(SecretProvider(EnvBackend({})))  # other stores: nothing to hand over
