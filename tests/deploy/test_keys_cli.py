@@ -132,3 +132,21 @@ def test_prompted_credentials_are_hidden_and_a_pem_secret_keeps_its_lines(tmp_pa
     store = FileBackend(tmp_path / "secrets.enc", passphrase=lambda new: "prompt-test-phrase")
     assert store.get("prompted").secret.reveal() == SECRET and store.get("prompted").passphrase is None
     assert store.get("cloud").secret.reveal().splitlines()[1] == "MHcCAQEEIFakeFakeFakeFakeFakeFakeFakeFake"
+
+
+def test_the_vault_store_through_the_cli(tmp_path):
+    from tests.deploy.fake_vault import FakeVault
+
+    with FakeVault(token="s.cli-vault-token-1234") as vault:
+        env = dict(TRADELOOP_SECRETS_BACKEND="vault", VAULT_ADDR=vault.url, VAULT_TOKEN="s.cli-vault-token-1234",
+                   TRADELOOP_VAULT_MOUNT="secret", TRADELOOP_VAULT_PATH="desk/keys")
+        added = tradeloop(tmp_path, "keys", "add", "main", "--venue", "binance", "--stdin",
+                          stdin=f"{API}\n{SECRET}\n", **env)
+        assert added.returncode == 0, added.stderr
+        assert vault.data["desk/keys/main"][-1]["data"]["secret"] == SECRET
+        listed = json.loads(tradeloop(tmp_path, "keys", "list", "--json", **env).stdout)
+        assert [(r["name"], r["backend"]) for r in listed] == [("main", "vault")]
+        assert tradeloop(tmp_path, "keys", "remove", "main", **env).returncode == 0
+        assert vault.data == {}
+        denied = one_error_line(tradeloop(tmp_path, "keys", "list", **{**env, "VAULT_TOKEN": "s.wrong-token-99"}))
+        assert "permission denied" in denied and "s.wrong-token-99" not in denied

@@ -170,6 +170,8 @@ def test_vault_backend_against_a_kv2_http_server():
         store.remove("main")
         assert set(vault.data) == {"tradeloop/keys/second"}
         assert ("DELETE", "/v1/secret/metadata/tradeloop/keys/main") in vault.requests
+        assert ("LIST", "/v1/secret/metadata/tradeloop/keys") in vault.requests
+        assert ("GET", "/v1/secret/data/tradeloop/keys/main") in vault.requests
         with pytest.raises(SecretsError, match="no key 'main' in vault at secret/tradeloop/keys"):
             store.get("main")
 
