@@ -16,10 +16,9 @@ def _settings():
 @click.command()
 def up() -> None:
     """Start the embedded stack (PostgreSQL, broker, MLflow, Dagster, a Faust worker) and wait until healthy."""
+    from deploy.secrets import SecretProvider, SecretsError, check_mode, export_passphrase
     from deploy.stack.process import StackError
     from deploy.stack.stack import up as stack_up
-
-    from deploy.secrets import SecretProvider, SecretsError, check_mode, export_passphrase
 
     settings = _settings()
     try:
