@@ -26,7 +26,7 @@ from trading.oms.manager import REJECT_KNOWN_ORDER, OrderManager
 from trading.oms.router import ParentRecord, Router, rebuild
 from trading.ports import ExecutionVenue
 from trading.records import (
-    Bar, Fill, Instrument, OrderEvent, OrderRequest, OrderStatus, Position, Tick, stable_id,
+    Bar, Fill, Instrument, OrderEvent, OrderRequest, Position, Tick, stable_id,
 )
 from trading.risk import FlattenRequest, RiskEngine, RiskLimits, StateTransition, TradingState
 from trading.sizing import FixedFraction, Sizer

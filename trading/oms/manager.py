@@ -33,6 +33,7 @@ from trading.oms.states import TERMINAL, can_follow
 from trading.records import Bar, Fill, OrderEvent, OrderRequest, OrderStatus, Tick
 
 REJECT_KNOWN_ORDER = "known_client_order_id"  # the id is already recorded: a replayed decision
+REPLACE_NOT_SUPPORTED = "replace_not_supported"  # a venue's answer to replace(): the order itself is unchanged
 _ZERO = Decimal(0)
 _S = OrderStatus
 _CLOSED_KEPT = 20_000  # closed orders remembered for late fills and events
@@ -111,7 +112,17 @@ class OrderManager:
 
     def replace(self, client_order_id: str, new_quantity: Decimal | None, new_price: Decimal | None,
                 ts: int) -> list[OrderEvent | Fill]:
-        return self._ingest(self.venue.replace(client_order_id, new_quantity, new_price, ts))
+        evs = self.venue.replace(client_order_id, new_quantity, new_price, ts)
+        # a venue without amend refuses the replace, not the order: the order stays as it is
+        refused = [e for e in evs if isinstance(e, OrderEvent) and e.reason == REPLACE_NOT_SUPPORTED]
+        if refused:
+            self._count("replace_refused")
+            evs = [e for e in evs if e not in refused]
+        return self._ingest(evs)
+
+    def ingest(self, events) -> list[OrderEvent | Fill]:
+        """Venue facts found outside the venue's own reports (reconciliation): the same checks and journal."""
+        return self._ingest(events)
 
     def open_orders(self, symbol: str | None = None) -> list[OrderRequest]:
         return [mo.order for mo in self.orders.values() if symbol is None or mo.order.symbol == symbol]
