@@ -74,7 +74,8 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is logging's to report, not ours
             return True
-        record.msg, record.args = scrub(message), None
+        # () not None: mode (Faust's logging) wraps a non-tuple as (args,) and then formats "msg % (None,)"
+        record.msg, record.args = scrub(message), ()
         if record.exc_info and not record.exc_text:
             # formatters use exc_text when it is set: the traceback is formatted once, here, scrubbed
             record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))

@@ -151,3 +151,17 @@ def test_no_credential_anywhere(tmp_path, engine):
         assert SECRET not in text, f"secret found in {where}"
     assert "a-wrong-passphrase" not in everything["cli and process output"]
     assert PHRASE not in "\n".join(everything.values())
+
+
+def test_a_scrubbed_record_still_formats_under_faust_logging():
+    """Faust's formatter (mode's ExtensionFormatter) wraps non-tuple args as (args,): a filtered record must
+    keep a tuple, or every Faust log line fails to format ('not all arguments converted')."""
+    import logging
+
+    from mode.utils.logging import ExtensionFormatter
+
+    from deploy.redaction import RedactingFilter
+
+    record = logging.LogRecord("t", logging.WARNING, __file__, 1, "%s is flat: %s", ("ml", "no model"), None)
+    RedactingFilter().filter(record)
+    assert ExtensionFormatter(fmt="%(message)s").format(record) == "ml is flat: no model"
