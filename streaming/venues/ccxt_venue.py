@@ -132,6 +132,7 @@ class CcxtVenue:
                  fill_grace_s: float = 1.0, housekeeping_s: float = 0.5, reconnect_base_s: float = 0.5,
                  reconnect_max_s: float = 30.0, max_429_retries: int = 5, retry_after_cap_s: float = 60.0,
                  ban_default_s: float = 120.0, rate_limit_ms: float | None = None, use_websocket: bool = True,
+                 reconnect_settle_s: float = 0.5,
                  strategy_default: str = "", exchange_options: dict | None = None, sandbox: bool = False):
         if not api_key or not secret:
             raise ValueError(f"{self.exchange_name}: account {account!r} needs an api key and secret")
@@ -145,6 +146,7 @@ class CcxtVenue:
         self.timeout_s, self.rest_poll_s, self.fill_grace_s = timeout_s, rest_poll_s, fill_grace_s
         self.housekeeping_s = housekeeping_s
         self.reconnect_base_s, self.reconnect_max_s = reconnect_base_s, reconnect_max_s
+        self.reconnect_settle_s = reconnect_settle_s
         self.max_429_retries, self.retry_after_cap_s, self.ban_default_s = (max_429_retries, retry_after_cap_s,
                                                                             ban_default_s)
         self.rate_limit_ms, self.use_websocket = rate_limit_ms, use_websocket
@@ -172,7 +174,7 @@ class CcxtVenue:
         self._started_ms = 0
         self._last_ws = 0.0  # monotonic time of the last user-data message
         self._ws_failures: dict[str, int] = {}
-        self._ws_reconnected = False
+        self._redial: dict[str, float] = {}  # stream -> when it dialled again after a failure
         self._last_resync = 0.0
         self._unreachable_since: float | None = None
         self._unreachable_detail = ""
@@ -296,7 +298,7 @@ class CcxtVenue:
         if missing:
             await self.exchange.close()
             raise ValueError(f"{self.exchange_name}: no such market(s) {missing} (account {self.account!r})")
-        self._last_ws = time.monotonic()
+        self._last_ws = self._last_resync = time.monotonic()
         self._tasks = [asyncio.create_task(self._sender(), name=f"venue-sender-{self.account}"),
                        asyncio.create_task(self._housekeeping(), name=f"venue-housekeeping-{self.account}")]
         if self.use_websocket:
@@ -672,11 +674,12 @@ class CcxtVenue:
                 log.warning("%s: user stream %s failed (%s); reconnecting in %.1f s", self.exchange_name, stream,
                             redact(f"{type(exc).__name__} {exc}", (self._api_key, self._secret)), delay)
                 await asyncio.sleep(delay)
+                # ccxt dials and subscribes again inside the next watch call; the housekeeper fetches what the
+                # gap lost once the new socket has had reconnect_settle_s to come up
+                self._redial[stream] = time.monotonic()
                 continue
             self._last_ws = time.monotonic()
-            if self._ws_failures[stream]:
-                self._ws_failures[stream] = 0
-                self._ws_reconnected = True  # the housekeeper fetches what the gap lost
+            self._ws_failures[stream] = 0
             if stream == "orders":
                 for order in items:
                     self._apply_order(order)
@@ -716,8 +719,11 @@ class CcxtVenue:
             await self._recover()
             return
         open_orders = self._open_tracked()
-        if self._ws_reconnected:
-            self._ws_reconnected = False
+        redialled = [s for s, at in list(self._redial.items()) if now - at >= self.reconnect_settle_s]
+        if redialled:
+            for stream in redialled:
+                del self._redial[stream]
+                self._ws_failures[stream] = 0  # dialled and not failed since: up (ccxt raises when it is not)
             await self.resync("reconnect")
             return
         waiting = {o.request.symbol for o in open_orders

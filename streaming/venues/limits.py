@@ -28,6 +28,7 @@ class TokenBucket:
         self._tokens = self.burst
         self._at = clock()
         self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self.pause_until = 0.0  # clock time before which nothing is sent (the venue said its weight is spent)
 
     def _refill(self) -> None:
@@ -47,8 +48,9 @@ class TokenBucket:
         return (cost - self._tokens) / self.rate_per_s
 
     async def acquire(self, cost: float = 1.0) -> float:
-        if self._lock is None:  # created lazily: inside the event loop that uses it
-            self._lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:  # a lock belongs to one event loop
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         waited = 0.0
         async with self._lock:
             while (wait := self.try_take(cost)) > 0:
