@@ -51,6 +51,10 @@ from trading.records import (
 )
 
 log = logging.getLogger(__name__)
+# ccxt logs every request at DEBUG with its headers (X-MBX-APIKEY) and signed URL: its own logger for our
+# exchange objects, never below INFO, so a DEBUG root logger cannot print a key or a signature
+WIRE_LOG = logging.getLogger("streaming.venues.wire")
+WIRE_LOG.setLevel(logging.INFO)
 
 ZERO = Decimal(0)
 TERMINAL = frozenset((OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED))
@@ -132,7 +136,7 @@ class CcxtVenue:
                  fill_grace_s: float = 1.0, housekeeping_s: float = 0.5, reconnect_base_s: float = 0.5,
                  reconnect_max_s: float = 30.0, max_429_retries: int = 5, retry_after_cap_s: float = 60.0,
                  ban_default_s: float = 120.0, rate_limit_ms: float | None = None, use_websocket: bool = True,
-                 reconnect_settle_s: float = 0.5,
+                 reconnect_settle_s: float = 0.5, budget_burst: float | None = None,
                  strategy_default: str = "", exchange_options: dict | None = None, sandbox: bool = False):
         if not api_key or not secret:
             raise ValueError(f"{self.exchange_name}: account {account!r} needs an api key and secret")
@@ -153,7 +157,7 @@ class CcxtVenue:
         self.strategy_default, self.sandbox = strategy_default, sandbox
         self._exchange_options = exchange_options or {}
         self._labels = (self.exchange_name, account)
-        self.budget = limits.account_budget(self.exchange_name, account, budget_per_min)
+        self.budget = limits.account_budget(self.exchange_name, account, budget_per_min, budget_burst)
         self.weight = limits.UsedWeight(self.exchange_name, account, self.budget)
         self.breaker = limits.Breaker()
         self.exchange = None
@@ -284,6 +288,7 @@ class CcxtVenue:
         self._wake = asyncio.Event()
         self._started_ms = int(time.time() * 1000)
         self.exchange = self.build_exchange()
+        self.exchange.logger = WIRE_LOG
         self.exchange.tradeloop_on_response = self._on_response
         if self.rate_limit_ms is not None:
             self.exchange.rateLimit = self.rate_limit_ms

@@ -62,15 +62,17 @@ class TokenBucket:
 _BUDGETS: dict[tuple[str, str], TokenBucket] = {}
 
 
-def account_budget(venue: str, account: str, per_min: float) -> TokenBucket:
+def account_budget(venue: str, account: str, per_min: float, burst: float | None = None) -> TokenBucket:
     """The one budget of (venue, account) in this process: every adapter, poller and reconciler of that account
-    that asks for it shares it.  A later call with another rate changes the rate."""
+    that asks for it shares it.  A later call with another rate (or burst) changes it."""
     bucket = _BUDGETS.get((venue, account))
     if bucket is None:
-        bucket = _BUDGETS[(venue, account)] = TokenBucket(per_min)
-    elif abs(bucket.rate_per_s * 60.0 - per_min) > 1e-9:
+        bucket = _BUDGETS[(venue, account)] = TokenBucket(per_min, burst)
+    else:
+        if per_min <= 0:
+            raise ValueError(f"request budget must be > 0 per minute, got {per_min}")
         bucket.rate_per_s = per_min / 60.0
-        bucket.burst = max(1.0, per_min / 10.0)
+        bucket.burst = float(burst) if burst is not None else max(1.0, per_min / 10.0)
     return bucket
 
 

@@ -5,13 +5,14 @@ reports for each (through poll(), as the OMS sees it).  Timeouts are short (cons
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from decimal import Decimal
 
 import pytest
 
 from streaming import metrics
-from streaming.venues import make_venue
+from streaming.venues import limits, make_venue
 from streaming.venues.binance import BinanceVenue
 from tests.fakes.binance import DEFAULT_KEY, DEFAULT_SECRET, FakeBinance
 from trading.records import Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side, TimeInForce, stable_id
@@ -433,3 +434,23 @@ def test_snapshot_used_weight_and_the_factory(fake):
     assert v.weight.used and metrics.VENUE_USED_WEIGHT.labels("binance", "snap")._value.get() == v.weight.used
     assert counter(metrics.VENUE_REQUESTS, "binance", "snap", "create_order") == 2
     assert make_venue(type("P", (), {"venue": "paper"})(), {}, "a", []) is None
+
+
+def test_budget_is_shared_and_waited_for_and_no_key_or_signature_is_logged(fake, caplog):
+    fake.set_price("BTC/USDT", "50000")
+    caplog.set_level(logging.DEBUG)
+
+    async def body(v):
+        assert v.budget is limits.account_budget("binance", v.account, 600, 1)
+        start = time.monotonic()
+        for i in range(6):
+            v.submit(req(v, f"bw{i}"))
+        events = await until(v, final("bw5"))
+        return events, time.monotonic() - start, counter(metrics.VENUE_BUDGET_WAIT, "binance", v.account)
+
+    # 600/min = one request per 0.1 s, nothing saved up: six orders take at least 0.5 s, waited for the budget
+    events, took, waited = run(fake, body, budget_per_min=600, budget_burst=1)
+    assert sum(1 for e in events if isinstance(e, Fill)) == 6
+    assert waited >= 0.4 and took >= 0.45
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert DEFAULT_SECRET not in text and DEFAULT_KEY not in text and "signature=" not in text
