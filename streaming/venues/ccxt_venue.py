@@ -761,7 +761,9 @@ class CcxtVenue:
                 self._apply_order(order)
                 still_open.add(self.client_id_of(order) or self._by_vid.get(str(order.get("id"))))
             for tracked in self._open_tracked():
-                if tracked.request.symbol == symbol and tracked.cid not in still_open:
+                # an UNKNOWN order is resolved when the OMS asks (query): a late-processed request is its call
+                if (tracked.request.symbol == symbol and tracked.cid not in still_open
+                        and tracked.status is not OrderStatus.UNKNOWN):
                     await self._query(tracked.cid, symbol)
 
     async def _recover(self) -> None:
