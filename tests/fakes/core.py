@@ -111,6 +111,7 @@ class Order:
     quote_qty: Decimal | None = None
     fees: Decimal = ZERO
     cancel_client_id: str | None = None  # the id the cancel request carried (Binance reports it)
+    meta: dict = field(default_factory=dict)  # venue-specific request details (e.g. Coinbase's order_configuration)
 
     @property
     def remaining(self) -> Decimal:
@@ -287,7 +288,8 @@ class Exchange:
 
     # ---- orders --------------------------------------------------------------------------------------
     def place(self, account: str, symbol: str, side: str, type_: str, qty: Any = None, price: Any = None,
-              tif: str | None = None, client_order_id: str | None = None, quote_qty: Any = None) -> tuple[Order, list[Fill]]:
+              tif: str | None = None, client_order_id: str | None = None, quote_qty: Any = None,
+              meta: dict | None = None) -> tuple[Order, list[Fill]]:
         """Validate, accept, match. Raises VenueError(kind) for a refusal (nothing recorded then)."""
         with self.lock:
             acct = self.account(account)
@@ -322,9 +324,8 @@ class Exchange:
             if type_ == "LIMIT_MAKER" and crosses:
                 raise VenueError("would_take", client_order_id or "")
             # funds: a taker fill needs qty at the last price; a resting order locks at its limit
-            if side == "BUY":
-                need_price = last if crosses else price
-                need = qty * need_price * (1 + max(self.taker_fee, self.maker_fee))
+            if side == "BUY":  # a crossing limit may rest its remainder at its limit: check at the limit
+                need = qty * (price if price is not None else last) * (1 + max(self.taker_fee, self.maker_fee))
                 have = acct.bal(spec.quote)[0]
             else:
                 need, have = qty, acct.bal(spec.base)[0]
@@ -336,7 +337,8 @@ class Exchange:
             if client_order_id is None:
                 client_order_id = f"fake{oid}x{next(self._seq)}"
             order = Order(oid, client_order_id, acct.api_key, symbol, side, type_, tif, qty, price,
-                          created=ts, updated=ts, quote_qty=dec(quote_qty) if quote_qty is not None else None)
+                          created=ts, updated=ts, quote_qty=dec(quote_qty) if quote_qty is not None else None,
+                          meta=dict(meta or {}))
             self.orders[oid] = order
             self.by_client[(acct.api_key, client_order_id)] = oid
             self.accepted[client_order_id] = self.accepted.get(client_order_id, 0) + 1
@@ -366,13 +368,14 @@ class Exchange:
                 self._rest(order, acct, spec)  # the rest of a crossing GTC limit waits at its limit
             elif order.type == "MARKET" and leave == "rest":
                 order.resting = True  # the rest of the market order fills on later trades, at their price
+                self._relock(order, acct, spec)
             else:
                 self._finish(order, "EXPIRED")
         return fills
 
     def _lock_needed(self, order: Order, spec: SymbolSpec) -> Decimal:
-        if order.type == "MARKET":
-            return ZERO
+        if order.type == "MARKET":  # a resting market remainder: a sell locks its base; a buy's price is unknown
+            return order.remaining if order.side == "SELL" else ZERO
         if order.side == "BUY":
             return order.remaining * order.price * (1 + max(self.taker_fee, self.maker_fee))
         return order.remaining
@@ -494,7 +497,8 @@ class Exchange:
     def books(self) -> dict:
         with self.lock:
             return {
-                "orders": {o.client_order_id: o.to_json() for o in self.orders.values()},
+                "orders": {o.client_order_id: {**o.to_json(), "executedQty": str(o.executed)}
+                           for o in self.orders.values()},
                 "trades": [f.to_json() for f in self.fills],
                 "balances": {k: {a: {"free": str(v[0]), "locked": str(v[1])} for a, v in acct.balances.items()}
                              for k, acct in self.accounts.items()},
@@ -511,7 +515,8 @@ class Exchange:
         with self.lock:
             return {
                 "last": {s: str(p) for s, p in self.last.items()},
-                "accounts": {k: {"secret": a.secret, "balances": {x: [str(v[0]), str(v[1])] for x, v in a.balances.items()}}
+                "accounts": {k: {"secret": a.secret,
+                                 "balances": {x: [str(v[0]), str(v[1])] for x, v in a.balances.items()}}
                              for k, a in self.accounts.items()},
                 "orders": [o.to_json() for o in self.orders.values()],
                 "fills": [f.to_json() for f in self.fills],
@@ -524,7 +529,7 @@ class Exchange:
             for key, a in state.get("accounts", {}).items():
                 acct = Account(key, a["secret"], {x: [dec(v[0]), dec(v[1])] for x, v in a["balances"].items()})
                 self.accounts[key] = acct
-            num = {"qty", "price", "executed", "cum_quote", "locked", "quote_qty", "fees", "quote_qty", "commission"}
+            num = {"qty", "price", "executed", "cum_quote", "locked", "quote_qty", "fees", "commission"}
             for o in state.get("orders", []):
                 order = Order(**{k: (dec(v) if k in num and v is not None else v) for k, v in o.items()})
                 self.orders[order.order_id] = order
@@ -736,3 +741,12 @@ class Control:
 
     def accepted_count(self, client_order_id: str) -> int:
         return self.call("accepted_count", client_order_id=client_order_id)
+
+    def drop_ws(self) -> None:
+        self.call("drop_ws")
+
+    def ws_clients(self) -> int:
+        return self.call("ws_clients")
+
+    def requests(self) -> list[list[str]]:
+        return self.call("requests")
