@@ -87,9 +87,9 @@ def with_response_hook(base: type) -> type:
 class VenueCallError(Exception):
     """A venue call failed for good (after 429 waits / a clock re-sync); ``outcome`` says what it means."""
 
-    def __init__(self, outcome: Outcome, detail: str):
+    def __init__(self, outcome: Outcome, detail: str, status: int | None = None):
         super().__init__(f"{outcome.reason}: {detail}")
-        self.outcome = outcome
+        self.outcome, self.status = outcome, status
 
 
 def _dec(value, default: Decimal | None = ZERO) -> Decimal | None:
@@ -116,7 +116,7 @@ class _Order:
     venue_filled: Decimal = ZERO  # the venue's cumulative figure
     final: OrderStatus | None = None  # the venue's final status, held until its fills are reported
     final_ts: int = 0
-    final_since: float = 0.0  # monotonic
+    behind_since: float = 0.0  # monotonic time since the venue has counted fills not reported yet (0: none)
 
     @property
     def cid(self) -> str:
@@ -128,6 +128,9 @@ class CcxtVenue:
 
     external = True
     exchange_name = "ccxt"
+    # None: ccxt corrects signed timestamps by the measured offset (Binance); else the most the local clock may be
+    # off the venue's (Coinbase signs JWTs with the local clock: a skewed machine is refused with a clear reason)
+    clock_tolerance_ms: int | None = None
     ws_streams: tuple[str, ...] = ("orders", "trades", "balance")  # which watch_* the venue offers
 
     def __init__(self, *, account: str, api_key: str, secret: str, symbols: Iterable[str],
@@ -296,6 +299,9 @@ class CcxtVenue:
             await self._call("load_markets", self.exchange.load_markets)
             if self.exchange.has.get("fetchTime"):
                 await self.sync_clock()
+                skew = self._skew_text()
+                if skew is not None:
+                    raise VenueCallError(Outcome("rejected", "clock_skew"), skew)
         except VenueCallError as exc:
             await self.exchange.close()
             raise RuntimeError(f"{self.exchange_name}: cannot start account {self.account!r}: {exc}") from None
@@ -322,6 +328,20 @@ class CcxtVenue:
         self._tasks = []
         if self.exchange is not None:
             await self.exchange.close()
+
+    def _skew_text(self) -> str | None:
+        diff = int(self.exchange.options.get("timeDifference", 0) or 0)
+        if self.clock_tolerance_ms is None or abs(diff) <= self.clock_tolerance_ms:
+            return None
+        return (f"this machine's clock is {diff / 1000:+.1f} s off {self.exchange_name}'s; its signed requests need "
+                f"it within {self.clock_tolerance_ms / 1000:.0f} s: fix the clock (NTP)")
+
+    async def _clock_off(self) -> str | None:
+        try:
+            await self.sync_clock()
+        except VenueCallError:
+            return None
+        return self._skew_text()
 
     async def sync_clock(self) -> int:
         """Re-read the venue's clock (ccxt's load_time_difference): signed requests carry its time."""
@@ -351,6 +371,10 @@ class CcxtVenue:
 
     def client_id_of(self, order: dict) -> str | None:
         return order.get("clientOrderId") or None
+
+    def status_of(self, order: dict) -> OrderStatus | None:
+        """The order's status in OMS terms (None: nothing to report, e.g. "canceling")."""
+        return CCXT_STATUS.get(order.get("status") or "")
 
     # ------------------------------------------------------------------ calls
 
@@ -403,8 +427,13 @@ class CcxtVenue:
                         continue
                     except VenueCallError:
                         pass
+                elif outcome.reason == "authentication_failed" and self.clock_tolerance_ms is not None:
+                    skew = await self._clock_off()
+                    if skew is not None:
+                        outcome = Outcome("rejected", "clock_skew")
+                        detail = skew
                 log.debug("%s %s failed: %s", self.exchange_name, kind, detail)
-                raise VenueCallError(outcome, detail) from None
+                raise VenueCallError(outcome, detail, status) from None
             finally:
                 _RESPONSE.reset(token)
             self._mark_reachable()
@@ -588,7 +617,7 @@ class CcxtVenue:
             return  # not ours (reconciliation sees it), or already reported
         self._register_vid(tracked, vid)
         ts = _ns(order.get("lastUpdateTimestamp") or order.get("timestamp")) or time.time_ns()
-        status = CCXT_STATUS.get(order.get("status") or "")
+        status = self.status_of(order)
         if status is OrderStatus.REJECTED and tracked.filled == 0:
             self._emit(tracked, OrderStatus.REJECTED, ts, "venue_rejected")
             return
@@ -602,11 +631,11 @@ class CcxtVenue:
             if tracked.status in TERMINAL:
                 return
         tracked.venue_filled = max(tracked.venue_filled, _dec(order.get("filled")))
+        if tracked.filled < tracked.venue_filled and not tracked.behind_since:
+            tracked.behind_since = time.monotonic()  # fills the venue counted, not seen yet: fetched if late
         if status is OrderStatus.ACKNOWLEDGED:
             return  # partial fills are reported by their trades
         tracked.final, tracked.final_ts = status, ts
-        if not tracked.final_since:
-            tracked.final_since = time.monotonic()
         self._settle(tracked)
 
     def _settle(self, tracked: _Order) -> None:
@@ -652,6 +681,8 @@ class CcxtVenue:
                               fee.get("currency") or req.symbol.split("/")[1], liquidity, ts))
         tracked.filled += quantity
         tracked.venue_filled = max(tracked.venue_filled, tracked.filled)
+        if tracked.filled >= tracked.venue_filled:
+            tracked.behind_since = 0.0
         if tracked.final is not None:
             self._settle(tracked)
         else:
@@ -732,7 +763,7 @@ class CcxtVenue:
             await self.resync("reconnect")
             return
         waiting = {o.request.symbol for o in open_orders
-                   if o.final is not None and now - o.final_since >= self.fill_grace_s}
+                   if o.behind_since and now - o.behind_since >= self.fill_grace_s}
         if waiting:
             await self.resync("fills_missing", waiting)
             return
@@ -807,7 +838,7 @@ class CcxtVenue:
     def _venue_order(self, order: dict) -> VenueOrder:
         vid = str(order["id"])
         filled = _dec(order.get("filled"))
-        status = CCXT_STATUS.get(order.get("status") or "", OrderStatus.ACKNOWLEDGED)
+        status = self.status_of(order) or OrderStatus.ACKNOWLEDGED
         if status is OrderStatus.ACKNOWLEDGED and filled > 0:
             status = OrderStatus.PARTIALLY_FILLED
         return VenueOrder(self.client_id_of(order) or self._by_vid.get(vid), vid, order["symbol"],

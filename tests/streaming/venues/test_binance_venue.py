@@ -15,6 +15,7 @@ from streaming import metrics
 from streaming.venues import limits, make_venue
 from streaming.venues.binance import BinanceVenue
 from tests.fakes.binance import DEFAULT_KEY, DEFAULT_SECRET, FakeBinance
+from tests.streaming.venues.helpers import counter, final, status_of, until
 from trading.records import Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side, TimeInForce, stable_id
 
 D = Decimal
@@ -54,38 +55,8 @@ def req(venue, cid, side=Side.BUY, qty="0.01", price=None, order_type=None, **kw
                         D(price) if price is not None else None, ts=time.time_ns(), **kw)
 
 
-async def until(venue, done, timeout=5.0, events=None):
-    """Poll the venue until ``done(events)``; returns every event seen."""
-    events = [] if events is None else events
-    deadline = time.monotonic() + timeout
-    while True:
-        events.extend(venue.poll())
-        if done(events):
-            return events
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; events so far: {[_short(e) for e in events]}")
-        await asyncio.sleep(0.02)
-
-
-def _short(e):
-    return ("fill", str(e.quantity)) if isinstance(e, Fill) else (e.status.value, str(e.filled_quantity), e.reason)
-
-
-def final(cid):
-    return lambda evs: any(isinstance(e, OrderEvent) and e.client_order_id == cid and not e.status.is_open
-                           for e in evs)
-
-
-def status_of(events, cid):
-    return [e.status for e in events if isinstance(e, OrderEvent) and e.client_order_id == cid]
-
-
 def posts(fake):
     return sum(1 for r in fake.ex.requests if r == ("POST", "order"))
-
-
-def counter(metric, *labels) -> float:
-    return metric.labels(*labels)._value.get()
 
 
 # ---- orders end to end ------------------------------------------------------------------------------------
