@@ -28,8 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-import ccxt
-
 from streaming import metrics
 from streaming.venues import limits
 from streaming.venues.errors import Outcome, classify, redact

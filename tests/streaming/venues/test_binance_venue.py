@@ -425,3 +425,30 @@ def test_budget_is_shared_and_waited_for_and_no_key_or_signature_is_logged(fake,
     assert waited >= 0.4 and took >= 0.45
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert DEFAULT_SECRET not in text and DEFAULT_KEY not in text and "signature=" not in text
+
+
+def test_after_a_restart_query_adopts_the_venues_order_and_submit_works_from_another_thread(fake):
+    fake.set_price("BTC/USDT", "50000")
+
+    async def before(v):
+        v.submit(req(v, "old", price="40000"))
+        await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "old"))
+
+    async def after(v):  # a new adapter: it knows nothing of "old"
+        v.query("old", "BTC/USDT", time.time_ns())
+        v.query("never-sent", "BTC/USDT", time.time_ns())
+        events = await until(v, lambda evs: status_of(evs, "old") and status_of(evs, "never-sent"))
+        open_now = [(o.client_order_id, o.price) for o in v.open_orders()]
+        await asyncio.to_thread(v.submit, req(v, "from-thread"))  # the engine's thread, not the loop's
+        await until(v, final("from-thread"), events=events)
+        return events, open_now
+
+    run(fake, before)
+    events, open_now = run(fake, after)
+    old = [e for e in events if isinstance(e, OrderEvent) and e.client_order_id == "old"]
+    assert [(e.status, e.strategy) for e in old] == [(OrderStatus.ACKNOWLEDGED, "")]
+    assert old[0].venue_order_id == str(fake.books()["orders"]["old"]["order_id"])
+    gone = [e for e in events if isinstance(e, OrderEvent) and e.client_order_id == "never-sent"]
+    assert [(e.status, e.reason) for e in gone] == [(OrderStatus.REJECTED, "not_found_at_venue")]
+    assert open_now == [("old", D("40000"))]
+    assert status_of(events, "from-thread")[-1] is OrderStatus.FILLED
