@@ -703,6 +703,12 @@ class CcxtVenue:
                 if self._closing:
                     return
                 failures = self._ws_failures[stream] = self._ws_failures[stream] + 1
+                if isinstance(exc, KeyError):
+                    # ccxt 4.5.90: a refused subscription surfaces as KeyError('spot') and every later watch on
+                    # this exchange object hangs (INFRA-NOTES): stop watching, poll over REST (health: degraded)
+                    log.error("%s: user stream %s subscription refused; polling over REST from now on",
+                              self.exchange_name, stream)
+                    return
                 metrics.VENUE_WS_RECONNECTS.labels(*self._labels).inc()
                 delay = min(self.reconnect_base_s * 2 ** (failures - 1), self.reconnect_max_s)
                 log.warning("%s: user stream %s failed (%s); reconnecting in %.1f s", self.exchange_name, stream,

@@ -452,3 +452,26 @@ def test_after_a_restart_query_adopts_the_venues_order_and_submit_works_from_ano
     assert [(e.status, e.reason) for e in gone] == [(OrderStatus.REJECTED, "not_found_at_venue")]
     assert open_now == [("old", D("40000"))]
     assert status_of(events, "from-thread")[-1] is OrderStatus.FILLED
+
+
+def test_refused_resubscription_falls_back_to_rest_polling_degraded(fake):
+    fake.set_price("BTC/USDT", "50000")
+
+    async def body(v):
+        v.submit(req(v, "rs", price="49000"))
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "rs"))
+        fake.fault("clock_skew", offset_ms=-40000)  # the resubscription's signed timestamp is refused
+        fake.drop_ws()
+        deadline = time.monotonic() + 3
+        while v.health()[0] == "ok" or v._redial:
+            assert time.monotonic() < deadline, v.health()
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        health = v.health()
+        fake.trade("BTC/USDT", "48000", "1")
+        await until(v, final("rs"), events=events)
+        return events, health
+
+    events, health = run(fake, body, rest_poll_s=0.3)
+    assert health == ("degraded", "user_stream_down: polling over REST")
+    assert status_of(events, "rs") == [OrderStatus.ACKNOWLEDGED, OrderStatus.FILLED]
