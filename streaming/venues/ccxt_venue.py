@@ -581,7 +581,7 @@ class CcxtVenue:
         self._orders[tracked.cid] = tracked
         if len(self._orders) > 20000:  # forget the oldest finished orders
             for cid in [c for c, o in list(self._orders.items())[:5000] if o.status in TERMINAL]:
-                del self._orders[cid]
+                self._by_vid.pop(self._orders.pop(cid).venue_order_id or "", None)
 
     def _register_vid(self, tracked: _Order, vid: str | None) -> None:
         if not vid or tracked.venue_order_id == vid:
