@@ -215,6 +215,7 @@ class Settings(BaseSettings):
         """The retention settings by data kind (storage.lifecycle.RETENTION_TABLES)."""
         return {"bars": self.retention_bars_days, "clean_bars": self.retention_clean_bars_days,
                 "signals": self.retention_signals_days, "risk_metrics": self.retention_risk_metrics_days}
+
     # ---- modes and keys (deploy/secrets.py) ----
     mode: Literal["paper", "sandbox", "live"] = Field(
         "paper", description="`paper` (simulated fills, the default), `sandbox` (the venue's test network with "
@@ -222,7 +223,6 @@ class Settings(BaseSettings):
                              "TRADELOOP_VENUE_KEY; live also TRADELOOP_LIVE_CONFIRM.")
     live_confirm: str = Field(
         "", description=f"Must be exactly {LIVE_CONFIRMATION!r} for TRADELOOP_MODE=live to start.")
-    venue: str = Field("paper", description="Where orders go: `paper`, `binance` or `coinbase`.")
     venue_key: str | None = Field(
         None, description="Name of the API key (in the key store, `tradeloop keys list`) that sandbox and live "
                           "modes trade with.")
