@@ -336,6 +336,22 @@ class Trader:
                 else:
                     self.orders.pop(ev.client_order_id, None)
 
+    def apply_reconciled(self, events: Iterable[OrderEvent | Fill]) -> None:
+        """Facts reconciliation found at the venue and has already stored (missed fills, statuses the venue
+        established, reports received meanwhile): booked like any venue report, not drained again; what
+        they cause (a strategy answering a fill) is recorded as usual."""
+        events = list(events)
+        caused = self.engine.apply(events)[len(events):]
+        for ev in events:
+            if isinstance(ev, Fill):
+                self._touched.add((ev.strategy, ev.symbol))  # the positions table follows at the next drain
+            elif not ev.status.is_open:
+                self.orders.pop(ev.client_order_id, None)
+            elif ev.client_order_id in self.orders:
+                req = self.orders[ev.client_order_id][0]
+                self.orders[ev.client_order_id] = (req, ev.status, ev.filled_quantity)
+        self._record(caused)
+
     def _request(self, cid: str) -> OrderRequest | None:
         if cid in self.orders:
             return self.orders[cid][0]

@@ -268,10 +268,12 @@ def balance_effect(fill: Fill) -> dict[str, Decimal]:
 
 def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance | None = None, *,
               answers: Mapping[str, OrderEvent] | None = None, answer_fills: Iterable[Fill] = (),
-              check_balances: bool = True, fix_with_trades: bool = False) -> Reconciliation:
+              check_balances: bool = True, skip_recent_trades: bool = False,
+              fix_with_trades: bool = False) -> Reconciliation:
     """Compare the venue with our records.  ``answers``: the venue's answers to queries of client ids
     (OrderEvent from ``LiveVenue.query`` via ``poll``), ``answer_fills`` the fills that came with them.
-    ``check_balances`` off: orders and trades only (the frequent check)."""
+    ``check_balances`` off: orders and trades only (the frequent check).  ``skip_recent_trades``: trades
+    younger than the settle window are left to the stream (a periodic run races it), their orders too."""
     tol = tolerance or Tolerance()
     answers = answers or {}
     acct, ex, now = ours.account, ours.exchange, venue.ts
@@ -289,12 +291,16 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
     # 1. trades we have no fill for
     seen = set(ours.fill_ids)
     missed: dict[str, Decimal] = {}
+    recent: set[str] = set()
     for t in sorted(venue.trades, key=lambda t: (t.ts, t.trade_id)):
         fid = fill_id_of(ex, t.trade_id)
         if fid in seen:
             continue
-        seen.add(fid)
         cid = t.client_order_id or by_vid.get(t.venue_order_id) or external_id(ex, t)
+        if skip_recent_trades and now - t.ts < tol.settle_ns:
+            recent.add(cid)
+            continue
+        seen.add(fid)
         rec = ours.orders.get(cid)
         if rec is not None and not rec.external:
             f = Fill(fid, cid, acct, rec.strategy, ex, t.symbol, t.side, t.price, t.quantity, t.fee, t.fee_currency,
@@ -327,7 +333,7 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
                           max(rec.quantity - filled, ZERO), now, reason, vid or rec.venue_order_id)
 
     def settling(rec: RecordOrder) -> bool:
-        return now - rec.updated_ts < tol.settle_ns
+        return now - rec.updated_ts < tol.settle_ns or rec.client_order_id in recent
 
     # 2. orders open at the venue
     open_at_venue: set[str] = set()
@@ -378,7 +384,8 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
                 events.append(event(rec, rec.status, filled, "reconciled_fill", None))
         elif ans is not None:
             events.append(OrderEvent(key, acct, rec.strategy, rec.symbol, ans.status, ans.filled_quantity,
-                                     ans.remaining_quantity, ans.ts, ans.reason, ans.venue_order_id or rec.venue_order_id))
+                                     max(rec.quantity - ans.filled_quantity, ZERO), ans.ts, ans.reason,
+                                     ans.venue_order_id or rec.venue_order_id))
             diffs.append(Difference(Kind.UNKNOWN_AT_VENUE, Verdict.OK, "record_status",
                                     f"{key}: not open at the venue; the venue answered {ans.status.value}"
                                     + (f" ({ans.reason})" if ans.reason else ""), key, rec.symbol))
