@@ -192,6 +192,24 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How often the stream reads strategy_releases: a promoted or rolled-back release is "
                                 "swapped into the slots running its strategy, a candidate's shadow started or "
                                 "stopped, without a restart.")
+    # ---- live venues (streaming/venues) ----
+    venue: Literal["paper", "binance", "coinbase"] = Field(
+        "paper", description="Where the stream's orders go: `paper` (simulated fills, the default), or a live "
+                             "exchange through ccxt: `binance` (spot) or `coinbase` (Advanced Trade).")
+    venue_api_url: str = Field(
+        "", description="Base URL overriding the exchange's own REST and WebSocket endpoints (a self-hosted "
+                        "gateway, the tests' fake exchange), e.g. http://127.0.0.1:8001; empty = the exchange's URLs.")
+    venue_account_budget_per_min: int = Field(
+        600, ge=1, description="Requests per minute one account may make to its venue, shared by every task "
+                               "(orders, queries, polling, resyncs); on top of ccxt's own rate limiter.")
+    venue_stale_after_s: float = Field(
+        30.0, gt=0, description="While orders are open, a user-data socket quiet for longer than this is "
+                                "distrusted: open orders and fills are re-read over REST.")
+    venue_unreachable_halt_s: float = Field(
+        60.0, gt=0, description="A venue unreachable (network errors, 5xx, maintenance) for longer than this "
+                                "halts the account; when it answers again, the account's open orders are cancelled.")
+    venue_timeout_s: float = Field(10.0, gt=0, description="Longest wait for one REST answer from the venue.")
+
     # ---- lifecycle ----
     retention_bars_days: int | None = Field(
         None, ge=0, le=36500, description="Days of raw bars (market_data: the batch layer's and the stream's) the "

@@ -34,6 +34,25 @@ WEIGHTS_AGE = Gauge("tradeloop_target_weights_age_hours",
 VAR_SCENARIOS = Gauge("tradeloop_var_scenarios", "Return scenarios loaded for VaR (0 = none, see GET /risk)",
                       registry=REGISTRY)
 
+# ---- live venues (streaming/venues): labels venue, account and a bounded kind ----
+VENUE_REQUESTS = Counter("tradeloop_venue_requests", "REST requests sent to a live venue, by ccxt method",
+                         ["venue", "account", "kind"], registry=REGISTRY)
+VENUE_ERRORS = Counter("tradeloop_venue_errors", "Failed venue requests, by error kind (timeout, http_5xx, "
+                       "network, rejected, ...)", ["venue", "account", "kind"], registry=REGISTRY)
+VENUE_RATE_LIMITED = Counter("tradeloop_venue_rate_limited", "HTTP 429 answers (waited Retry-After, sent again)",
+                             ["venue", "account"], registry=REGISTRY)
+VENUE_IP_BANS = Counter("tradeloop_venue_ip_bans", "HTTP 418 answers (IP banned: the breaker opens)",
+                        ["venue", "account"], registry=REGISTRY)
+VENUE_USED_WEIGHT = Gauge("tradeloop_venue_used_weight", "Request weight used in the current minute, as the venue "
+                          "reports it (Binance X-MBX-USED-WEIGHT-1M)", ["venue", "account"], registry=REGISTRY)
+VENUE_BUDGET_WAIT = Counter("tradeloop_venue_budget_wait_seconds", "Time requests waited for the account's request "
+                            "budget", ["venue", "account"], registry=REGISTRY)
+VENUE_WS_RECONNECTS = Counter("tradeloop_venue_ws_reconnects", "User-data WebSocket failures that led to a "
+                              "reconnect", ["venue", "account"], registry=REGISTRY)
+VENUE_RESYNCS = Counter("tradeloop_venue_resyncs", "Open orders and fills re-read over REST, by cause (stale, "
+                        "reconnect, fallback, fills_missing, recovered)", ["venue", "account", "kind"],
+                        registry=REGISTRY)
+
 
 def render() -> bytes:
     return generate_latest(REGISTRY)
