@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     market_source: str = Field("sim", description="Where history comes from: `sim`, or a ccxt exchange id.")
     sim_seed: int = Field(7, description="Seed of the simulated venue: same seed, same market.")
 
+    # the OMS's order router (trading.oms.router): orders larger than this share of the recent traded volume per
+    # slice are worked as TWAP/VWAP/Iceberg parents
+    router_participation: float = Field(0.10, ge=0, le=1, description="Largest share of the recent traded volume "
+                                        "one child order takes per slice; larger orders become TWAP (market) or "
+                                        "Iceberg (limit) parents. 0 sends every order whole.")
+    router_volume_window_s: int = Field(300, gt=0, description="Window of the recent traded volume the router "
+                                                               "measures participation against.")
+    router_slice_s: int = Field(60, gt=0, description="One slice of a parent order (seconds).")
+
     account: str = Field("paper", description="Trading account of the stream (paper by default).")
     mode: str = Field("paper", description="`paper`, the only mode until the live path (OMS and venue adapters, "
                                            "issues 11 and 14) exists; `live` is refused.")

@@ -98,10 +98,11 @@ def run_id_of(account: str, kind: str, ts_ns: int) -> str:
 
 def write_run(conn: sa.Connection, rec: Reconciliation, *, mode: str, kind: str, exchange: str,
               extra_fills: Sequence[Fill] = (), extra_events: Sequence[OrderEvent] = (),
-              baseline: Mapping[str, Decimal] | None = None) -> str:
+              baseline: Mapping[str, Decimal] | None = None, journalled_elsewhere: Iterable[str] = ()) -> str:
     """Record one run and what it found, in the caller's transaction; returns the run id.
     ``extra_*``: what the venue reported meanwhile (answers to queries at start), recorded with it.
-    ``baseline``: the venue's balances to adopt (first successful start)."""
+    ``baseline``: the venue's balances to adopt (first successful start).  ``journalled_elsewhere``: orders
+    whose transitions the caller's OMS journals itself (their rows are updated here, not journalled twice)."""
     run_id = run_id_of(rec.account, kind, rec.ts)
     diffs = [d.to_dict() for d in rec.differences]
     props = [{"client_order_id": p.client_order_id, "symbol": p.symbol, "side": p.side.value,
@@ -118,7 +119,7 @@ def write_run(conn: sa.Connection, rec: Reconciliation, *, mode: str, kind: str,
         write_batch(conn, mode=mode, account=rec.account, fills=fills)
     events = list(rec.events) + list(extra_events)
     if events:
-        record_statuses(conn, events)
+        record_statuses(conn, events, skip_journal=frozenset(journalled_elsewhere))
     if rec.external_orders:
         conn.exec_driver_sql(
             "INSERT INTO orders (client_order_id, account, strategy, exchange, symbol, side, order_type, quantity,"
@@ -148,20 +149,22 @@ def write_failed_run(conn: sa.Connection, account: str, *, mode: str, kind: str,
     return run_id
 
 
-def record_statuses(conn: sa.Connection, events: Iterable[OrderEvent]) -> None:
+def record_statuses(conn: sa.Connection, events: Iterable[OrderEvent], skip_journal: frozenset[str] = frozenset()) -> None:
     """Statuses the venue established: they win over ours (no ordering by time: the venue is the truth
-    about its orders), and each is journalled like any other order event."""
+    about its orders), and each is journalled like any other order event (but those of ``skip_journal``)."""
     events = list(events)
     conn.exec_driver_sql(
         "UPDATE orders SET status=%s, filled_quantity=%s, reason=%s, updated_at=greatest(updated_at, %s),"
         " venue_order_id=coalesce(%s, venue_order_id) WHERE client_order_id=%s",
         [(e.status.value, e.filled_quantity, e.reason, ts_of(e.ts), e.venue_order_id, e.client_order_id)
          for e in events])
-    conn.exec_driver_sql(
-        "INSERT INTO order_events (client_order_id, account, status, filled_quantity, remaining_quantity, reason, ts)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s)",
-        [(e.client_order_id, e.account, e.status.value, e.filled_quantity, e.remaining_quantity, e.reason,
-          ts_of(e.ts)) for e in events])
+    journal = [e for e in events if e.client_order_id not in skip_journal]
+    if journal:
+        conn.exec_driver_sql(
+            "INSERT INTO order_events (client_order_id, account, status, filled_quantity, remaining_quantity,"
+            " reason, ts) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+            [(e.client_order_id, e.account, e.status.value, e.filled_quantity, e.remaining_quantity, e.reason,
+              ts_of(e.ts)) for e in journal])
 
 
 def adopt_baseline(conn: sa.Connection, account: str, balances: Mapping[str, Decimal], ts_ns: int, *,

@@ -23,7 +23,9 @@ from typing import Iterable, Sequence
 import orjson
 import sqlalchemy as sa
 
-from trading.records import Bar, Fill, Liquidity, OrderStatus, Side, stable_id
+from trading.records import (
+    Bar, Fill, Liquidity, OrderRequest, OrderStatus, OrderType, Side, TimeInForce, stable_id,
+)
 
 OPEN_STATUSES = tuple(s.value for s in OrderStatus if s.is_open)
 RISK_METRICS = ("equity", "cash", "realized_pnl", "unrealized_pnl", "total_pnl", "daily_pnl", "drawdown",
@@ -56,12 +58,14 @@ def ensure_partitions_ahead(conn: sa.Connection, now_ns: int) -> None:
 
 def write_batch(conn: sa.Connection, *, mode: str, account: str = "", bars: Sequence = (), orders: Sequence = (),
                 events: Sequence = (), fills: Sequence = (), positions: Sequence = (), signals: Sequence = (),
-                transitions: Sequence = ()) -> None:
+                transitions: Sequence = (), parents: Sequence = ()) -> None:
     """Everything one drain of the hot path produced, in the caller's transaction."""
     if signals and not account:
         raise ValueError("write_batch: signals need their account (signal records carry none)")
     with conn.connection.driver_connection.cursor() as cur:
         _write_rows(cur.executemany, mode, account, bars, orders, events, fills, positions, signals)
+        if parents:
+            _write_parents(cur.executemany, mode, parents)
     for t in transitions:
         write_audit(conn, stable_id("transition", t.scope, t.old.value, t.new.value, t.ts, t.reason),
                     t.ts, t.who, "risk_state", t.scope, t.reason, {"old": t.old.value, "new": t.new.value})
@@ -84,12 +88,14 @@ def _write_rows(run, mode: str, account: str, bars, orders, events, fills, posit
               o.order_type.value, o.quantity, o.price, o.stop_price, o.time_in_force.value, o.post_only,
               o.parent_id, mode, ts_of(o.ts), ts_of(o.ts)) for o in orders])
     if events:
-        # later events win; a replayed older event never moves an order backwards
+        # the order shows its latest event (one update per order and batch); a replayed older event never
+        # moves an order backwards
+        latest = list({e.client_order_id: e for e in events}.values())
         run("UPDATE orders SET status=%s, filled_quantity=%s, reason=%s, updated_at=%s,"
             " venue_order_id=coalesce(%s, venue_order_id)"
             " WHERE client_order_id=%s AND (updated_at < %s OR (updated_at = %s AND filled_quantity <= %s))",
             [(e.status.value, e.filled_quantity, e.reason, ts_of(e.ts), e.venue_order_id, e.client_order_id,
-              ts_of(e.ts), ts_of(e.ts), e.filled_quantity) for e in events])
+              ts_of(e.ts), ts_of(e.ts), e.filled_quantity) for e in latest])
         # the journal: every transition, in the order the OMS made it (append-only, see migration 0009)
         run("INSERT INTO order_events (client_order_id, account, status, filled_quantity, remaining_quantity,"
             " reason, ts) VALUES (%s,%s,%s,%s,%s,%s,%s)",
@@ -157,13 +163,48 @@ class RestoredRows:
     known_order_ids: set[str] = field(default_factory=set)
     bars: list[Bar] = field(default_factory=list)  # recent bars per symbol, time order
     halted: tuple[str, str] | None = None  # (who, reason) of a kill switch not yet resumed
+    parents: list = field(default_factory=list)  # working parent orders: (ParentRecord, child ids) each
+    open_orders: list = field(default_factory=list)  # sandbox/live: (OrderRequest, status, filled, venue id)
+
+
+def _write_parents(run, mode: str, parents: Sequence) -> None:
+    """The router's parent orders, latest state per parent."""
+    latest = {p.parent_id: p for p in parents}.values()
+    run("INSERT INTO parent_orders (parent_id, account, strategy, exchange, symbol, side, algorithm, quantity,"
+        " arrival_price, params, status, filled_quantity, reason, mode, created_at, updated_at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (parent_id) DO UPDATE SET"
+        " status=EXCLUDED.status, filled_quantity=EXCLUDED.filled_quantity, reason=EXCLUDED.reason,"
+        " updated_at=EXCLUDED.updated_at",
+        [(p.parent_id, p.account, p.strategy, p.exchange, p.symbol, p.side.value, p.algorithm, p.quantity,
+          p.arrival_price, orjson.dumps(p.params).decode(), p.status, p.filled_quantity, p.reason, mode,
+          ts_of(p.created_ts), ts_of(p.updated_ts)) for p in latest])
 
 
 def restore_account(conn: sa.Connection, account: str, symbols: Iterable[str], *, mode: str, exchange: str,
                     interval: str, warmup_bars: int, now_ns: int | None = None) -> RestoredRows:
-    """Read ``account`` back, in the caller's transaction.  Orders left open by a dead worker are
-    canceled: the paper venue that held them died with it (an audit row says so)."""
-    symbols = list(symbols)
+    """Read ``account`` back, in the caller's transaction.  Paper: orders left open by a dead worker are
+    canceled -- the paper venue that held them died with it (an audit row says so).  Sandbox and live: the
+    exchange still holds them, so they are returned (``open_orders``) for the OMS to ask the venue about."""
+    live = mode in ("sandbox", "live")
+    rows = _restore(conn, account, list(symbols), mode=mode, exchange=exchange, interval=interval,
+                    warmup_bars=warmup_bars, now_ns=now_ns, cancel_open=not live)
+    if live:
+        rows.open_orders = _open_orders(conn.exec_driver_sql, account, mode)
+    return rows
+
+
+def _open_orders(run, account: str, mode: str) -> list:
+    rows = run("SELECT client_order_id, account, strategy, exchange, symbol, side, order_type, quantity, price,"
+               " stop_price, time_in_force, post_only, created_at, parent_id, status, filled_quantity, venue_order_id"
+               " FROM orders WHERE account=%s AND mode=%s AND status = ANY(%s) ORDER BY created_at, client_order_id",
+               (account, mode, list(OPEN_STATUSES))).fetchall()
+    return [(OrderRequest(r[0], r[1], r[2], r[3], r[4], Side(r[5]), OrderType(r[6]), r[7], r[8], r[9],
+                          TimeInForce(r[10]), r[11], ns_of(r[12]), r[13]), OrderStatus(r[14]), r[15], r[16])
+            for r in rows]
+
+
+def _restore(conn: sa.Connection, account: str, symbols: list[str], *, mode: str, exchange: str, interval: str,
+             warmup_bars: int, now_ns: int | None, cancel_open: bool) -> RestoredRows:
     run = conn.exec_driver_sql
     out = RestoredRows()
     rows = run("SELECT fill_id, client_order_id, account, strategy, exchange, symbol, side, price, quantity,"
@@ -172,9 +213,10 @@ def restore_account(conn: sa.Connection, account: str, symbols: Iterable[str], *
     out.fills = [Fill(r[0], r[1], r[2], r[3], r[4], r[5], Side(r[6]), r[7], r[8], r[9], r[10],
                       Liquidity(r[11]), ns_of(r[12])) for r in rows]
     out.known_order_ids = {r[0] for r in run("SELECT client_order_id FROM orders WHERE account=%s", (account,))}
-    dead = [r[0] for r in run("UPDATE orders SET status='canceled', reason='worker_restart', updated_at=now()"
-                              " WHERE account=%s AND mode=%s AND status = ANY(%s) RETURNING client_order_id",
-                              (account, mode, list(OPEN_STATUSES)))]
+    dead = [] if not cancel_open else [
+        r[0] for r in run("UPDATE orders SET status='canceled', reason='worker_restart', updated_at=now()"
+                          " WHERE account=%s AND mode=%s AND status = ANY(%s) RETURNING client_order_id",
+                          (account, mode, list(OPEN_STATUSES)))]
     if dead:
         run("INSERT INTO order_events (client_order_id, account, status, filled_quantity, remaining_quantity,"
             " reason, ts) SELECT client_order_id, account, status, filled_quantity,"
@@ -188,8 +230,27 @@ def restore_account(conn: sa.Connection, account: str, symbols: Iterable[str], *
                    " WHERE exchange=%s AND interval=%s AND symbol = ANY(%s)) x WHERE rn <= %s ORDER BY ts, symbol",
                    (exchange, interval, symbols, warmup_bars)).fetchall()
         out.bars = [Bar(r[0], r[1], r[2], ns_of(r[3]), ns_of(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows]
+    out.parents = _working_parents(run, account, mode)
     row = run("SELECT action, actor, reason FROM audit_log WHERE scope=%s AND action IN ('kill_switch', 'resume')"
               " ORDER BY ts DESC, event_id DESC LIMIT 1", (f"account:{account}",)).fetchone()
     if row is not None and row[0] == "kill_switch":
         out.halted = (row[1], row[2])
+    return out
+
+
+def _working_parents(run, account: str, mode: str) -> list:
+    """Parent orders still being worked when the worker stopped, with the ids of their children so far."""
+    from trading.oms.router import ParentRecord
+
+    out = []
+    rows = run("SELECT parent_id, account, strategy, exchange, symbol, side, algorithm, quantity, arrival_price,"
+               " params, status, filled_quantity, reason, created_at, updated_at FROM parent_orders"
+               " WHERE account=%s AND mode=%s AND status='working' ORDER BY created_at, parent_id",
+               (account, mode)).fetchall()
+    for r in rows:
+        rec = ParentRecord(r[0], r[1], r[2], r[3], r[4], Side(r[5]), r[6], r[7], r[8], dict(r[9]), r[10], r[11],
+                           r[12], ns_of(r[13]), ns_of(r[14]))
+        children = [c[0] for c in run("SELECT client_order_id FROM orders WHERE parent_id=%s ORDER BY created_at,"
+                                      " client_order_id", (rec.parent_id,))]
+        out.append((rec, children))
     return out

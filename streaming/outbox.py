@@ -27,6 +27,7 @@ async def flush(trader: Trader) -> None:
         store = worker.store
         t0 = time.perf_counter()
         await asyncio.to_thread(store.write, batch)
+        trader.release()  # committed: the OMS may now send the orders it held for that (an exchange's)
         metrics.BATCH_WRITE_SECONDS.observe(time.perf_counter() - t0)
         metrics.STORE_RETRIES.set(store.retries)
         acct = trader.account

@@ -97,9 +97,11 @@ class Target:
 
     def __init__(self, risk: RiskEngine, *, apply: Callable[[list], None] | None = None,
                  alert: Callable[[StateTransition], None] | None = None,
-                 set_time: Callable[[int], None] | None = None) -> None:
+                 set_time: Callable[[int], None] | None = None,
+                 journals: Callable[[str], bool] | None = None) -> None:
         self.risk, self.account = risk, risk.account
         self._apply, self._alert, self._set_time = apply, alert, set_time
+        self.journals = journals or (lambda cid: False)  # does the target's OMS journal this order itself?
 
     @classmethod
     def of(cls, obj: Any) -> "Target":
@@ -109,7 +111,8 @@ class Target:
             def set_time(ts: int) -> None:
                 # the Trader's clock is event time: keep it, unless no tick has come yet
                 obj.clock.set(max(obj.clock.ts, obj.last_tick_ns or 0) or ts)
-            return cls(obj.risk, apply=obj.apply_reconciled, alert=obj.out.transitions.append, set_time=set_time)
+            return cls(obj.risk, apply=obj.apply_reconciled, alert=obj.out.transitions.append, set_time=set_time,
+                       journals=obj.journals)
         if hasattr(obj, "hold") and hasattr(obj, "on_fill"):  # trading.risk.RiskEngine
             def apply(events: list) -> None:
                 for ev in events:
@@ -165,13 +168,14 @@ class ReconStore:
             return sr.read_record(conn, account, mode=self.mode, exchange=self.exchange, venue=venue)
 
     def write(self, rec: Reconciliation, kind: str, *, extra: Sequence[OrderEvent | Fill] = (),
-              baseline: dict[str, Decimal] | None = None) -> str:
+              baseline: dict[str, Decimal] | None = None, journalled_elsewhere: Iterable[str] = ()) -> str:
         from storage import reconcile as sr
 
         with self._engine.begin() as conn:
             return sr.write_run(conn, rec, mode=self.mode, kind=kind, exchange=self.exchange,
                                 extra_fills=[e for e in extra if isinstance(e, Fill)],
-                                extra_events=[e for e in extra if isinstance(e, OrderEvent)], baseline=baseline)
+                                extra_events=[e for e in extra if isinstance(e, OrderEvent)], baseline=baseline,
+                                journalled_elsewhere=journalled_elsewhere)
 
     def failed(self, account: str, kind: str, ts_ns: int, reason: str) -> str:
         from storage import reconcile as sr
@@ -233,7 +237,9 @@ async def reconcile_at_start(venue: SnapshotVenue, engine_or_trader: Any, store:
         known = {f.fill_id for f in rec.fills}
         extra = [e for e in extra if not (isinstance(e, Fill) and (e.fill_id in known or e.fill_id in ours.fill_ids))]
         baseline = dict(snap.balances) if ours.expected_balances is None and rec.ok else None
-        run_id = await asyncio.to_thread(store.write, rec, "start", extra=extra, baseline=baseline)
+        elsewhere = _journalled_elsewhere(target, [*rec.events, *extra])
+        run_id = await asyncio.to_thread(store.write, rec, "start", extra=extra, baseline=baseline,
+                                         journalled_elsewhere=elsewhere)
 
         def settle() -> None:
             target.apply([*rec.fills, *rec.events, *extra])
@@ -258,6 +264,10 @@ async def reconcile_at_start(venue: SnapshotVenue, engine_or_trader: Any, store:
         except Exception:  # noqa: BLE001 -- the store may be what failed; the halt stands without the row
             log.exception("could not record the failed start reconciliation of %s", acct)
         return Outcome(Verdict.HALTED, reason, None, run_id)
+
+
+def _journalled_elsewhere(target: Target, events: Iterable[OrderEvent | Fill]) -> set[str]:
+    return {e.client_order_id for e in events if isinstance(e, OrderEvent) and target.journals(e.client_order_id)}
 
 
 def _hold_for(target: Target, rec: Reconciliation, ts: int) -> None:
@@ -333,7 +343,8 @@ class Reconciler:
             for cid, symbol in rec.queries:
                 self.venue.query(cid, symbol, now)  # the answer reaches the OMS through poll()
             if balances or rec.differences:  # a clean orders-only run is counted, not stored
-                await asyncio.to_thread(self.store.write, rec, "periodic")
+                await asyncio.to_thread(self.store.write, rec, "periodic",
+                                        journalled_elsewhere=_journalled_elsewhere(self.target, rec.events))
             await _locked(self.lock, lambda: (self.target.apply([*rec.fills, *rec.events]),
                                               _hold_for(self.target, rec, now)))
         except Exception as exc:  # noqa: BLE001 -- a failed run never reads as "in agreement"

@@ -84,7 +84,8 @@ class Store:
             raise ValueError("Store.write: a batch with signals needs its account (Batch.account; Trader.drain sets it)")
         self._run(lambda conn: stream_store.write_batch(
             conn, mode=self.mode, account=batch.account, bars=batch.bars, orders=batch.orders, events=batch.events,
-            fills=batch.fills, positions=batch.positions, signals=batch.signals, transitions=batch.transitions))
+            fills=batch.fills, positions=batch.positions, signals=batch.signals, transitions=batch.transitions,
+            parents=batch.parents))
 
     def ensure_partitions(self, now_ns: int) -> None:
         """Partitions of the stream's tables for this month and the next (at start and hourly)."""
@@ -118,7 +119,8 @@ class Store:
         rows = self._run(lambda conn: stream_store.restore_account(
             conn, account, symbols, mode=self.mode, exchange=exchange, interval=interval,
             warmup_bars=warmup_bars, now_ns=now_ns))
-        st = Restored(fills=rows.fills, known_order_ids=rows.known_order_ids, bars=rows.bars, halted=rows.halted)
+        st = Restored(fills=rows.fills, known_order_ids=rows.known_order_ids, bars=rows.bars, halted=rows.halted,
+                      parents=rows.parents, open_orders=rows.open_orders)
         # strategies are warmed up to the last stored bar: ticks of that bar or before are replays
         for b in st.bars:
             st.watermark[b.symbol] = max(st.watermark.get(b.symbol, b.exchange_ts), b.exchange_ts)

@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping
 from trading.ledger import Portfolio
 from trading.clock import BarClock
 from trading.marketdata.bars import BarAggregator
+from trading.oms.manager import REJECT_KNOWN_ORDER, OrderManager
+from trading.oms.router import ParentRecord, Router, rebuild
 from trading.ports import ExecutionVenue
 from trading.records import (
     Bar, Fill, Instrument, OrderEvent, OrderRequest, OrderStatus, Position, Tick, stable_id,
@@ -33,7 +35,6 @@ from trading.strategies.capabilities import FillHistory, ModelBacked, OwnSignals
 from trading.strategies.engine import StrategyEngine
 from trading.venue import PaperVenue
 
-REJECT_KNOWN_ORDER = "known_client_order_id"  # id already in Postgres: a replayed decision
 
 
 @dataclass
@@ -62,9 +63,11 @@ class Batch:
     bars: list[Bar] = field(default_factory=list)
     transitions: list[StateTransition] = field(default_factory=list)
     account: str = ""  # whose batch (signal rows carry no account of their own)
+    parents: list[ParentRecord] = field(default_factory=list)  # the router's parent orders, latest state last
 
     def __bool__(self) -> bool:
-        return bool(self.signals or self.orders or self.events or self.fills or self.bars or self.transitions)
+        return bool(self.signals or self.orders or self.events or self.fills or self.bars or self.transitions
+                    or self.parents)
 
 
 @dataclass
@@ -76,6 +79,8 @@ class Restored:
     bars: list[Bar] = field(default_factory=list)  # recent 1m bars, for strategy warm-up, time order
     watermark: dict[str, int] = field(default_factory=dict)  # symbol -> open ts of the last stored bar
     halted: tuple[str, str] | None = None  # (who, reason) of a kill switch not yet resumed
+    parents: list = field(default_factory=list)  # working parent orders: (ParentRecord, child ids)
+    open_orders: list = field(default_factory=list)  # sandbox/live: orders the exchange may still hold
 
 
 class _Tap:
@@ -157,30 +162,6 @@ class _Tap:
         return self._tap(self.inner.on_fill(fill, ctx), ctx.ts)
 
 
-class RecordingVenue:
-    """Wraps the account's venue (any trading.ports.ExecutionVenue: the paper TickFillVenue, or a live
-    adapter) to refuse client ids known from before a restart and to record every order sent.
-
-    Only ``submit`` is wrapped; the other port methods are the inner venue's own bound methods (no extra
-    call per tick on the hot path).
-    """
-
-    def __init__(self, venue: ExecutionVenue, known_ids: set[str], out: Batch) -> None:
-        self.venue, self.known, self.out = venue, known_ids, out
-        self.cancel, self.replace, self.open_orders = venue.cancel, venue.replace, venue.open_orders
-        self.on_bar, self.on_tick = venue.on_bar, venue.on_tick
-
-    def submit(self, order: OrderRequest) -> list[OrderEvent | Fill]:
-        if order.client_order_id in self.known:
-            # a replayed decision: the order exists in Postgres already; closing it here (not re-sending)
-            # lets the engine and risk engine forget it.  Not emitted: Postgres keeps the real status.
-            return [OrderEvent(order.client_order_id, order.account, order.strategy, order.symbol,
-                               OrderStatus.REJECTED, Decimal(0), order.quantity, order.ts, REJECT_KNOWN_ORDER)]
-        self.known.add(order.client_order_id)
-        self.out.orders.append(order)
-        return self.venue.submit(order)
-
-
 class TickFillVenue:
     """The stream's paper venue: PaperVenue (bar mode) driven by trade prints.  Implements
     trading.ports.ExecutionVenue.
@@ -233,8 +214,10 @@ class Trader:
         mode: str = "paper",
         factory: Any = None,
         venue: ExecutionVenue | None = None,
+        router: Router | None = None,
     ) -> None:
-        """``venue``: where orders go (trading.ports.ExecutionVenue); default the paper TickFillVenue."""
+        """``venue``: where orders go (trading.ports.ExecutionVenue); default the paper TickFillVenue.  Every
+        order reaches it through the OMS (trading.oms.OrderManager), with ``router`` choosing how it is worked."""
         self.account, self.mode, self.exchange = account, mode, exchange
         # builds strategies for swap_strategy: the stream's factory knows `ml_signal` needs the registry
         self.factory = factory or create_strategy
@@ -242,11 +225,14 @@ class Trader:
         self.cash, self.instruments = cash, dict(instruments)
         self.out = Batch()
         self.clock = BarClock()
-        self.known_ids: set[str] = set()
         self.risk = RiskEngine(limits, account, cash, self.clock, instruments=self.instruments,
                                on_transition=self.out.transitions.append, on_flatten=self._flatten)
         self.portfolio = Portfolio(account, cash)
-        self.venue = RecordingVenue(venue or TickFillVenue(PaperVenue(exchange, self.instruments)), self.known_ids, self.out)
+        self.oms = OrderManager(venue or TickFillVenue(PaperVenue(exchange, self.instruments)), account=account,
+                                orders_sink=self.out.orders, events_sink=self.out.events,
+                                parents_sink=self.out.parents, router=router, on_halt=self._venue_halt)
+        self.known_ids = self.oms.known
+        self.venue = self.oms
         slots = {slot: _Tap(slot, s, self.out.signals, account) for slot, s in strategies.items()}
         self.engine = StrategyEngine(self.venue, self.portfolio, slots, account=account, exchange=exchange,
                                      instruments=self.instruments, sizer=sizer or FixedFraction(0.05),
@@ -255,7 +241,6 @@ class Trader:
         self.watermark: dict[str, int] = {}
         self.counters: Counter[str] = Counter()
         self.last_tick_ns: int | None = None
-        self.orders: dict[str, tuple[OrderRequest, OrderStatus, Decimal]] = {}  # open ones, for views
         self._touched: set[tuple[str, str]] = set()
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -274,6 +259,13 @@ class Trader:
                 t.fills = [f for f in state.fills if f.strategy == slot]
                 t.inner.restore_fills(t.fills)
         self.known_ids |= state.known_order_ids
+        # an exchange's orders left open by the previous run: asked about (as unknown orders), never resent
+        self.oms.restore(state.open_orders, state.known_order_ids)
+        for order, _status, _filled, _vid in state.open_orders:
+            if order.parent_id is None:
+                self.engine.adopt_open(order.client_order_id, order.strategy, order.symbol, order.side.sign,
+                                       order.quantity - _filled)
+        self._resume_parents(state)
         if state.bars:
             last_close = max(b.exchange_ts for b in state.bars) + self.bars.step
             self.engine.trade_from_ts = last_close
@@ -301,6 +293,22 @@ class Trader:
         self.out.events.clear()
         self.out.fills.clear()
 
+    def _resume_parents(self, state: Restored) -> None:
+        """Parent orders still working when the worker stopped go on where they were: their children so far
+        and those children's fills are fed back, and the engine counts the rest as pending, so the strategy
+        does not decide the same quantity again."""
+        by_child: dict[str, list[Fill]] = {}
+        for f in state.fills:
+            by_child.setdefault(f.client_order_id, []).append(f)
+        for rec, children in state.parents:
+            lot = self.instruments[rec.symbol].lot_size if rec.symbol in self.instruments else Decimal("0.0001")
+            algo = rebuild(rec, lot)
+            still_open = {o.client_order_id: o.quantity - filled for o, _st, filled, _v in state.open_orders
+                          if o.parent_id == rec.parent_id}
+            algo.resume(children, [f for c in children for f in by_child.get(c, ())], still_open)
+            self.oms.adopt_parent(algo, rec, children)
+            self.engine.adopt_open(rec.parent_id, rec.strategy, rec.symbol, rec.side.sign, algo.quantity - algo.filled)
+
     # -- the hot path -------------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> None:
         wm = self.watermark.get(tick.symbol)
@@ -320,6 +328,7 @@ class Trader:
         self._record(self.engine.on_tick(tick))
 
     def _record(self, events: Iterable[OrderEvent | Fill]) -> None:
+        """Fills into the batch (order events are journalled by the OMS itself, into ``out.events``)."""
         out = self.out
         for ev in events:
             if isinstance(ev, Fill):
@@ -327,49 +336,50 @@ class Trader:
                 self._touched.add((ev.strategy, ev.symbol))
             elif ev.reason == REJECT_KNOWN_ORDER:
                 self.counters["orders_replayed"] += 1
-            else:
-                out.events.append(ev)
-                if ev.status.is_open:
-                    req = self._request(ev.client_order_id)
-                    if req is not None:
-                        self.orders[ev.client_order_id] = (req, ev.status, ev.filled_quantity)
-                else:
-                    self.orders.pop(ev.client_order_id, None)
 
     def apply_reconciled(self, events: Iterable[OrderEvent | Fill]) -> None:
         """Facts reconciliation found at the venue and has already stored (missed fills, statuses the venue
-        established, reports received meanwhile): booked like any venue report, not drained again; what
-        they cause (a strategy answering a fill) is recorded as usual."""
+        established, reports received meanwhile): the OMS follows them (journalling the transitions of the
+        orders it holds, as for any venue report), the books take them, and what they cause (a strategy
+        answering a fill) is recorded as usual.  Fills are not drained again (already stored)."""
         events = list(events)
-        caused = self.engine.apply(events)[len(events):]
-        for ev in events:
+        # TODO(lead): a public OrderManager entry for reconciled facts (PLAN.md, "Changes requested")
+        applied = self.oms._ingest(events)
+        caused = self.engine.apply(applied)[len(applied):]
+        for ev in applied:
             if isinstance(ev, Fill):
                 self._touched.add((ev.strategy, ev.symbol))  # the positions table follows at the next drain
-            elif not ev.status.is_open:
-                self.orders.pop(ev.client_order_id, None)
-            elif ev.client_order_id in self.orders:
-                req = self.orders[ev.client_order_id][0]
-                self.orders[ev.client_order_id] = (req, ev.status, ev.filled_quantity)
         self._record(caused)
 
-    def _request(self, cid: str) -> OrderRequest | None:
-        if cid in self.orders:
-            return self.orders[cid][0]
-        for o in reversed(self.out.orders):
-            if o.client_order_id == cid:
-                return o
-        return None
+    def journals(self, client_order_id: str) -> bool:
+        """Whether the OMS journals this order's transitions itself (it holds the order, open or closed)."""
+        return client_order_id in self.oms.orders or client_order_id in self.oms.closed
 
     def drain(self) -> Batch:
         """The events since the last drain; positions of every (strategy, symbol) a fill touched."""
         out = self.out  # the risk engine, venue and taps append to these lists: copy, then clear in place
         batch = Batch(list(out.signals), list(out.orders), list(out.events), list(out.fills),
                       [self.portfolio.position(sym, strat) for strat, sym in sorted(self._touched)],
-                      list(out.bars), list(out.transitions), self.account)
-        for lst in (out.signals, out.orders, out.events, out.fills, out.bars, out.transitions):
+                      list(out.bars), list(out.transitions), self.account, list(out.parents))
+        for lst in (out.signals, out.orders, out.events, out.fills, out.bars, out.transitions, out.parents):
             lst.clear()
         self._touched.clear()
+        self.oms.drained()
         return batch
+
+    def release(self) -> None:
+        """After the drained batch is committed: the OMS sends the orders it was holding for that (an
+        exchange's; the paper venue's go at once)."""
+        self._record(self.engine.apply(self.oms.release()))
+
+    def poll_venue(self, ts: int | None = None) -> None:
+        """A live venue's reports that arrived without a tick, unknown orders' queries, the venue's health."""
+        self._record(self.engine.apply(self.oms.poll(ts)))
+
+    def _venue_halt(self, reason: str) -> None:
+        """The venue adapter gave up on the account (an IP ban, unreachable too long): halt, no flatten --
+        orders could not reach it anyway."""
+        self.risk.kill_switch(f"venue: {reason}", flatten=False, who="oms")
 
     # -- operator actions ------------------------------------------------------------------------
     def kill_switch(self, reason: str, flatten: bool, who: str) -> None:
@@ -465,9 +475,13 @@ class Trader:
         return out
 
     def open_orders_view(self) -> list[dict]:
-        return [{"client_order_id": cid, "strategy": r.strategy, "symbol": r.symbol, "side": r.side.value,
-                 "quantity": str(r.quantity), "status": st.value, "filled_quantity": str(filled)}
-                for cid, (r, st, filled) in sorted(self.orders.items())]
+        """The OMS's open orders (children of parent orders included, with their parent) and its parents."""
+        orders = [{"client_order_id": cid, "strategy": mo.order.strategy, "symbol": mo.order.symbol,
+                   "side": mo.order.side.value, "quantity": str(mo.order.quantity), "status": mo.status.value,
+                   "filled_quantity": str(mo.filled), "parent_id": mo.order.parent_id,
+                   "venue_order_id": mo.venue_order_id}
+                  for cid, mo in sorted(self.oms.orders.items())]
+        return orders
 
     def risk_view(self) -> dict:
         m = self.risk.metrics()

@@ -57,6 +57,7 @@ def strategy_factory(settings: Settings, symbols: list[str]) -> Callable[[str, d
 def build_trader(settings: Settings) -> Trader:
     """The account's Trader: configured strategies on every symbol of TRADELOOP_SYMBOLS, limits, sizing."""
     from streaming.trader import Trader
+    from trading.oms.router import Router, RouterConfig
     from trading.risk import RiskLimits, load_limits
     from trading.sizing import FixedFraction
 
@@ -67,7 +68,10 @@ def build_trader(settings: Settings) -> Trader:
     strategies = {slot: factory(name, params) for slot, (name, params) in chosen.items()}
     return Trader(settings.account, strategies, cash=settings.starting_cash, limits=limits, instruments=traded,
                   sizer=FixedFraction(config.FRACTION_PER_SYMBOL), interval=config.BAR_INTERVAL,
-                  exchange=settings.stream_exchange, mode=settings.mode, factory=factory)
+                  exchange=settings.stream_exchange, mode=settings.mode, factory=factory,
+                  router=Router(RouterConfig(settings.router_participation, settings.router_volume_window_s,
+                                             settings.router_slice_s),
+                                {s: i.lot_size for s, i in traded.items()}))
 
 
 async def start_trader(worker: WorkerState, settings: Settings) -> Trader:

@@ -267,6 +267,7 @@ class Fill:
     fee_currency: str
     liquidity: Liquidity
     ts: int
+    parent_id: str | None = None  # the OMS's parent order, for a child order's fill (not stored with the fill)
 
     @property
     def id(self) -> str:

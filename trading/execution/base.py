@@ -138,6 +138,19 @@ class ParentOrder(ABC):
             self.halted_reason = f"child {cid} rejected: {event.reason}"
         return []
 
+    def resume(self, children: list[str], fills: list[Fill], still_open: dict[str, Decimal] | None = None) -> None:
+        """Rebuild the state of a parent worked before a restart: its children so far, their fills, and the
+        children still open at the venue (client id -> quantity not yet filled; none on the paper venue,
+        whose open orders died with the worker)."""
+        self._children.update(children)
+        for f in fills:
+            self.on_fill(f)
+        self._open = dict(still_open or {})
+        self._after_resume(len(children))
+
+    def _after_resume(self, n_children: int) -> None:
+        pass
+
     def cancel(self, ts: int) -> list[CancelRequest]:
         """Stop the parent: no more children; cancels for the children still open."""
         self.canceled = True

@@ -35,6 +35,9 @@ class Iceberg(ParentOrder):
         self.n_children += 1
         return [self._child(self.n_children, qty, ts)]
 
+    def _after_resume(self, n_children: int) -> None:
+        self.n_children = n_children
+
     def _on_time(self, ts: int) -> list[Action]:
         return self._next_child(ts) if ts >= self.start_ts else []
 

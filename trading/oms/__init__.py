@@ -1,1 +1,1 @@
-"""The order management system: order states, the manager, the router, reconciliation with the venue."""
+"""The order management system: every order, paper or live, goes through one OrderManager."""

@@ -295,7 +295,11 @@ class RiskEngine(PreTradeChecks, DrawdownTiers, OperatorControls, RiskViews):
         leg, sleg = self._leg(sym), self._sleg(strat, sym)
         leg.add(dq=dq)
         sleg.add(dq=dq)
-        rec = self._orders.get(fill.client_order_id)
+        key = fill.client_order_id
+        rec = self._orders.get(key)
+        if rec is None and fill.parent_id is not None:  # a child of a parent order the gate approved whole
+            key = fill.parent_id
+            rec = self._orders.get(key)
         if rec is None:
             self.counters["fill_without_open_order"] += 1
         else:
@@ -303,7 +307,7 @@ class RiskEngine(PreTradeChecks, DrawdownTiers, OperatorControls, RiskViews):
             target = rec.final if rec.terminal else rec.qty
             self._set_pending(rec, min(max(target - rec.filled, ZERO), rec.pending))
             if rec.terminal and not rec.pending:
-                del self._orders[fill.client_order_id]
+                del self._orders[key]
         leg.refresh(mark)
         sleg.refresh(mark)
         self._assess(now, (strat,))

@@ -329,6 +329,11 @@ class StrategyEngine:
         """Cancel an open order at the venue and apply what it reports."""
         return self.apply(self.venue.cancel(client_order_id, ts))
 
+    def adopt_open(self, client_order_id: str, slot: str, symbol: str, sign: int, remaining: Decimal) -> None:
+        """Count an order restored from the system of record (a parent still being worked) as pending."""
+        if remaining > 0:
+            self._open[client_order_id] = _Open(slot, symbol, sign, remaining)
+
     def clear_fills(self) -> None:
         """Forget the fills kept so far (see ``keep_fills``)."""
         self.fills.clear()
@@ -348,11 +353,15 @@ class StrategyEngine:
                     self.fills.append(ev)
                 if self.risk is not None:
                     self.risk.on_fill(ev)
-                o = self._open.get(ev.client_order_id)
+                key = ev.client_order_id
+                o = self._open.get(key)
+                if o is None and ev.parent_id is not None:  # a child of an order the OMS works as a parent
+                    key = ev.parent_id
+                    o = self._open.get(key)
                 if o is not None:
                     o.remaining -= ev.quantity
                     if o.remaining <= 0:
-                        del self._open[ev.client_order_id]
+                        del self._open[key]
                 strat = self.slots.get(ev.strategy)
                 if strat is not None:
                     self._ctx.slot, self._ctx.ts = ev.strategy, ev.ts
