@@ -17,9 +17,9 @@ a difference that would change the account's state must be seen in ``recon_confi
 row (a race between the snapshot and the stream is not a mismatch); unknown orders are queried, the
 answer reaching the OMS through ``poll`` like any report.  Nothing is ever traded to fix a difference.
 
-Wiring (the worker, sandbox/live only): after ``trader.restore(...)`` and ``await venue.start()``:
-``await reconcile_at_start(venue, trader, ReconStore(url, mode=..., exchange=...), ReconConfig.from_settings(s),
-lock=worker.lock)``, then start ``Reconciler(...).run()`` as a task beside the agent.
+Wiring (the worker, sandbox/live only), after ``trader.restore(...)`` and ``await venue.start()`` and before
+the agent feeds any tick: ``outcome, rc, task = await start_and_watch(venue, trader, ReconStore(url,
+mode=settings.mode, exchange=venue.exchange_name), ReconConfig.from_settings(settings), lock=worker.lock)``.
 """
 
 from __future__ import annotations
@@ -301,6 +301,17 @@ async def _ask(venue: SnapshotVenue, queries: Iterable[tuple[str, str]], timeout
         if wanted <= set(answers) or time.monotonic() >= deadline:
             return answers, fills, other
         await asyncio.sleep(0.05)
+
+
+async def start_and_watch(venue: SnapshotVenue, engine_or_trader: Any, store: ReconStore,
+                          config: ReconConfig | None = None, *, lock: asyncio.Lock | None = None,
+                          clock: Callable[[], int] = time.time_ns) -> tuple[Outcome, "Reconciler", asyncio.Task]:
+    """The worker's wiring in one call: the start gate, then the periodic runs as a task (started whatever
+    the start's verdict: a halted account still has its venue's facts recorded).  Cancel the task to stop."""
+    outcome = await reconcile_at_start(venue, engine_or_trader, store, config, clock=clock, lock=lock)
+    since = outcome.reconciliation.ts if outcome.reconciliation is not None else None
+    rc = Reconciler(venue, engine_or_trader, store, config, clock=clock, lock=lock, since_ns=since)
+    return outcome, rc, asyncio.create_task(rc.run(), name=f"reconciler-{rc.target.account}")
 
 
 # -- periodic ----------------------------------------------------------------------------------------------

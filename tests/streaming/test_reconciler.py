@@ -18,7 +18,9 @@ import pytest
 import sqlalchemy as sa
 
 from storage import stream
-from streaming.reconciler import HALT, ReconConfig, Reconciler, reconcile_at_start, ReconStore, START
+from streaming.reconciler import (
+    HALT, ReconConfig, Reconciler, reconcile_at_start, ReconStore, START, start_and_watch,
+)
 from tests.streaming.conftest import sim_ticks
 from trading.oms.reconcile import Tolerance, Verdict, VenueOrder, VenueSnapshot, VenueTrade
 from trading.records import (
@@ -196,6 +198,29 @@ def test_start_records_and_books_a_fill_missed_while_no_worker_ran(setup, engine
         ("BTC", D("0.1")), ("USDT", D("9989.99"))]
 
 
+def test_an_order_the_oms_restored_follows_the_venue_and_is_journalled_once(setup, engine):
+    from streaming.trader import Restored
+
+    account, venue, trader, store = setup
+    cid, vid = _uid(account, "o9"), _uid(account, "v9")
+    _ours(engine, account, cid, vid)
+    req = OrderRequest(cid, account, "t", EX, "BTC/USDT", Side.BUY, OrderType.LIMIT, D("0.1"), D(100))
+    trader.restore(Restored(known_order_ids={cid}, open_orders=[(req, OrderStatus.ACKNOWLEDGED, D(0), vid)]))
+    assert cid in trader.oms.orders  # open, to be asked about
+    venue.rest(cid, vid, filled="0.1", status=OrderStatus.FILLED)
+    venue.trade(_uid(account, "t9"), vid, "0.1")
+    assert asyncio.run(reconcile_at_start(venue, trader, store, CFG)).verdict is Verdict.OK
+    assert cid not in trader.oms.orders and trader.oms.closed[cid].status is OrderStatus.FILLED
+    batch = trader.drain()
+    assert [(e.client_order_id, e.status) for e in batch.events] == [(cid, OrderStatus.FILLED)]  # the OMS journals it
+    assert batch.fills == []  # stored by the reconciliation already
+    assert [p.quantity for p in batch.positions] == [D("0.1")]
+    # the run updated the order's row and left its journal to the OMS
+    assert _q(engine, "SELECT status FROM orders WHERE client_order_id=:c", c=cid) == [("filled",)]
+    assert _q(engine, "SELECT status FROM order_events WHERE client_order_id=:c ORDER BY event_no", c=cid) == [
+        ("ack",)]
+
+
 def test_an_order_unknown_at_the_venue_is_queried_and_recorded_rejected_never_resent(setup, engine):
     account, venue, trader, store = setup
     cid = _uid(account, "lost")
@@ -291,3 +316,24 @@ def test_config_from_settings_and_bad_settings():
     assert cfg.fix_with_trades is False
     with pytest.raises(ReconcileInputError, match="TRADELOOP_RECON_BALANCE_"):
         ReconConfig.from_settings(Settings(_env_file=None, recon_balance_tolerance=0.1, recon_balance_halt=0.01))
+
+
+def test_the_periodic_task_checks_orders_often_and_balances_when_due(setup, engine):
+    account, venue, trader, store = setup
+    cfg = ReconConfig(CFG.tolerance, orders_interval_s=0.05, balances_interval_s=0.25)
+
+    async def scenario():
+        outcome, rc, task = await start_and_watch(venue, trader, store, cfg)
+        try:
+            while rc.counters["runs_ok"] < 8:
+                await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+        return outcome, rc
+
+    outcome, rc = asyncio.run(scenario())
+    assert outcome.verdict is Verdict.OK and rc.last_ts is not None
+    assert len(venue.snapshots) >= 9  # the start's and the periodic runs'
+    runs = _q(engine, "SELECT kind FROM reconciliation_runs WHERE account=:a", a=account)
+    # clean orders-only runs are counted, not stored; balance runs are (the first at once, then every 0.25 s)
+    assert 2 <= sum(1 for (k,) in runs if k == "periodic") < rc.counters["runs_ok"]
