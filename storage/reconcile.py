@@ -114,7 +114,8 @@ def write_run(conn: sa.Connection, rec: Reconciliation, *, mode: str, kind: str,
          orjson.dumps(diffs).decode(), orjson.dumps(props).decode())).fetchone()
     if first is None:
         return run_id  # recorded before: a replayed run changes nothing (the journal is append-only)
-    fills = list(rec.fills) + [f for f in extra_fills if f.fill_id not in {g.fill_id for g in rec.fills}]
+    found = {f.fill_id for f in rec.fills}
+    fills = list(rec.fills) + [f for f in extra_fills if f.fill_id not in found]
     if fills:
         write_batch(conn, mode=mode, account=rec.account, fills=fills)
     events = list(rec.events) + list(extra_events)

@@ -292,6 +292,7 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
     seen = set(ours.fill_ids)
     missed: dict[str, Decimal] = {}
     recent: set[str] = set()
+    in_flight: list[VenueTrade] = []  # skipped recent trades: not recorded yet, already in the venue's balances
     for t in sorted(venue.trades, key=lambda t: (t.ts, t.trade_id)):
         fid = fill_id_of(ex, t.trade_id)
         if fid in seen:
@@ -299,6 +300,7 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
         cid = t.client_order_id or by_vid.get(t.venue_order_id) or external_id(ex, t)
         if skip_recent_trades and now - t.ts < tol.settle_ns:
             recent.add(cid)
+            in_flight.append(t)
             continue
         seen.add(fid)
         rec = ours.orders.get(cid)
@@ -408,8 +410,15 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
                     expected[asset] = expected.get(asset, ZERO) + q
     proposals: list[OrderRequest] = []
     if check_balances and expected is not None:
-        for asset in sorted(set(expected) | set(venue.balances)):
-            v, e = venue.balances.get(asset, ZERO), expected.get(asset, ZERO)
+        compared = dict(expected)
+        for t in in_flight:  # the stream is about to record them: compare as if it had
+            if ours.baseline_ts is None or t.ts > ours.baseline_ts:
+                f = Fill("", "", acct, "", ex, t.symbol, t.side, t.price, t.quantity, t.fee, t.fee_currency,
+                         t.liquidity, t.ts)
+                for asset, q in balance_effect(f).items():
+                    compared[asset] = compared.get(asset, ZERO) + q
+        for asset in sorted(set(compared) | set(venue.balances)):
+            v, e = venue.balances.get(asset, ZERO), compared.get(asset, ZERO)
             drift = v - e
             size = max(abs(v), abs(e))
             if abs(drift) <= tol.noise(asset, size):

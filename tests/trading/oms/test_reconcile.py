@@ -188,3 +188,13 @@ def test_helpers_and_bad_input():
         Tolerance(relative=D("0.1"), halt_relative=D("0.01"))
     with pytest.raises(ReconcileInputError, match="absolute"):
         Tolerance(absolute=D(-1))
+
+
+def test_a_periodic_run_leaves_recent_trades_to_the_stream_but_counts_them_in_the_balances():
+    young = trade("t1", qty="1", ts=NOW - NS_PER_S)  # settle window: 5 s
+    snap = VenueSnapshot(NOW, [], [young],
+                         {"BTC": D(1), "USDT": D("899.9")})
+    ours = record(ours_order(), expected={"USDT": D(1000)}, baseline_ts=T0)
+    rec = reconcile(snap, ours, skip_recent_trades=True)
+    assert rec.differences == () and rec.fills == () and rec.verdict is Verdict.OK  # no drift, no unknown order
+    assert [d.kind for d in reconcile(snap, ours).differences] == [Kind.MISSED_FILL, Kind.STATUS_MISMATCH]
