@@ -144,13 +144,15 @@ def write_failed_run(conn: sa.Connection, account: str, *, mode: str, kind: str,
     run_id = run_id_of(account, kind, ts_ns)
     conn.exec_driver_sql(
         "INSERT INTO reconciliation_runs (run_id, account, mode, ts, kind, verdict, reason)"
-        " VALUES (%s,%s,%s,%s,%s,'halted',%s) ON CONFLICT DO NOTHING", (run_id, account, mode, ts_of(ts_ns), kind, reason))
+        " VALUES (%s,%s,%s,%s,%s,'halted',%s) ON CONFLICT DO NOTHING",
+        (run_id, account, mode, ts_of(ts_ns), kind, reason))
     write_audit(conn, stable_id("recon_audit", run_id), ts_ns, ACTOR, "reconciliation", f"account:{account}", reason,
                 {"run_id": run_id, "kind": kind, "verdict": "halted"})
     return run_id
 
 
-def record_statuses(conn: sa.Connection, events: Iterable[OrderEvent], skip_journal: frozenset[str] = frozenset()) -> None:
+def record_statuses(conn: sa.Connection, events: Iterable[OrderEvent],
+                    skip_journal: frozenset[str] = frozenset()) -> None:
     """Statuses the venue established: they win over ours (no ordering by time: the venue is the truth
     about its orders), and each is journalled like any other order event (but those of ``skip_journal``)."""
     events = list(events)

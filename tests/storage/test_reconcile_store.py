@@ -35,13 +35,15 @@ def _ack(acct: str, cid: str, vid: str, ts: int = T0) -> OrderEvent:
 
 
 def _fill(acct: str, tid: str, cid: str, side: Side, qty: str, price: str, fee: str, cur: str, ts: int) -> Fill:
-    return Fill(fill_id_of(EX, f"{acct}-{tid}"), f"{acct}-{cid}", acct, "momo", EX, "BTC/USDT", side, D(price), D(qty), D(fee), cur,
+    return Fill(fill_id_of(EX, f"{acct}-{tid}"), f"{acct}-{cid}", acct, "momo", EX, "BTC/USDT", side, D(price), D(qty),
+                D(fee), cur,
                 Liquidity.TAKER, ts)
 
 
 def _vtrade(acct: str, tid: str, vid: str, qty: str, ts: int, cid: str | None = None) -> VenueTrade:
     """Venue trade ids are unique per exchange: per test account here (the tests share one database)."""
-    return VenueTrade(f"{acct}-{tid}", cid, f"{acct}-{vid}", "BTC/USDT", Side.BUY, D(100), D(qty), D("0.05"), "USDT", Liquidity.MAKER, ts)
+    return VenueTrade(f"{acct}-{tid}", cid, f"{acct}-{vid}", "BTC/USDT", Side.BUY, D(100), D(qty), D("0.05"), "USDT",
+                      Liquidity.MAKER, ts)
 
 
 def _setup(engine, acct: str) -> None:
@@ -80,9 +82,11 @@ def test_a_run_records_missed_fill_external_order_statuses_and_a_second_run_find
     acct = _acct()
     _setup(engine, acct)
     now = T0 + 600 * NS_PER_S
-    ext = VenueOrder(None, f"{acct}-v77", "BTC/USDT", Side.SELL, OrderType.LIMIT, D("0.3"), D(150), OrderStatus.ACKNOWLEDGED,
+    ext = VenueOrder(None, f"{acct}-v77", "BTC/USDT", Side.SELL, OrderType.LIMIT, D("0.3"), D(150),
+                     OrderStatus.ACKNOWLEDGED,
                      D(0), T0 + 50 * NS_PER_S)
-    o2 = VenueOrder(f"{acct}-o2", f"{acct}-v2", "BTC/USDT", Side.BUY, OrderType.LIMIT, D(1), D(100), OrderStatus.PARTIALLY_FILLED,
+    o2 = VenueOrder(f"{acct}-o2", f"{acct}-v2", "BTC/USDT", Side.BUY, OrderType.LIMIT, D(1), D(100),
+                    OrderStatus.PARTIALLY_FILLED,
                     D("0.2"), T0 + 40 * NS_PER_S)
     # o1 filled at the venue while nobody looked (its trades carry no client id); o2 partly
     trades = [_vtrade(acct, "a", "v1", "0.6", T0 + 30 * NS_PER_S), _vtrade(acct, "b", "v1", "0.4", T0 + 35 * NS_PER_S),
@@ -100,8 +104,8 @@ def test_a_run_records_missed_fill_external_order_statuses_and_a_second_run_find
         def q(sql):  # client ids and venue ids without the test's account prefix
             return [tuple(v.removeprefix(f"{acct}-") if isinstance(v, str) else v for v in r)
                     for r in conn.execute(sa.text(sql), {"a": acct}).fetchall()]
-        got = [r for r in q("SELECT fill_id, client_order_id, quantity, mode FROM trades WHERE account=:a AND mode='live'"
-                " AND strategy='momo' ORDER BY ts") if r[1] in ("o1", "o2")]
+        got = [r for r in q("SELECT fill_id, client_order_id, quantity, mode FROM trades WHERE account=:a"
+                            " AND mode='live' AND strategy='momo' ORDER BY ts") if r[1] in ("o1", "o2")]
         assert [(r[1], r[2], r[3]) for r in got] == [("o1", D("0.6"), "live"), ("o1", D("0.4"), "live"),
                                                     ("o2", D("0.2"), "live")]
         assert got[0][0] == fill_id_of(EX, f"{acct}-a")  # the adapters' fill id
@@ -151,7 +155,8 @@ def test_start_since_covers_open_orders_fills_and_the_last_run(engine):
     acct = _acct()
     now = T0 + 3600 * NS_PER_S
     with engine.connect() as conn:
-        assert store.start_since(conn, acct, mode=MODE, now_ns=now, lookback_ns=86400 * NS_PER_S) == now - 86400 * NS_PER_S
+        first = store.start_since(conn, acct, mode=MODE, now_ns=now, lookback_ns=86400 * NS_PER_S)
+        assert first == now - 86400 * NS_PER_S
     _setup(engine, acct)  # open orders created at T0, the newest live fill at T0 + 20 s
     with engine.connect() as conn:
         since = store.start_since(conn, acct, mode=MODE, now_ns=now, lookback_ns=86400 * NS_PER_S, overlap_ns=0)

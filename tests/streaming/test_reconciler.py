@@ -58,7 +58,8 @@ class MemoryVenue:
             await self.gate.wait()
         if self.fail is not None:
             raise self.fail
-        return VenueSnapshot(time.time_ns() - int(self.lag_s * NS_PER_S), [o for o in self.orders.values() if o.status.is_open],
+        return VenueSnapshot(time.time_ns() - int(self.lag_s * NS_PER_S),
+                             [o for o in self.orders.values() if o.status.is_open],
                              [t for t in self.trades if t.ts >= since_ns], dict(self.balances))
 
     def query(self, client_order_id: str, symbol: str, ts: int) -> None:
@@ -86,7 +87,8 @@ class MemoryVenue:
     # -- the test's hand on the venue --
     def rest(self, cid: str, vid: str, qty: str = "0.1", filled: str = "0",
              status: OrderStatus = OrderStatus.ACKNOWLEDGED) -> None:
-        self.orders[vid] = VenueOrder(cid, vid, "BTC/USDT", Side.BUY, OrderType.LIMIT, D(qty), D(100), status, D(filled),
+        self.orders[vid] = VenueOrder(cid, vid, "BTC/USDT", Side.BUY, OrderType.LIMIT, D(qty), D(100), status,
+                                      D(filled),
                                       time.time_ns() - 60 * NS_PER_S)
 
     def trade(self, tid: str, vid: str, qty: str, age_s: float = 30) -> None:
@@ -249,7 +251,8 @@ def test_balance_drift_at_a_restart_reduces_or_halts_with_an_alert_and_an_audit_
                   s=f"account:{account}")
     assert audit[0] == outcome.reason and audit[1]["verdict"] == state.value
     assert venue.sent == [] and outcome.reconciliation.proposals == ()  # no trade proposed, none sent
-    assert _q(engine, "SELECT proposals FROM reconciliation_runs WHERE account=:a AND verdict<>'ok'", a=account) == [([],)]
+    assert _q(engine, "SELECT proposals FROM reconciliation_runs WHERE account=:a AND verdict<>'ok'",
+              a=account) == [([],)]
 
 
 def test_a_periodic_run_catches_a_fill_made_while_the_worker_was_not_looking(setup, engine):

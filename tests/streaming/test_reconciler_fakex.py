@@ -121,8 +121,8 @@ def test_reconciliation_through_the_binance_adapter_and_the_fake_exchange(fake, 
         ("rejected", "not_found_at_venue")]
     assert _q(engine, "SELECT status, filled_quantity FROM orders WHERE client_order_id=:c", c=cid_filled) == [
         ("filled", D("0.01"))]
-    assert _q(engine, "SELECT client_order_id, strategy, side FROM orders WHERE account=:a AND external", a=account) == [
-        ("web_manual_1", "external", "sell")]
+    assert _q(engine, "SELECT client_order_id, strategy, side FROM orders WHERE account=:a AND external",
+              a=account) == [("web_manual_1", "external", "sell")]
     assert _q(engine, "SELECT fill_id FROM trades WHERE account=:a AND client_order_id=:c", a=account,
               c=cid_filled) == [(fill_id_of("binance", str(fill_a.trade_id)),)]
     assert _q(engine, "SELECT count(*) FROM balance_baselines WHERE account=:a", a=account)[0][0] >= 2

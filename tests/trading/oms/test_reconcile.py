@@ -51,7 +51,8 @@ def test_missed_fill_is_recorded_as_a_fact_with_the_adapters_fill_id():
     assert kinds == [Kind.MISSED_FILL, Kind.STATUS_MISMATCH]
     (f,) = rec.fills
     assert f.fill_id == fill_id_of(EX, "t1") and f.client_order_id == "o1" and f.strategy == "momo"
-    assert (f.quantity, f.price, f.fee, f.fee_currency, f.ts) == (D("0.4"), D(100), D("0.1"), "USDT", T0 + 60 * NS_PER_S)
+    assert (f.quantity, f.price, f.fee, f.fee_currency) == (D("0.4"), D(100), D("0.1"), "USDT")
+    assert f.ts == T0 + 60 * NS_PER_S
     (ev,) = rec.events
     assert (ev.status, ev.filled_quantity, ev.remaining_quantity) == (OrderStatus.PARTIALLY_FILLED, D("0.4"), D("0.6"))
     # a fill we already have is not missed
@@ -125,7 +126,8 @@ def test_filled_quantity_mismatch_queries_when_the_venue_is_ahead_and_halts_when
     ahead = reconcile(VenueSnapshot(NOW, [venue_order(filled="0.5", status=OrderStatus.PARTIALLY_FILLED)], [], {}),
                       record(ours_order()))
     (d,) = ahead.differences
-    assert d.kind is Kind.FILLED_MISMATCH and ahead.verdict is Verdict.REDUCING and ahead.queries == (("o1", "BTC/USDT"),)
+    assert d.kind is Kind.FILLED_MISMATCH and ahead.verdict is Verdict.REDUCING
+    assert ahead.queries == (("o1", "BTC/USDT"),)
     behind = reconcile(VenueSnapshot(NOW, [venue_order(filled="0.2", status=OrderStatus.PARTIALLY_FILLED)], [], {}),
                        record(ours_order(filled="0.5", status=OrderStatus.PARTIALLY_FILLED)))
     assert behind.verdict is Verdict.HALTED and "we booked 0.5" in behind.reason
