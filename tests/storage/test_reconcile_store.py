@@ -166,3 +166,24 @@ def test_start_since_covers_open_orders_fills_and_the_last_run(engine):
 def store_baseline(engine, acct):
     with engine.connect() as conn:
         return store.latest_baseline(conn, acct)[1]
+
+
+def test_proposed_fixing_trades_are_only_written_in_the_runs_row(engine):
+    acct = _acct()
+    now = T0 + 600 * NS_PER_S
+    with engine.begin() as conn:
+        store.adopt_baseline(conn, acct, {"BTC": D(1), "USDT": D(1000)}, T0, who="test")
+    venue = VenueSnapshot(now, [], [_vtrade(acct, "x", "v", "0.1", T0 - NS_PER_S)], {"BTC": D(2), "USDT": D(1000)})
+    with engine.begin() as conn:
+        rec = reconcile(venue, store.read_record(conn, acct, mode=MODE, exchange=EX, venue=venue), fix_with_trades=True)
+        assert rec.verdict is Verdict.HALTED and len(rec.proposals) == 1
+        store.write_run(conn, rec, mode=MODE, kind="periodic", exchange=EX)
+    ((proposals,),) = _q_all(engine, "SELECT proposals FROM reconciliation_runs WHERE account=:a", acct)
+    assert proposals == [{"client_order_id": rec.proposals[0].client_order_id, "symbol": "BTC/USDT", "side": "sell",
+                          "order_type": "market", "quantity": "1"}]
+    assert _q_all(engine, "SELECT count(*) FROM orders WHERE account=:a", acct) == [(0,)]  # nothing placed
+
+
+def _q_all(engine, sql, acct):
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql), {"a": acct}).fetchall()]
