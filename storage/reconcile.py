@@ -98,20 +98,24 @@ def run_id_of(account: str, kind: str, ts_ns: int) -> str:
 
 def write_run(conn: sa.Connection, rec: Reconciliation, *, mode: str, kind: str, exchange: str,
               extra_fills: Sequence[Fill] = (), extra_events: Sequence[OrderEvent] = (),
-              baseline: Mapping[str, Decimal] | None = None, journalled_elsewhere: Iterable[str] = ()) -> str:
+              baseline: Mapping[str, Decimal] | None = None, journalled_elsewhere: Iterable[str] = (),
+              balances: Mapping[str, Decimal] | None = None) -> str:
     """Record one run and what it found, in the caller's transaction; returns the run id.
     ``extra_*``: what the venue reported meanwhile (answers to queries at start), recorded with it.
     ``baseline``: the venue's balances to adopt (first successful start).  ``journalled_elsewhere``: orders
-    whose transitions the caller's OMS journals itself (their rows are updated here, not journalled twice)."""
+    whose transitions the caller's OMS journals itself (their rows are updated here, not journalled twice).
+    ``balances``: the venue's, when the run compared them (kept with the run: an operator may adopt them)."""
     run_id = run_id_of(rec.account, kind, rec.ts)
     diffs = [d.to_dict() for d in rec.differences]
     props = [{"client_order_id": p.client_order_id, "symbol": p.symbol, "side": p.side.value,
               "order_type": p.order_type.value, "quantity": str(p.quantity)} for p in rec.proposals]
     first = conn.exec_driver_sql(
-        "INSERT INTO reconciliation_runs (run_id, account, mode, ts, kind, verdict, reason, differences, proposals)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING run_id",
+        "INSERT INTO reconciliation_runs (run_id, account, mode, ts, kind, verdict, reason, differences, proposals,"
+        " balances) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING run_id",
         (run_id, rec.account, mode, ts_of(rec.ts), kind, rec.verdict.value, rec.reason,
-         orjson.dumps(diffs).decode(), orjson.dumps(props).decode())).fetchone()
+         orjson.dumps(diffs).decode(), orjson.dumps(props).decode(),
+         None if balances is None else orjson.dumps({a: str(q) for a, q in sorted(balances.items())}).decode())
+    ).fetchone()
     if first is None:
         return run_id  # recorded before: a replayed run changes nothing (the journal is append-only)
     found = {f.fill_id for f in rec.fills}
@@ -190,3 +194,23 @@ def runs(conn: sa.Connection, account: str, limit: int = 20) -> list[dict]:
         " ORDER BY ts DESC, run_id LIMIT %s", (account, limit)).fetchall()
     return [{"run_id": r[0], "ts": ns_of(r[1]), "kind": r[2], "verdict": r[3], "reason": r[4], "differences": r[5],
              "proposals": r[6]} for r in rows]
+
+
+def adopt_run_balances(conn: sa.Connection, account: str, run_id: str | None = None, *, who: str,
+                       reason: str) -> tuple[str, int, dict[str, Decimal]]:
+    """An operator accepts the venue's balances seen by a run (``run_id``, or the latest run that compared
+    balances) as the new baseline -- after a deposit or a withdrawal; audited.  Returns (run id, ts, balances)."""
+    if not reason.strip():
+        raise ValueError("a new balance baseline needs a reason (it is written to the audit log)")
+    row = conn.exec_driver_sql(
+        "SELECT run_id, ts, balances FROM reconciliation_runs WHERE account=%s AND balances IS NOT NULL"
+        + (" AND run_id=%s" if run_id else "") + " ORDER BY ts DESC LIMIT 1",
+        (account, run_id) if run_id else (account,)).fetchone()
+    if row is None:
+        what = f"run {run_id!r}" if run_id else "any run"
+        raise ValueError(f"account {account!r}: no venue balances recorded by {what} (a run compares balances at start "
+                         f"and every recon_balances_interval_s)")
+    balances = {a: Decimal(q) for a, q in row[2].items()}
+    ts = ns_of(row[1])
+    adopt_baseline(conn, account, balances, ts, who=who, reason=f"{reason} (venue balances of run {row[0]})")
+    return row[0], ts, balances

@@ -168,14 +168,15 @@ class ReconStore:
             return sr.read_record(conn, account, mode=self.mode, exchange=self.exchange, venue=venue)
 
     def write(self, rec: Reconciliation, kind: str, *, extra: Sequence[OrderEvent | Fill] = (),
-              baseline: dict[str, Decimal] | None = None, journalled_elsewhere: Iterable[str] = ()) -> str:
+              baseline: dict[str, Decimal] | None = None, journalled_elsewhere: Iterable[str] = (),
+              balances: dict[str, Decimal] | None = None) -> str:
         from storage import reconcile as sr
 
         with self._engine.begin() as conn:
             return sr.write_run(conn, rec, mode=self.mode, kind=kind, exchange=self.exchange,
                                 extra_fills=[e for e in extra if isinstance(e, Fill)],
                                 extra_events=[e for e in extra if isinstance(e, OrderEvent)], baseline=baseline,
-                                journalled_elsewhere=journalled_elsewhere)
+                                journalled_elsewhere=journalled_elsewhere, balances=balances)
 
     def failed(self, account: str, kind: str, ts_ns: int, reason: str) -> str:
         from storage import reconcile as sr
@@ -239,7 +240,7 @@ async def reconcile_at_start(venue: SnapshotVenue, engine_or_trader: Any, store:
         baseline = dict(snap.balances) if ours.expected_balances is None and rec.ok else None
         elsewhere = _journalled_elsewhere(target, [*rec.events, *extra])
         run_id = await asyncio.to_thread(store.write, rec, "start", extra=extra, baseline=baseline,
-                                         journalled_elsewhere=elsewhere)
+                                         journalled_elsewhere=elsewhere, balances=dict(snap.balances))
 
         def settle() -> None:
             target.apply([*rec.fills, *rec.events, *extra])
@@ -355,7 +356,8 @@ class Reconciler:
                 self.venue.query(cid, symbol, now)  # the answer reaches the OMS through poll()
             if balances or rec.differences:  # a clean orders-only run is counted, not stored
                 await asyncio.to_thread(self.store.write, rec, "periodic",
-                                        journalled_elsewhere=_journalled_elsewhere(self.target, rec.events))
+                                        journalled_elsewhere=_journalled_elsewhere(self.target, rec.events),
+                                        balances=dict(snap.balances) if balances else None)
             await _locked(self.lock, lambda: (self.target.apply([*rec.fills, *rec.events]),
                                               _hold_for(self.target, rec, now)))
         except Exception as exc:  # noqa: BLE001 -- a failed run never reads as "in agreement"

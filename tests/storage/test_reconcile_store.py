@@ -187,3 +187,42 @@ def test_proposed_fixing_trades_are_only_written_in_the_runs_row(engine):
 def _q_all(engine, sql, acct):
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(sa.text(sql), {"a": acct}).fetchall()]
+
+
+def test_an_operator_adopts_a_runs_venue_balances_after_a_deposit(engine, pg_url, monkeypatch):
+    from click.testing import CliRunner
+
+    from deploy.settings import get_settings
+    from orchestration.cli import main
+
+    acct = _acct()
+    now = T0 + 600 * NS_PER_S
+    first = VenueSnapshot(now, [], [], {"USDT": D(1000)})
+    with engine.begin() as conn:
+        rec = reconcile(first, store.read_record(conn, acct, mode=MODE, exchange=EX, venue=first))
+        store.write_run(conn, rec, mode=MODE, kind="start", exchange=EX, baseline=first.balances,
+                        balances=first.balances)
+    deposit = VenueSnapshot(now + NS_PER_S, [], [], {"USDT": D(6000)})
+    with engine.begin() as conn:
+        rec = reconcile(deposit, store.read_record(conn, acct, mode=MODE, exchange=EX, venue=deposit))
+        assert rec.verdict is Verdict.HALTED
+        drifted = store.write_run(conn, rec, mode=MODE, kind="periodic", exchange=EX, balances=deposit.balances)
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("TRADELOOP_ACCOUNT", acct)
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(main, ["recon", "baseline", "--reason", "deposit of 5000 USDT", "--who", "ops"])
+        assert r.exit_code == 0, r.output
+        assert r.output.strip() == f"{acct}: baseline adopted from run {drifted}: USDT 6000"
+        r = CliRunner().invoke(main, ["recon", "runs", "--limit", "1"])
+        assert r.exit_code == 0 and '"verdict": "halted"' in r.output, r.output
+        r = CliRunner().invoke(main, ["recon", "baseline", "--run", "nope", "--reason", "x"])
+        assert r.exit_code == 1 and "no venue balances recorded by run 'nope'" in r.output
+    finally:
+        get_settings.cache_clear()
+    with engine.connect() as conn:
+        again = reconcile(deposit, store.read_record(conn, acct, mode=MODE, exchange=EX, venue=deposit))
+        assert again.verdict is Verdict.OK and again.differences == ()
+        (audit,) = conn.execute(sa.text("SELECT actor, reason FROM audit_log WHERE scope=:s AND action="
+                                        "'balance_baseline'"), {"s": f"account:{acct}"}).fetchall()
+    assert audit[0] == "ops" and audit[1].startswith("deposit of 5000 USDT")

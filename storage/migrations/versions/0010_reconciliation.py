@@ -26,6 +26,7 @@ def upgrade() -> None:
             reason       text        NOT NULL DEFAULT '',
             differences  jsonb       NOT NULL DEFAULT '[]'::jsonb,
             proposals    jsonb       NOT NULL DEFAULT '[]'::jsonb,
+            balances     jsonb,      -- the venue's balances when the run compared them (a re-baseline adopts them)
             recorded_at  timestamptz NOT NULL DEFAULT now()
         )
     """)
