@@ -283,8 +283,13 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
     queries: list[tuple[str, str]] = []
     externals: list[VenueOrder] = []
 
-    # venue order id -> our key: trade lists often carry only the venue's order id
+    # venue order id -> our key: trade lists often carry only the venue's order id, and an order the venue
+    # lists without a client id may still be one of ours (the venue's id is the one it cannot change)
     by_vid: dict[str, str] = {o.venue_order_id: o.client_order_id for o in ours.orders.values() if o.venue_order_id}
+
+    def key_of(vo: VenueOrder) -> str:
+        return by_vid.get(vo.venue_order_id) or external_id(ex, vo)
+
     for vo in venue.open_orders:
         by_vid.setdefault(vo.venue_order_id, external_id(ex, vo))
 
@@ -340,7 +345,7 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
     # 2. orders open at the venue
     open_at_venue: set[str] = set()
     for vo in venue.open_orders:
-        key = external_id(ex, vo)
+        key = key_of(vo)
         open_at_venue.add(key)
         rec = ours.orders.get(key)
         if rec is None:

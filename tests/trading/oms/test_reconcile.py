@@ -200,3 +200,8 @@ def test_a_periodic_run_leaves_recent_trades_to_the_stream_but_counts_them_in_th
     rec = reconcile(snap, ours, skip_recent_trades=True)
     assert rec.differences == () and rec.fills == () and rec.verdict is Verdict.OK  # no drift, no unknown order
     assert [d.kind for d in reconcile(snap, ours).differences] == [Kind.MISSED_FILL, Kind.STATUS_MISMATCH]
+
+
+def test_an_open_order_listed_without_its_client_id_is_still_ours_by_its_venue_id():
+    rec = reconcile(VenueSnapshot(NOW, [venue_order(cid=None, vid="v1")], [], {}), record(ours_order()))
+    assert rec.differences == () and rec.external_orders == ()
