@@ -66,9 +66,11 @@ def _environ(values: dict[str, str]):
                 os.environ[k] = v
 
 
-def run_dbt(args: list[str], database_url: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the dbt CLI on the warehouse project outside Dagster (parse, tests, operations)."""
-    env = {**os.environ, **(dbt_env(database_url) if database_url else {}),
+def run_dbt(args: list[str], database_url: str | None = None, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the dbt CLI on the warehouse project outside Dagster (parse, tests, operations); ``env``: more
+    variables for the dbt process (e.g. DBT_PG_SCHEMA)."""
+    env = {**os.environ, **(dbt_env(database_url) if database_url else {}), **(env or {}),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     return subprocess.run(
         [DBT_EXECUTABLE, *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],

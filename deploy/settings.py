@@ -12,10 +12,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# what TRADELOOP_LIVE_CONFIRM must say, word for word, before real money is traded
+LIVE_CONFIRMATION = "I accept real-money trading"
 
 
 class Settings(BaseSettings):
@@ -85,8 +87,6 @@ class Settings(BaseSettings):
     router_slice_s: int = Field(60, gt=0, description="One slice of a parent order (seconds).")
 
     account: str = Field("paper", description="Trading account of the stream (paper by default).")
-    mode: str = Field("paper", description="`paper`, the only mode until the live path (OMS and venue adapters, "
-                                           "issues 11 and 14) exists; `live` is refused.")
     model_name: str = Field("tradeloop-signal", description="Registered MLflow model the ML strategy trades.")
     mlflow_tracking_uri: str | None = Field(
         None,
@@ -236,6 +236,50 @@ class Settings(BaseSettings):
         """The retention settings by data kind (storage.lifecycle.RETENTION_TABLES)."""
         return {"bars": self.retention_bars_days, "clean_bars": self.retention_clean_bars_days,
                 "signals": self.retention_signals_days, "risk_metrics": self.retention_risk_metrics_days}
+    # ---- modes and keys (deploy/secrets.py) ----
+    mode: Literal["paper", "sandbox", "live"] = Field(
+        "paper", description="`paper` (simulated fills, the default), `sandbox` (the venue's test network with "
+                             "testnet keys) or `live` (real money). sandbox and live need TRADELOOP_VENUE and "
+                             "TRADELOOP_VENUE_KEY; live also TRADELOOP_LIVE_CONFIRM.")
+    live_confirm: str = Field(
+        "", description=f"Must be exactly {LIVE_CONFIRMATION!r} for TRADELOOP_MODE=live to start.")
+    venue: str = Field("paper", description="Where orders go: `paper`, `binance` or `coinbase`.")
+    venue_key: str | None = Field(
+        None, description="Name of the API key (in the key store, `tradeloop keys list`) that sandbox and live "
+                          "modes trade with.")
+    secrets_backend: Literal["env", "file", "vault"] = Field(
+        "file", description="Key store: `file` (encrypted <home>/secrets.enc, passphrase from "
+                            "TRADELOOP_SECRETS_PASSPHRASE or a prompt), `env` (TRADELOOP_KEY_<NAME>_* variables) "
+                            "or `vault` (HashiCorp Vault KV v2; token from VAULT_TOKEN).")
+    secrets_file: Path | None = Field(None, description="The encrypted key file. Unset: <home>/secrets.enc.")
+    vault_url: str = Field(
+        "http://127.0.0.1:8200", validation_alias=AliasChoices("TRADELOOP_VAULT_URL", "VAULT_ADDR"),
+        description="Vault server of the `vault` key store (VAULT_ADDR is honoured too).")
+    vault_mount: str = Field("secret", description="Mount point of Vault's KV v2 engine.")
+    vault_path: str = Field("tradeloop/keys", description="Folder under the mount holding one secret per key.")
+
+    @model_validator(mode="after")
+    def _mode_has_what_it_needs(self) -> "Settings":
+        # the configuration alone decides this, so every entry point (CLI, `up`, a worker started by hand)
+        # refuses the same way; whether the named key exists is deploy.secrets.check_mode's (it needs the store)
+        if self.mode == "paper":
+            return self
+        missing = []
+        if self.venue == "paper":
+            missing.append("TRADELOOP_VENUE=binance|coinbase")
+        if not self.venue_key:
+            missing.append("TRADELOOP_VENUE_KEY=<key name from `tradeloop keys list`>")
+        if self.mode == "live" and self.live_confirm != LIVE_CONFIRMATION:
+            missing.append(f"TRADELOOP_LIVE_CONFIRM={LIVE_CONFIRMATION!r}"
+                           + (" (the value set differs)" if self.live_confirm else ""))
+        if missing:
+            raise ValueError(f"TRADELOOP_MODE={self.mode} needs {' and '.join(missing)}")
+        if self.mode == "sandbox" and self.venue == "coinbase":
+            # ccxt 4.5.90 has no Coinbase test URLs (docs/research/ccxt-live-venues.md, 1.9)
+            raise ValueError("TRADELOOP_MODE=sandbox is not available for TRADELOOP_VENUE=coinbase (it has no test "
+                             "network in ccxt): use binance's testnet, or paper")
+        return self
+
     # ---- sim ----
     sim_structure: float = Field(
         1.0, ge=0, le=10,
@@ -276,17 +320,6 @@ class Settings(BaseSettings):
     def _known_step(cls, value: str) -> str:
         if value not in ("1d", "1h"):
             raise ValueError(f"var_scenario_step must be '1d' or '1h', got {value!r}")
-        return value
-
-    @field_validator("mode")
-    @classmethod
-    def _known_mode(cls, value: str) -> str:
-        # `live` would only label paper fills "live": refused until a live venue can take the orders
-        if value == "live":
-            raise ValueError("live trading is not available yet: it arrives with the OMS and venue adapters "
-                             "(issues 11 and 14); use 'paper'")
-        if value != "paper":
-            raise ValueError(f"mode must be 'paper' (live trading arrives with issues 11 and 14), got {value!r}")
         return value
 
     @property
@@ -350,7 +383,10 @@ def error_lines(exc) -> list[str]:
     """A pydantic ValidationError of the settings as one line per problem, naming the variable."""
     lines = []
     for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        field = ".".join(str(p) for p in error["loc"])
+        if not field:  # a rule across settings: its message names the variables
+            lines.append(f"error: configuration: {error['msg'].removeprefix('Value error, ')}")
+            continue
         lines.append(f"error: configuration: TRADELOOP_{field.upper()}: {error['msg']}")
     return lines
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import faust
 
+from deploy import redaction
 from deploy.settings import Settings, get_settings
 from streaming import records as rec
 from streaming.state import WorkerState
@@ -97,8 +98,24 @@ def _settings_or_exit() -> Settings:
         raise SystemExit(2) from None
 
 
+def _key_or_exit(settings: Settings):
+    """Sandbox/live: the key the venue adapter trades with (deploy.secrets.check_mode); paper: None. A missing
+    or unusable key is one line and exit 2, as for a bad setting."""
+    import sys
+
+    from deploy.secrets import SecretsError, check_mode
+
+    try:
+        return check_mode(settings)
+    except SecretsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 # `faust -A streaming.app` imports this module for `app`: the worker's configuration is read here, once
+redaction.install()
 settings = _settings_or_exit()
+venue_key = _key_or_exit(settings)
 app = create_app(settings)
 ticks_topic = _topic("market.ticks")
 control_topic = _topic("control")

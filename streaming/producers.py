@@ -302,6 +302,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m streaming.produce
     cx.add_argument("--symbols", nargs="*", default=list(settings.symbols))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from deploy.redaction import install
+
+    install()
 
     if args.source == "sim":
         from trading.marketdata.sim import SimVenue, anchored_config

@@ -35,6 +35,7 @@ from trading.strategies.capabilities import FillHistory, ModelBacked, OwnSignals
 from trading.strategies.engine import StrategyEngine
 from trading.venue import PaperVenue
 
+LIQUIDATION = "liquidation"  # parent_orders.algorithm of the emergency liquidator's parents
 
 
 @dataclass
@@ -240,6 +241,9 @@ class Trader:
         self.bars = BarAggregator(interval)
         self.watermark: dict[str, int] = {}
         self.counters: Counter[str] = Counter()
+        # the emergency liquidator's parents (parent id -> record, child ids): stored in parent_orders like
+        # the router's, so their implementation shortfall is measured against the price at the decision
+        self.liquidations: dict[str, tuple[ParentRecord, list[str]]] = {}
         self.last_tick_ns: int | None = None
         self._touched: set[tuple[str, str]] = set()
 
@@ -301,6 +305,12 @@ class Trader:
         for f in state.fills:
             by_child.setdefault(f.client_order_id, []).append(f)
         for rec, children in state.parents:
+            if rec.algorithm == LIQUIDATION:
+                # its children are plain scheduled orders, not an algorithm to rebuild: the next drain closes
+                # the record once none of them is open here
+                rec.filled_quantity = sum((f.quantity for c in children for f in by_child.get(c, ())), Decimal(0))
+                self.liquidations[rec.parent_id] = (rec, list(children))
+                continue
             lot = self.instruments[rec.symbol].lot_size if rec.symbol in self.instruments else Decimal("0.0001")
             algo = rebuild(rec, lot)
             still_open = {o.client_order_id: o.quantity - filled for o, _st, filled, _v in state.open_orders
@@ -334,6 +344,11 @@ class Trader:
             if isinstance(ev, Fill):
                 out.fills.append(ev)
                 self._touched.add((ev.strategy, ev.symbol))
+                if ev.parent_id in self.liquidations:
+                    rec = self.liquidations[ev.parent_id][0]
+                    rec.filled_quantity += ev.quantity
+                    rec.updated_ts = max(rec.updated_ts, ev.ts)
+                    out.parents.append(rec)
             elif ev.reason == REJECT_KNOWN_ORDER:
                 self.counters["orders_replayed"] += 1
 
@@ -357,6 +372,8 @@ class Trader:
 
     def drain(self) -> Batch:
         """The events since the last drain; positions of every (strategy, symbol) a fill touched."""
+        if self.liquidations:
+            self._close_liquidations()
         out = self.out  # the risk engine, venue and taps append to these lists: copy, then clear in place
         batch = Batch(list(out.signals), list(out.orders), list(out.events), list(out.fills),
                       [self.portfolio.position(sym, strat) for strat, sym in sorted(self._touched)],
@@ -451,7 +468,8 @@ class Trader:
         self.risk.update_limits(self.risk.limits.with_overrides(overrides))
 
     def _flatten(self, req: FlattenRequest) -> None:
-        """Cancel the open orders and send the risk engine's (pre-approved) closing orders."""
+        """Cancel the open orders and send the risk engine's (pre-approved) closing orders; each liquidation
+        parent (its children share a parent_id) is recorded for parent_orders."""
         for cid in req.cancel_order_ids:
             self._record(self.engine.cancel(cid, req.ts))
         for order in req.orders:
@@ -459,7 +477,44 @@ class Trader:
             if not decision.approved:
                 self.counters[f"flatten_rejected_{decision.reason}"] += 1
                 continue
+            if order.parent_id is not None and order.client_order_id not in self.known_ids:
+                self._liquidation_child(order, req)  # before the submit: a venue may fill it at once
             self._record(self.engine.submit_approved(order))
+
+    def _liquidation_child(self, order: OrderRequest, req: FlattenRequest) -> None:
+        pid = order.parent_id
+        entry = self.liquidations.get(pid)
+        if entry is None:
+            price = self.engine.last_price.get(order.symbol) or self.oms.last_price.get(order.symbol)
+            if not price or price <= 0:
+                self.counters["liquidation_parent_unpriced"] += 1  # parent_orders needs an arrival price
+                return
+            ts = max(req.ts, self.oms.clock)
+            rec = ParentRecord(pid, order.account, order.strategy, order.exchange, order.symbol, order.side,
+                               LIQUIDATION, Decimal(0), price,
+                               {"children": 0, "interval_s": self.risk.limits.liquidation.interval_s,
+                                "reason": req.reason},
+                               created_ts=ts, updated_ts=ts)
+            entry = self.liquidations[pid] = (rec, [])
+            self.out.parents.append(rec)  # once; later states are this same record, appended again
+        rec, children = entry
+        children.append(order.client_order_id)
+        rec.quantity += order.quantity
+        rec.params["children"] = len(children)
+
+    def _close_liquidations(self) -> None:
+        """Liquidation parents whose children are all terminal (none open in the OMS) end: 'done' when the
+        position was closed in full, else 'canceled' with the quantity left."""
+        open_ids = self.oms.orders
+        for pid, (rec, children) in list(self.liquidations.items()):
+            if any(c in open_ids for c in children):
+                continue
+            del self.liquidations[pid]
+            left = rec.quantity - rec.filled_quantity
+            rec.status = "done" if left <= 0 else "canceled"
+            rec.reason = None if left <= 0 else f"liquidation ended with {left} unfilled"
+            rec.updated_ts = max(rec.updated_ts, self.oms.clock)
+            self.out.parents.append(rec)
 
     # -- read-only views ---------------------------------------------------------------------------
     @property

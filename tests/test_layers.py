@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "trading": 0,           # the domain
     "deploy.settings": 1,   # configuration: for layers 1-3, never the domain
+    "deploy.secrets": 1,    # the key store and the mode check, beside the configuration
+    "deploy.redaction": 1,  # masking credentials in logs: every process installs it
     "storage": 1,           # the schema (migrations) and every query on the system of record
     "ml": 1,
     "assets": 2,
@@ -32,6 +34,8 @@ SIDEWAYS = {
     "assets": {"streaming"},
     "streaming": {"assets"},
     "deploy.settings": {"storage", "ml"},
+    "deploy.secrets": {"storage", "ml"},
+    "deploy.redaction": {"storage", "ml"},
     # the stack starts processes; it runs their code in those processes (python -m ...), never imports it
     "deploy.stack": {"assets", "streaming"},
 }

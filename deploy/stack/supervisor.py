@@ -211,7 +211,10 @@ def main() -> None:
     from deploy.settings import get_settings
     from deploy.stack.stack import ORDER, starters
 
+    from deploy.redaction import install
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    install()
     settings = get_settings()
     supervised = tuple(name for name in ORDER if name != "supervisor")
     supervisor = Supervisor(settings, policy_from(settings), starters(settings), supervised)

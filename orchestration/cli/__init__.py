@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "strategy": "orchestration.cli.strategy:strategy",
     "simulate": "orchestration.cli.simulate:simulate",
     "recon": "orchestration.cli.recon:recon",
+    "keys": "orchestration.cli.keys:keys",
 }
 
 
@@ -35,6 +36,9 @@ class LazyGroup(click.Group):
         # a bad setting is a user mistake: one line per problem naming the variable, no traceback
         from pydantic import ValidationError
 
+        from deploy.redaction import install
+
+        install()  # no credential in any log line or traceback of a command
         try:
             return super().invoke(ctx)
         except ValidationError as exc:

@@ -16,10 +16,21 @@ def _settings():
 @click.command()
 def up() -> None:
     """Start the embedded stack (PostgreSQL, broker, MLflow, Dagster, a Faust worker) and wait until healthy."""
+    from deploy.secrets import SecretProvider, SecretsError, check_mode, export_passphrase
     from deploy.stack.process import StackError
     from deploy.stack.stack import up as stack_up
 
     settings = _settings()
+    try:
+        # sandbox/live: the named key must exist for the venue and allow trading, before anything starts
+        provider = None if settings.mode == "paper" else SecretProvider.from_settings(settings)
+        key = check_mode(settings, provider)
+    except SecretsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if key is not None:
+        export_passphrase(provider)
+        click.echo(f"tradeloop: mode {settings.mode} on {settings.venue} with key {key.name!r}")
     click.echo(f"tradeloop: starting the stack (state in {settings.home})")
     try:
         records = stack_up(settings, echo=click.echo)

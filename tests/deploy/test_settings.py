@@ -15,24 +15,55 @@ from deploy.settings import REPO_ROOT, Settings
 TRADELOOP = str(Path(sys.executable).parent / "tradeloop")
 
 
-def test_live_mode_is_refused_until_the_live_path_exists():
-    with pytest.raises(ValidationError) as err:
-        Settings(_env_file=None, mode="live")
-    assert "issues 11 and 14" in str(err.value)
+CONFIRM = "I accept real-money trading"
+
+
+def test_modes_need_a_venue_a_key_and_for_live_the_exact_confirmation():
     assert Settings(_env_file=None).mode == "paper"
+    ok = Settings(_env_file=None, mode="sandbox", venue="binance", venue_key="main")
+    assert (ok.mode, ok.venue, ok.venue_key) == ("sandbox", "binance", "main")
+    assert Settings(_env_file=None, mode="live", venue="coinbase", venue_key="main", live_confirm=CONFIRM).mode == "live"
+    for kwargs, missing in [
+        (dict(mode="sandbox"), "TRADELOOP_VENUE=binance|coinbase and TRADELOOP_VENUE_KEY="),
+        (dict(mode="sandbox", venue="binance"), "TRADELOOP_VENUE_KEY="),
+        (dict(mode="live", venue="binance", venue_key="main"), f"TRADELOOP_LIVE_CONFIRM={CONFIRM!r}"),
+        (dict(mode="live", venue="binance", venue_key="main", live_confirm=CONFIRM.lower()), "the value set differs"),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            Settings(_env_file=None, **kwargs)
+        assert missing in str(err.value), kwargs
+    with pytest.raises(ValidationError, match="sandbox is not available for TRADELOOP_VENUE=coinbase"):
+        Settings(_env_file=None, mode="sandbox", venue="coinbase", venue_key="main")
+    with pytest.raises(ValidationError, match="'paper', 'sandbox' or 'live'"):
+        Settings(_env_file=None, mode="yolo")
 
 
-def test_live_mode_is_one_line_exit_2_naming_the_variable(tmp_path):
+def _env(tmp_path, **extra):
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_")}
-    env.update(TRADELOOP_HOME=str(tmp_path), TRADELOOP_MODE="live")
+    # PYTHONPATH: the code of this checkout, whatever the venv's editable install points at
+    env.update(TRADELOOP_HOME=str(tmp_path), PYTHONPATH=str(REPO_ROOT), **extra)
+    return env
+
+
+def test_live_mode_without_confirmation_is_one_line_exit_2_naming_the_variable(tmp_path):
+    env = _env(tmp_path, TRADELOOP_MODE="live", TRADELOOP_VENUE="binance", TRADELOOP_VENUE_KEY="main")
     result = subprocess.run([TRADELOOP, "status"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert "TRADELOOP_MODE" in lines[0] and "live trading is not available yet" in lines[0]
-    assert "issues 11 and 14" in lines[0]
+    assert lines[0] == f"error: configuration: TRADELOOP_MODE=live needs TRADELOOP_LIVE_CONFIRM={CONFIRM!r}"
+
+
+def test_up_refuses_a_mode_whose_key_is_missing_before_starting_anything(tmp_path):
+    env = _env(tmp_path, TRADELOOP_MODE="sandbox", TRADELOOP_VENUE="binance", TRADELOOP_VENUE_KEY="main",
+               TRADELOOP_SECRETS_PASSPHRASE="a-passphrase-for-tests")
+    result = subprocess.run([TRADELOOP, "up"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: TRADELOOP_MODE=sandbox: no key 'main' in {tmp_path / 'secrets.enc'}"]
+    assert not (tmp_path / "run").exists()  # no service was started
 
 
 def test_every_setting_is_read_somewhere():
@@ -54,10 +85,21 @@ def test_a_worker_started_by_hand_with_a_bad_setting_says_so_in_one_line():
     import sys
     from pathlib import Path
 
-    env = {**os.environ, "TRADELOOP_MODE": "live"}
     faust = Path(sys.executable).parent / "faust"
-    done = subprocess.run([str(faust), "-A", "streaming.app", "worker"], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    base = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TRADELOOP_VENUE": "binance", "TRADELOOP_VENUE_KEY": "main"}
+
+    def worker(**extra) -> subprocess.CompletedProcess:
+        return subprocess.run([str(faust), "-A", "streaming.app", "worker"], env={**base, **extra},
+                              capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+
+    done = worker(TRADELOOP_MODE="live")
     assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr.strip().splitlines() == [l for l in done.stderr.strip().splitlines() if "TRADELOOP_MODE" in l]
-    assert "live trading is not available yet" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: configuration: TRADELOOP_MODE=live needs TRADELOOP_LIVE_CONFIRM='I accept real-money trading'"]
+
+    # the configuration is complete but the key store has no such key: the same one line, exit 2
+    env_store = {"TRADELOOP_MODE": "sandbox", "TRADELOOP_SECRETS_BACKEND": "env"}
+    done = worker(**env_store)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "error: TRADELOOP_MODE=sandbox: no key 'main' in the environment (TRADELOOP_KEY_MAIN_API_KEY is not set)"]

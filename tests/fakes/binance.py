@@ -14,8 +14,9 @@ or as a subprocess (the exchange outlives a killed trading worker)::
 
 It prints ``listening http://127.0.0.1:P`` when ready; state (orders, fills, balances) is loaded from and
 saved to F after every change.  ``Control(url)`` (tests/fakes/core.py) drives it through ``POST /_fake/<op>``
-with the same methods as the in-process object: set_price, trade, set_balance, add_account, fault,
-clear_faults, books, accepted_count (and ``drop_ws`` here).
+with the same methods as the in-process object (FakeServer in core.py): set_price, trade (someone else's trade:
+fills crossing resting orders), set_balance, add_account, place / cancel (an order placed or canceled at the
+venue by someone else), fault, clear_faults, books, accepted_count, drop_ws, ws_clients.
 
 URL keys overridden by ``binance_client`` (the adapter's ``venue_api_url`` must do the same):
   urls['api']['public'] and ['private']      -> <base>/api/v3
@@ -142,50 +143,6 @@ class FakeBinance(FakeServer):
         self._orders_day = 0
         ex.listeners.append(self._on_event)
 
-    # ---- the test-side API (thread-safe; the subprocess form reaches the same through /_fake) ---------------
-    def set_price(self, symbol: str, price: Any) -> None:
-        self.ex.set_price(symbol, price)
-
-    def trade(self, symbol: str, price: Any, qty: Any) -> list[Fill]:
-        fills = self.ex.print_trade(symbol, price, qty)
-        self.save()
-        return fills
-
-    def set_balance(self, asset: str, free: Any, locked: Any = None, account: str | None = None) -> None:
-        self.ex.set_balance(asset, free, locked, account)
-        self.save()
-
-    def add_account(self, api_key: str, secret: str, balances: dict | None = None) -> None:
-        self.ex.add_account(api_key, secret, balances)
-
-    def fault(self, kind: str, count: int | None = 1, duration: float | None = None, **params) -> None:
-        self.ex.fault(kind, count, duration, **params)
-
-    def clear_faults(self, kind: str | None = None) -> None:
-        self.ex.clear_faults(kind)
-
-    def books(self) -> dict:
-        return self.ex.books()
-
-    def accepted_count(self, client_order_id: str) -> int:
-        return self.ex.accepted_count(client_order_id)
-
-    def drop_ws(self) -> None:
-        """Close every user-data socket (the client sees a disconnect and must resubscribe)."""
-        for s in list(self.sessions):
-            self.call_in_loop(lambda s=s: asyncio.ensure_future(s.ws.close()))
-
-    def ws_clients(self) -> int:
-        return sum(1 for s in self.sessions if s.account is not None)
-
-    def control(self, op: str, args: dict) -> Any:
-        if op == "drop_ws":
-            self.drop_ws()
-            return None
-        if op == "ws_clients":
-            return self.ws_clients()
-        return super().control(op, args)
-
     # ---- routes ---------------------------------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws-api/v3", self._ws_api)
@@ -197,9 +154,10 @@ class FakeBinance(FakeServer):
             await s.ws.close()
 
     async def _system_status(self, request: web.Request) -> web.Response:
+        headers = self._headers(1, False)
         if self.ex.active_fault(("maintenance",), route="GET system/status", consume=False):
-            return web.json_response({"status": 1, "msg": "system maintenance"})
-        return web.json_response({"status": 0, "msg": "normal"})
+            return web.json_response({"status": 1, "msg": "system maintenance"}, headers=headers)
+        return web.json_response({"status": 0, "msg": "normal"}, headers=headers)
 
     def _used_weight(self, add: int) -> int:
         now = time.monotonic()
@@ -261,25 +219,29 @@ class FakeBinance(FakeServer):
         try:
             params = dict(parse_qsl(raw_query, keep_blank_values=True))
             params.update(parse_qsl(raw_body, keep_blank_values=True))
-            handler = self._public.get(route)
-            if handler is not None:
-                result = handler(self, params)
-            else:
-                handler = self._private.get(route)
-                if handler is None:
-                    raise BinanceError(-1000 if endpoint else -1100, f"Unknown endpoint {route}.", 404)
-                account = self._authenticate(request, raw_query, raw_body, params)
-                result = handler(self, account, params)
+            with ex.lock:  # one consistent view against the test thread's trade()/set_balance()
+                handler = self._public.get(route)
+                if handler is not None:
+                    result = handler(self, params)
+                else:
+                    handler = self._private.get(route)
+                    if handler is None:
+                        raise BinanceError(-1000 if endpoint else -1100, f"Unknown endpoint {route}.", 404)
+                    account = self._authenticate(request, raw_query, raw_body, params)
+                    result = handler(self, account, params)
+            response = web.json_response(result, headers=headers)
         except BinanceError as exc:
-            return error(exc)
+            response = error(exc)
         finally:
-            self.save()
+            if method != "GET":
+                self.save()
+        # the request was processed (accepted or refused); the client gets its answer late, or a 5xx instead
         if timeout:
             await asyncio.sleep(float(timeout.params.get("seconds", 3)))
         if server_error:
             return web.Response(status=int(server_error.params.get("status", 503)), text="Service Unavailable",
                                 headers=headers)
-        return web.json_response(result, headers=headers)
+        return response
 
     # ---- auth ---------------------------------------------------------------------------------------------
     def _check_time(self, params: dict) -> None:

@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Callable
@@ -111,6 +112,7 @@ class Order:
     quote_qty: Decimal | None = None
     fees: Decimal = ZERO
     cancel_client_id: str | None = None  # the id the cancel request carried (Binance reports it)
+    meta: dict = field(default_factory=dict)  # venue-specific request details (e.g. Coinbase's order_configuration)
 
     @property
     def remaining(self) -> Decimal:
@@ -195,7 +197,7 @@ class Exchange:
         self._seq = itertools.count(1)
         self.faults: list[Fault] = []
         self.listeners: list[Listener] = []
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every venue request, for assertions
+        self.requests: deque[tuple[str, str]] = deque(maxlen=100_000)  # (method, path) of venue requests
 
     # ---- accounts and market ------------------------------------------------------------------------
     def add_account(self, api_key: str, secret: str, balances: dict[str, Any] | None = None) -> Account:
@@ -251,10 +253,11 @@ class Exchange:
         with self.lock:
             self.faults = [f for f in self.faults if kind is not None and f.kind != kind]
 
-    def active_fault(self, kinds: tuple[str, ...], route: str = "", consume: bool = True,
+    def active_fault(self, kinds: tuple[str, ...], route: str | None = None, consume: bool = True,
                      default_route: str | None = None) -> Fault | None:
         """The first armed fault of one of ``kinds`` whose ``route`` param (a regex; ``default_route`` when the
-        fault has none; none at all = every route) matches ``route``; one use is consumed."""
+        fault has none; none at all = every route) matches ``route`` (None: the matcher's own faults, which
+        apply to every order whatever their route); one use is consumed."""
         with self.lock:
             now = time.monotonic()
             self.faults = [f for f in self.faults
@@ -263,7 +266,7 @@ class Exchange:
                 if f.kind not in kinds:
                     continue
                 want = f.params.get("route", default_route)
-                if want and not re.fullmatch(want, route):
+                if want and route is not None and not re.fullmatch(want, route):
                     continue
                 if consume and f.remaining is not None:
                     f.remaining -= 1
@@ -287,7 +290,8 @@ class Exchange:
 
     # ---- orders --------------------------------------------------------------------------------------
     def place(self, account: str, symbol: str, side: str, type_: str, qty: Any = None, price: Any = None,
-              tif: str | None = None, client_order_id: str | None = None, quote_qty: Any = None) -> tuple[Order, list[Fill]]:
+              tif: str | None = None, client_order_id: str | None = None, quote_qty: Any = None,
+              meta: dict | None = None) -> tuple[Order, list[Fill]]:
         """Validate, accept, match. Raises VenueError(kind) for a refusal (nothing recorded then)."""
         with self.lock:
             acct = self.account(account)
@@ -322,13 +326,12 @@ class Exchange:
             if type_ == "LIMIT_MAKER" and crosses:
                 raise VenueError("would_take", client_order_id or "")
             # funds: a taker fill needs qty at the last price; a resting order locks at its limit
-            if side == "BUY":
-                need_price = last if crosses else price
-                need = qty * need_price * (1 + max(self.taker_fee, self.maker_fee))
+            if side == "BUY":  # a crossing limit may rest its remainder at its limit: check at the limit
+                need = qty * (price if price is not None else last) * (1 + max(self.taker_fee, self.maker_fee))
                 have = acct.bal(spec.quote)[0]
             else:
                 need, have = qty, acct.bal(spec.base)[0]
-            if need > have or self.active_fault(("insufficient_balance",), route="order"):
+            if need > have or self.active_fault(("insufficient_balance",)):
                 raise VenueError("insufficient", f"need {need} have {have}")
 
             ts = self.server_ms()
@@ -336,7 +339,8 @@ class Exchange:
             if client_order_id is None:
                 client_order_id = f"fake{oid}x{next(self._seq)}"
             order = Order(oid, client_order_id, acct.api_key, symbol, side, type_, tif, qty, price,
-                          created=ts, updated=ts, quote_qty=dec(quote_qty) if quote_qty is not None else None)
+                          created=ts, updated=ts, quote_qty=dec(quote_qty) if quote_qty is not None else None,
+                          meta=dict(meta or {}))
             self.orders[oid] = order
             self.by_client[(acct.api_key, client_order_id)] = oid
             self.accepted[client_order_id] = self.accepted.get(client_order_id, 0) + 1
@@ -352,7 +356,7 @@ class Exchange:
     def _take(self, order: Order, acct: Account, spec: SymbolSpec) -> list[Fill]:
         """Fill a crossing order at the last price; the partial_fill fault fills only a fraction."""
         qty = order.qty
-        partial = self.active_fault(("partial_fill",), route="order")
+        partial = self.active_fault(("partial_fill",))
         if partial:
             frac = dec(partial.params.get("fraction", "0.5"))
             qty = (order.qty * frac).quantize(spec.step, rounding=ROUND_DOWN)
@@ -366,13 +370,14 @@ class Exchange:
                 self._rest(order, acct, spec)  # the rest of a crossing GTC limit waits at its limit
             elif order.type == "MARKET" and leave == "rest":
                 order.resting = True  # the rest of the market order fills on later trades, at their price
+                self._relock(order, acct, spec)
             else:
                 self._finish(order, "EXPIRED")
         return fills
 
     def _lock_needed(self, order: Order, spec: SymbolSpec) -> Decimal:
-        if order.type == "MARKET":
-            return ZERO
+        if order.type == "MARKET":  # a resting market remainder: a sell locks its base; a buy's price is unknown
+            return order.remaining if order.side == "SELL" else ZERO
         if order.side == "BUY":
             return order.remaining * order.price * (1 + max(self.taker_fee, self.maker_fee))
         return order.remaining
@@ -494,7 +499,8 @@ class Exchange:
     def books(self) -> dict:
         with self.lock:
             return {
-                "orders": {o.client_order_id: o.to_json() for o in self.orders.values()},
+                "orders": {o.client_order_id: {**o.to_json(), "executedQty": str(o.executed)}
+                           for o in self.orders.values()},
                 "trades": [f.to_json() for f in self.fills],
                 "balances": {k: {a: {"free": str(v[0]), "locked": str(v[1])} for a, v in acct.balances.items()}
                              for k, acct in self.accounts.items()},
@@ -511,7 +517,8 @@ class Exchange:
         with self.lock:
             return {
                 "last": {s: str(p) for s, p in self.last.items()},
-                "accounts": {k: {"secret": a.secret, "balances": {x: [str(v[0]), str(v[1])] for x, v in a.balances.items()}}
+                "accounts": {k: {"secret": a.secret,
+                                 "balances": {x: [str(v[0]), str(v[1])] for x, v in a.balances.items()}}
                              for k, a in self.accounts.items()},
                 "orders": [o.to_json() for o in self.orders.values()],
                 "fills": [f.to_json() for f in self.fills],
@@ -524,7 +531,7 @@ class Exchange:
             for key, a in state.get("accounts", {}).items():
                 acct = Account(key, a["secret"], {x: [dec(v[0]), dec(v[1])] for x, v in a["balances"].items()})
                 self.accounts[key] = acct
-            num = {"qty", "price", "executed", "cum_quote", "locked", "quote_qty", "fees", "quote_qty", "commission"}
+            num = {"qty", "price", "executed", "cum_quote", "locked", "quote_qty", "fees", "commission"}
             for o in state.get("orders", []):
                 order = Order(**{k: (dec(v) if k in num and v is not None else v) for k, v in o.items()})
                 self.orders[order.order_id] = order
@@ -539,6 +546,10 @@ class Exchange:
 
 
 # ---- the server ------------------------------------------------------------------------------------------
+
+CONTROL_OPS = ("set_price", "set_balance", "add_account", "place", "cancel", "clear_faults", "books",
+               "accepted_count", "drop_ws", "ws_clients")
+
 
 class FakeServer:
     """An aiohttp app on 127.0.0.1 run on its own thread and event loop (in-process form), or in the
@@ -555,6 +566,7 @@ class FakeServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.sessions: list = []  # the venue's websocket sessions (objects with .ws and .account)
 
     # subclasses override
     def routes(self, app: web.Application) -> None:
@@ -563,31 +575,75 @@ class FakeServer:
     async def on_shutdown(self) -> None:
         return None
 
+    # ---- the test-side API (thread-safe); the subprocess form reaches the same through POST /_fake/<op> ---------
+    def set_price(self, symbol: str, price: Any) -> None:
+        """Move the last price (fills nothing: use ``trade`` for that)."""
+        self.ex.set_price(symbol, price)
+        self.save()
+
+    def trade(self, symbol: str, price: Any, qty: Any) -> list[Fill]:
+        """Someone else trades ``qty`` at ``price``: resting orders that cross it fill (maker)."""
+        fills = self.ex.print_trade(symbol, price, qty)
+        self.save()
+        return fills
+
+    def set_balance(self, asset: str, free: Any, locked: Any = None, account: str | None = None) -> None:
+        self.ex.set_balance(asset, free, locked, account)
+        self.save()
+
+    def add_account(self, api_key: str, secret: str, balances: dict | None = None) -> None:
+        self.ex.add_account(api_key, secret, balances)
+        self.save()
+
+    def place(self, symbol: str, side: str, type_: str, qty: Any = None, price: Any = None, tif: str | None = "GTC",
+              client_order_id: str | None = None, account: str | None = None) -> dict:
+        """An order placed on the account by someone else (web UI, another bot): the client did not send it.
+        Raises VenueError on a refusal."""
+        tif = None if type_.upper() in ("MARKET", "LIMIT_MAKER") else tif
+        order, _ = self.ex.place(self.ex.account(account).api_key, symbol, side, type_, qty=qty, price=price, tif=tif,
+                                 client_order_id=client_order_id)
+        self.save()
+        return order.to_json()
+
+    def cancel(self, client_order_id: str, account: str | None = None) -> dict:
+        """The venue (or someone else) cancels an order: the client did not ask."""
+        order = self.ex.cancel(self.ex.account(account).api_key, None, client_order_id=client_order_id)
+        self.save()
+        return order.to_json()
+
+    def fault(self, kind: str, count: int | None = 1, duration: float | None = None, **params) -> None:
+        self.ex.fault(kind, count, duration, **params)
+
+    def clear_faults(self, kind: str | None = None) -> None:
+        self.ex.clear_faults(kind)
+
+    def books(self) -> dict:
+        return self.ex.books()
+
+    def accepted_count(self, client_order_id: str) -> int:
+        return self.ex.accepted_count(client_order_id)
+
+    def drop_ws(self) -> None:
+        """Close every user-data socket (the client sees a disconnect and must subscribe again)."""
+        for s in list(self.sessions):
+            self.call_in_loop(lambda s=s: asyncio.ensure_future(s.ws.close()))
+
+    def ws_clients(self) -> int:
+        """User-data sockets that are subscribed (authenticated)."""
+        return sum(1 for s in self.sessions if s.account is not None)
+
     def control(self, op: str, args: dict) -> Any:
-        """Control operations shared by every fake; subclasses may add more."""
-        ex = self.ex
-        if op == "set_price":
-            ex.set_price(args["symbol"], args["price"])
-        elif op == "trade":
-            return [f.to_json() for f in ex.print_trade(args["symbol"], args["price"], args["qty"])]
-        elif op == "set_balance":
-            ex.set_balance(args["asset"], args["free"], args.get("locked"), args.get("account"))
-        elif op == "add_account":
-            ex.add_account(args["api_key"], args["secret"], args.get("balances"))
-        elif op == "fault":
+        """``POST /_fake/<op>`` with JSON keyword arguments -> the method of the same name."""
+        if op == "fault":
             args = dict(args)
-            ex.fault(args.pop("kind"), args.pop("count", 1), args.pop("duration", None), **args)
-        elif op == "clear_faults":
-            ex.clear_faults(args.get("kind"))
-        elif op == "books":
-            return ex.books()
-        elif op == "accepted_count":
-            return ex.accepted_count(args["client_order_id"])
-        elif op == "requests":
-            return [list(r) for r in ex.requests]
-        else:
+            return self.fault(args.pop("kind"), args.pop("count", 1), args.pop("duration", None), **args)
+        if op == "trade":
+            return [f.to_json() for f in self.trade(**args)]
+        if op == "requests":
+            return [list(r) for r in self.ex.requests]
+        if op not in CONTROL_OPS:
             raise ValueError(f"unknown control op {op!r}")
-        return None
+        return getattr(self, op)(**args)
 
     def save(self) -> None:
         if not self.state_file:
@@ -697,6 +753,29 @@ class FakeServer:
             loop.call_soon_threadsafe(fn)
 
 
+def spawn(module: str, *args: str, cwd: str | None = None, timeout: float = 30.0):
+    """Start a fake as a subprocess (``python -m <module> --port 0 ...args``); returns (Popen, base URL) once it
+    listens.  The caller ends it (proc.kill() / send_signal) and waits for it."""
+    import subprocess
+    import sys
+
+    root = cwd or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *args], cwd=root, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    timer = threading.Timer(timeout, proc.kill)  # a fake that never says "listening" must not hang the test
+    timer.start()
+    try:
+        line = proc.stdout.readline().strip()
+    finally:
+        timer.cancel()
+    if not line.startswith("listening "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{module} did not start: {line!r} (exit code {proc.returncode})")
+    return proc, line.split()[1]
+
+
 class Control:
     """The control endpoint of a fake running as a subprocess, with the same methods as the in-process object."""
 
@@ -736,3 +815,21 @@ class Control:
 
     def accepted_count(self, client_order_id: str) -> int:
         return self.call("accepted_count", client_order_id=client_order_id)
+
+    def drop_ws(self) -> None:
+        self.call("drop_ws")
+
+    def place(self, symbol: str, side: str, type_: str, qty: Any = None, price: Any = None, tif: str | None = "GTC",
+              client_order_id: str | None = None, account: str | None = None) -> dict:
+        return self.call("place", symbol=symbol, side=side, type_=type_, qty=None if qty is None else str(qty),
+                         price=None if price is None else str(price), tif=tif, client_order_id=client_order_id,
+                         account=account)
+
+    def cancel(self, client_order_id: str, account: str | None = None) -> dict:
+        return self.call("cancel", client_order_id=client_order_id, account=account)
+
+    def ws_clients(self) -> int:
+        return self.call("ws_clients")
+
+    def requests(self) -> list[list[str]]:
+        return self.call("requests")

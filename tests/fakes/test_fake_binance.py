@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -18,10 +16,7 @@ import ccxt
 import pytest
 
 from tests.fakes.binance import DEFAULT_KEY, DEFAULT_SECRET, FakeBinance, binance_client
-from tests.fakes.core import Control
-
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.fakes.core import Control, spawn
 
 @pytest.fixture
 def fake():
@@ -59,7 +54,7 @@ def test_load_markets_calls_only_exchange_info_and_reads_the_filters(fake):
     btc = markets["BTC/USDT"]
     assert btc["active"] and btc["spot"] and btc["precision"]["amount"] == 0.00001
     assert btc["precision"]["price"] == 0.01 and btc["limits"]["cost"]["min"] == 5.0
-    assert fake.ex.requests == [("GET", "exchangeInfo")]
+    assert list(fake.ex.requests) == [("GET", "exchangeInfo")]
     assert int(headers["X-MBX-USED-WEIGHT-1M"]) == 20
 
 
@@ -78,13 +73,16 @@ def test_market_order_fills_at_last_price_with_taker_fee_in_quote(fake):
     usdt0, btc0 = bal(fake, "USDT")[0], bal(fake, "BTC")[0]
 
     async def body(ex):
-        return await ex.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "mkt-1"})
+        o = await ex.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "mkt-1"})
+        assert ex.last_response_headers["X-MBX-ORDER-COUNT-10S"] == "1"
+        return o
     o = run(fake, body)
     assert (o["status"], o["filled"], o["cost"], o["clientOrderId"]) == ("closed", 0.01, 500.0, "mkt-1")
     assert o["fee"] == {"currency": "USDT", "cost": 0.5} and len(o["trades"]) == 1
     assert bal(fake, "USDT")[0] == usdt0 - Decimal("500.5")
     assert bal(fake, "BTC")[0] == btc0 + Decimal("0.01")
-    assert fake.books()["orders"]["mkt-1"]["status"] == "FILLED"
+    row = fake.books()["orders"]["mkt-1"]
+    assert (row["status"], row["executedQty"]) == ("FILLED", "0.01")
     assert fake.accepted_count("mkt-1") == 1
 
 
@@ -253,7 +251,7 @@ def test_5xx_after_accept_leaves_the_order_at_the_venue(fake):
     async def body(ex):
         with pytest.raises(ccxt.ExchangeNotAvailable):
             await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 40000, {"clientOrderId": "5xx-1"})
-        return await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "5xx-1"})
+        return await ex.fetch_order(None, "BTC/USDT", {"clientOrderId": "5xx-1"})  # ccxt -> origClientOrderId
     found = run(fake, body)
     assert found["status"] == "open" and fake.accepted_count("5xx-1") == 1
 
@@ -384,6 +382,22 @@ def test_watch_orders_reports_the_original_id_on_cancel(fake):
     assert [(o["clientOrderId"], o["status"]) for o in got] == [("wc-1", "canceled")]
 
 
+def test_dropped_socket_fails_the_watch_and_the_next_watch_subscribes_again(fake):
+    async def body(ex):
+        orders = asyncio.ensure_future(ex.watch_orders("BTC/USDT"))
+        await _until(lambda: fake.ws_clients() == 1)
+        fake.drop_ws()
+        with pytest.raises(ccxt.NetworkError):
+            await asyncio.wait_for(orders, 5)
+        await _until(lambda: fake.ws_clients() == 0)
+        orders = asyncio.ensure_future(ex.watch_orders("BTC/USDT"))
+        await _until(lambda: fake.ws_clients() == 1)
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 40000, {"clientOrderId": "re-1"})
+        return await asyncio.wait_for(orders, 5)
+    got = run(fake, body, pro=True)
+    assert [o["clientOrderId"] for o in got] == ["re-1"]
+
+
 def test_fills_while_away_are_not_pushed_and_are_recovered_over_rest(fake):
     async def place(ex):
         return await ex.create_order("ETH/USDT", "limit", "sell", 1, 3100, {"clientOrderId": "away-1"})
@@ -408,13 +422,13 @@ def test_ws_silent_drops_events_but_keeps_the_socket(fake):
         await _until(lambda: fake.ws_clients() == 1)
         fake.fault("ws_silent", duration=30)
         await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 40000, {"clientOrderId": "silent-1"})
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(orders), 0.3)
+        with pytest.raises(asyncio.TimeoutError):  # ccxt pings every 0.1 s: a missed pong would raise instead
+            await asyncio.wait_for(asyncio.shield(orders), 0.6)
         still_connected = fake.ws_clients()
         fake.clear_faults("ws_silent")
         await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 40000, {"clientOrderId": "silent-2"})
         return still_connected, await asyncio.wait_for(orders, 5)
-    still_connected, got = run(fake, body, pro=True)
+    still_connected, got = run(fake, body, pro=True, options={"ws": {"keepAlive": 100}})
     assert still_connected == 1
     assert [o["clientOrderId"] for o in got] == ["silent-2"]
 
@@ -430,15 +444,25 @@ def test_ws_subscribe_with_a_bad_signature_is_refused(fake):
     assert fake.ws_clients() == 0
 
 
+def test_an_order_placed_and_canceled_at_the_venue_by_someone_else(fake):
+    fake.place("BTC/USDT", "BUY", "LIMIT", qty="0.01", price="45000", client_order_id="web-1")
+
+    async def body(ex):
+        open_orders = await ex.fetch_open_orders("BTC/USDT")
+        orders = asyncio.ensure_future(ex.watch_orders("BTC/USDT"))
+        await _until(lambda: fake.ws_clients() == 1)
+        fake.cancel("web-1")
+        return open_orders, await asyncio.wait_for(orders, 5)
+    open_orders, pushed = run(fake, body, pro=True)
+    assert [o["clientOrderId"] for o in open_orders] == ["web-1"]
+    assert [(o["clientOrderId"], o["status"]) for o in pushed] == [("web-1", "canceled")]
+    assert bal(fake, "USDT")[1] == 0
+
+
 # ---- the subprocess form -------------------------------------------------------------------------------------
 
 def _spawn(state_file: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.binance", "--port", "0", "--state-file",
-                             str(state_file)], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening "), line
-    return proc, line.split()[1]
+    return spawn("tests.fakes.binance", "--state-file", str(state_file))
 
 
 def test_subprocess_with_control_endpoint_keeps_state_across_restarts(tmp_path):
@@ -461,11 +485,13 @@ def test_subprocess_with_control_endpoint_keeps_state_across_restarts(tmp_path):
         ctl.fault("http_5xx", count=1)
         with pytest.raises(ValueError, match="unknown control op"):
             ctl.call("nope")
+        ext = ctl.place("ETH/USDT", "SELL", "LIMIT", qty="0.5", price="3500", client_order_id="web-2")
+        assert ext["status"] == "NEW" and ctl.cancel("web-2")["status"] == "CANCELED"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     saved = json.loads(state.read_text())
-    assert {o["client_order_id"] for o in saved["orders"]} == {"sp-1", "sp-2"}
+    assert {o["client_order_id"] for o in saved["orders"]} == {"sp-1", "sp-2", "web-2"}
 
     proc, url = _spawn(state)
     try:

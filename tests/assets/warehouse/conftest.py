@@ -41,9 +41,18 @@ FILLS = [
     ("b2", "bo2", "wh-alpha", "WHBTC/USDT", "sell", 110, 1, 0, f"{D1} 12:00:00", "backtest"),
     ("b3", "bo3", "wh-alpha", "WHBTC/USDT", "sell", 90, 1.5, 0, f"{D2} 10:00:00", "backtest"),
     ("b4", "bo4", "wh-alpha", "WHBTC/USDT", "buy", 100, 1, 0, f"{D3} 09:00:00", "backtest"),
+    # wh-exec: children of a parent the OMS recorded in parent_orders (PARENTS): its arrival is the stored
+    # decision price 104, not the 09:59 bar's close 100 (backtest mode keeps them out of the P&L marts)
+    ("f9", "c3", "wh-exec", "WHBTC/USDT", "sell", 103, 1, 0, f"{D1} 10:10:10", "backtest"),
+    ("f10", "c4", "wh-exec", "WHBTC/USDT", "sell", 102, 1, 0, f"{D1} 10:15:05", "backtest"),
 ]
 
-CHILD_CREATED = {"c1": f"{D1} 10:00:30", "c2": f"{D1} 10:05:00"}
+CHILD_CREATED = {"c1": f"{D1} 10:00:30", "c2": f"{D1} 10:05:00", "c3": f"{D1} 10:10:05", "c4": f"{D1} 10:15:00"}
+CHILD_PARENT = {"c1": "twap:wh-parent-1", "c2": "twap:wh-parent-1", "c3": "wh-parent-2", "c4": "wh-parent-2"}
+
+# (parent_id, strategy, symbol, side, algorithm, quantity, arrival_price, status, filled, mode, created_at)
+PARENTS = [("wh-parent-2", "wh-exec", "WHBTC/USDT", "sell", "vwap", 3, 104, "canceled", 2, "backtest",
+            f"{D1} 10:10:00")]
 
 POSITIONS = [("wh-alpha", "WHBTC/USDT", -2), ("wh-beta", "WHETH/USDT", 1), ("wh-exec", "WHBTC/USDT", 2)]
 
@@ -60,7 +69,7 @@ def _ts(text: str) -> str:
 def insert_book(engine: sa.Engine) -> None:
     """The book above, idempotently (delete this account's rows first), in one transaction."""
     with engine.begin() as conn:
-        for table in ("trades", "orders", "positions", "risk_metrics"):
+        for table in ("trades", "orders", "parent_orders", "positions", "risk_metrics"):
             conn.execute(sa.text(f"delete from {table} where account = :a"), {"a": ACCOUNT})
         conn.execute(sa.text("delete from market_data_clean where exchange = 'sim-wh'"))
         conn.execute(sa.text(
@@ -68,7 +77,7 @@ def insert_book(engine: sa.Engine) -> None:
             "values ('sim-wh', 'WHBTC/USDT', '1m', :ts, :c, :c, :c, :c, 1, :rid)"),
             [{"ts": _ts(ts), "c": close, "rid": f"wh-bar-{i}"} for i, (ts, close) in enumerate(BARS)])
         for fid, oid, strategy, symbol, side, price, qty, fee, ts, mode in FILLS:
-            parent = "twap:wh-parent-1" if oid in CHILD_CREATED else None
+            parent = CHILD_PARENT.get(oid)
             created = _ts(CHILD_CREATED.get(oid, ts))
             conn.execute(sa.text(
                 "insert into orders (client_order_id, account, strategy, exchange, symbol, side, order_type, "
@@ -83,6 +92,13 @@ def insert_book(engine: sa.Engine) -> None:
                 ":side, :p, :q, :fee, 'USDT', 'taker', :ts, :mode)"),
                 {"fid": f"wh-{fid}", "oid": oid, "a": ACCOUNT, "s": strategy, "sym": symbol, "side": side,
                  "p": price, "q": qty, "fee": fee, "ts": _ts(ts), "mode": mode})
+        conn.execute(sa.text(
+            "insert into parent_orders (parent_id, account, strategy, exchange, symbol, side, algorithm, quantity, "
+            "arrival_price, params, status, filled_quantity, mode, created_at, updated_at) values (:pid, :a, :s, "
+            "'sim-wh', :sym, :side, :algo, :q, :arrival, '{}', :status, :filled, :mode, :created, :created)"),
+            [{"pid": pid, "a": ACCOUNT, "s": s, "sym": sym, "side": side, "algo": algo, "q": q, "arrival": arrival,
+              "status": status, "filled": filled, "mode": mode, "created": _ts(created)}
+             for pid, s, sym, side, algo, q, arrival, status, filled, mode, created in PARENTS])
         conn.execute(sa.text(
             "insert into positions (account, strategy, symbol, quantity, updated_at) values (:a, :s, :sym, :q, now())"),
             [{"a": ACCOUNT, "s": s, "sym": sym, "q": q} for s, sym, q in POSITIONS])

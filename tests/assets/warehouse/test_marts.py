@@ -127,13 +127,31 @@ def test_exposure_and_risk_history_by_hand(engine, warehouse_book):
 
 
 def test_execution_quality_by_hand(engine, warehouse_book):
-    [parent] = rows(engine, "select * from analytics_marts.mart_execution_quality where account = :a", a=ACCOUNT)
+    got = _by(rows(engine, "select * from analytics_marts.mart_execution_quality where account = :a", a=ACCOUNT),
+              "parent_id")
+    assert set(got) == {("twap:wh-parent-1",), ("wh-parent-2",)}
+    parent = got[("twap:wh-parent-1",)]  # no parent_orders row: today's rules
     # arrival = close of the 09:59 bar (ended 10:00, before the first child at 10:00:30) = 100
     assert (parent["parent_id"], parent["algorithm"], parent["arrival_price"]) == ("twap:wh-parent-1", "twap", 100)
+    assert parent["arrival_source"] == "bar_close" and parent["parent_quantity"] is None
     assert (parent["filled_quantity"], parent["avg_fill_price"], parent["shortfall"]) == (2, Decimal("101.5"), 3)
     assert float(parent["shortfall_bps"]) == pytest.approx(150)  # 3 / 200 arrival notional
     assert float(parent["cost_bps"]) == pytest.approx(160)  # + 0.2 fees
     assert float(parent["slippage_bps"]) == pytest.approx(150)  # fills 100 and 200 bps over 100
+
+
+def test_execution_quality_takes_a_stored_parent_from_parent_orders(engine, warehouse_book):
+    """A parent in parent_orders: its algorithm, decision time and arrival price are the OMS's (104), not the
+    bar-close rule's (the 09:59 bar's close 100, the id's missing prefix -> the strategy)."""
+    [parent] = rows(engine, "select * from analytics_marts.mart_execution_quality where parent_id = 'wh-parent-2'")
+    assert (parent["algorithm"], parent["arrival_price"], parent["arrival_source"]) == ("vwap", 104, "parent_order")
+    assert str(parent["parent_created_at"]) == f"{D1} 10:10:00+00:00"
+    assert (parent["parent_quantity"], parent["parent_status"], parent["child_orders"]) == (3, "canceled", 2)
+    # a sell: filled 2 for 103 + 102 = 205 against 2 x 104 = 208 at arrival -> shortfall -(205 - 208) = 3
+    assert (parent["filled_quantity"], parent["avg_fill_price"], parent["shortfall"]) == (2, Decimal("102.5"), 3)
+    assert float(parent["shortfall_bps"]) == pytest.approx(3 / 208 * 10_000)
+    by_algo = _by(rows(engine, "select * from analytics_marts.mart_execution_quality_by_algorithm"), "algorithm", "mode")
+    assert by_algo[("vwap", "backtest")]["arrival_notional"] == 208
 
 
 def test_backtest_paper_parity_by_hand(engine, warehouse_book):
