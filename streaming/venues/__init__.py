@@ -43,7 +43,7 @@ def credentials(secrets, key_name: str | None) -> tuple[str, str]:
 def make_venue(settings, secrets, account: str, instruments: Iterable, **overrides) -> CcxtVenue | None:
     """The live adapter of ``settings.venue`` for ``account`` trading ``instruments`` (symbols or Instruments);
     None when the venue is ``paper``.  ``overrides`` go to the adapter's constructor (tests: short timeouts)."""
-    venue = getattr(settings, "venue", "paper")
+    venue = settings.venue
     if venue == "paper":
         return None
     cls = VENUES.get(venue)

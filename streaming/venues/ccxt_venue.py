@@ -28,8 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-import ccxt
-
 from streaming import metrics
 from streaming.venues import limits
 from streaming.venues.errors import Outcome, classify, redact
@@ -51,6 +49,10 @@ from trading.records import (
 )
 
 log = logging.getLogger(__name__)
+# ccxt logs every request at DEBUG with its headers (X-MBX-APIKEY) and signed URL: its own logger for our
+# exchange objects, never below INFO, so a DEBUG root logger cannot print a key or a signature
+WIRE_LOG = logging.getLogger("streaming.venues.wire")
+WIRE_LOG.setLevel(logging.INFO)
 
 ZERO = Decimal(0)
 TERMINAL = frozenset((OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED))
@@ -83,9 +85,9 @@ def with_response_hook(base: type) -> type:
 class VenueCallError(Exception):
     """A venue call failed for good (after 429 waits / a clock re-sync); ``outcome`` says what it means."""
 
-    def __init__(self, outcome: Outcome, detail: str):
+    def __init__(self, outcome: Outcome, detail: str, status: int | None = None):
         super().__init__(f"{outcome.reason}: {detail}")
-        self.outcome = outcome
+        self.outcome, self.status = outcome, status
 
 
 def _dec(value, default: Decimal | None = ZERO) -> Decimal | None:
@@ -112,7 +114,7 @@ class _Order:
     venue_filled: Decimal = ZERO  # the venue's cumulative figure
     final: OrderStatus | None = None  # the venue's final status, held until its fills are reported
     final_ts: int = 0
-    final_since: float = 0.0  # monotonic
+    behind_since: float = 0.0  # monotonic time since the venue has counted fills not reported yet (0: none)
 
     @property
     def cid(self) -> str:
@@ -124,6 +126,9 @@ class CcxtVenue:
 
     external = True
     exchange_name = "ccxt"
+    # None: ccxt corrects signed timestamps by the measured offset (Binance); else the most the local clock may be
+    # off the venue's (Coinbase signs JWTs with the local clock: a skewed machine is refused with a clear reason)
+    clock_tolerance_ms: int | None = None
     ws_streams: tuple[str, ...] = ("orders", "trades", "balance")  # which watch_* the venue offers
 
     def __init__(self, *, account: str, api_key: str, secret: str, symbols: Iterable[str],
@@ -132,6 +137,7 @@ class CcxtVenue:
                  fill_grace_s: float = 1.0, housekeeping_s: float = 0.5, reconnect_base_s: float = 0.5,
                  reconnect_max_s: float = 30.0, max_429_retries: int = 5, retry_after_cap_s: float = 60.0,
                  ban_default_s: float = 120.0, rate_limit_ms: float | None = None, use_websocket: bool = True,
+                 reconnect_settle_s: float = 0.5, budget_burst: float | None = None,
                  strategy_default: str = "", exchange_options: dict | None = None, sandbox: bool = False):
         if not api_key or not secret:
             raise ValueError(f"{self.exchange_name}: account {account!r} needs an api key and secret")
@@ -145,13 +151,14 @@ class CcxtVenue:
         self.timeout_s, self.rest_poll_s, self.fill_grace_s = timeout_s, rest_poll_s, fill_grace_s
         self.housekeeping_s = housekeeping_s
         self.reconnect_base_s, self.reconnect_max_s = reconnect_base_s, reconnect_max_s
+        self.reconnect_settle_s = reconnect_settle_s
         self.max_429_retries, self.retry_after_cap_s, self.ban_default_s = (max_429_retries, retry_after_cap_s,
                                                                             ban_default_s)
         self.rate_limit_ms, self.use_websocket = rate_limit_ms, use_websocket
         self.strategy_default, self.sandbox = strategy_default, sandbox
         self._exchange_options = exchange_options or {}
         self._labels = (self.exchange_name, account)
-        self.budget = limits.account_budget(self.exchange_name, account, budget_per_min)
+        self.budget = limits.account_budget(self.exchange_name, account, budget_per_min, budget_burst)
         self.weight = limits.UsedWeight(self.exchange_name, account, self.budget)
         self.breaker = limits.Breaker()
         self.exchange = None
@@ -172,7 +179,7 @@ class CcxtVenue:
         self._started_ms = 0
         self._last_ws = 0.0  # monotonic time of the last user-data message
         self._ws_failures: dict[str, int] = {}
-        self._ws_reconnected = False
+        self._redial: dict[str, float] = {}  # stream -> when it dialled again after a failure
         self._last_resync = 0.0
         self._unreachable_since: float | None = None
         self._unreachable_detail = ""
@@ -282,6 +289,7 @@ class CcxtVenue:
         self._wake = asyncio.Event()
         self._started_ms = int(time.time() * 1000)
         self.exchange = self.build_exchange()
+        self.exchange.logger = WIRE_LOG
         self.exchange.tradeloop_on_response = self._on_response
         if self.rate_limit_ms is not None:
             self.exchange.rateLimit = self.rate_limit_ms
@@ -289,6 +297,9 @@ class CcxtVenue:
             await self._call("load_markets", self.exchange.load_markets)
             if self.exchange.has.get("fetchTime"):
                 await self.sync_clock()
+                skew = self._skew_text()
+                if skew is not None:
+                    raise VenueCallError(Outcome("rejected", "clock_skew"), skew)
         except VenueCallError as exc:
             await self.exchange.close()
             raise RuntimeError(f"{self.exchange_name}: cannot start account {self.account!r}: {exc}") from None
@@ -296,7 +307,7 @@ class CcxtVenue:
         if missing:
             await self.exchange.close()
             raise ValueError(f"{self.exchange_name}: no such market(s) {missing} (account {self.account!r})")
-        self._last_ws = time.monotonic()
+        self._last_ws = self._last_resync = time.monotonic()
         self._tasks = [asyncio.create_task(self._sender(), name=f"venue-sender-{self.account}"),
                        asyncio.create_task(self._housekeeping(), name=f"venue-housekeeping-{self.account}")]
         if self.use_websocket:
@@ -315,6 +326,20 @@ class CcxtVenue:
         self._tasks = []
         if self.exchange is not None:
             await self.exchange.close()
+
+    def _skew_text(self) -> str | None:
+        diff = int(self.exchange.options.get("timeDifference", 0) or 0)
+        if self.clock_tolerance_ms is None or abs(diff) <= self.clock_tolerance_ms:
+            return None
+        return (f"this machine's clock is {diff / 1000:+.1f} s off {self.exchange_name}'s; its signed requests need "
+                f"it within {self.clock_tolerance_ms / 1000:.0f} s: fix the clock (NTP)")
+
+    async def _clock_off(self) -> str | None:
+        try:
+            await self.sync_clock()
+        except VenueCallError:
+            return None
+        return self._skew_text()
 
     async def sync_clock(self) -> int:
         """Re-read the venue's clock (ccxt's load_time_difference): signed requests carry its time."""
@@ -344,6 +369,10 @@ class CcxtVenue:
 
     def client_id_of(self, order: dict) -> str | None:
         return order.get("clientOrderId") or None
+
+    def status_of(self, order: dict) -> OrderStatus | None:
+        """The order's status in OMS terms (None: nothing to report, e.g. "canceling")."""
+        return CCXT_STATUS.get(order.get("status") or "")
 
     # ------------------------------------------------------------------ calls
 
@@ -396,8 +425,13 @@ class CcxtVenue:
                         continue
                     except VenueCallError:
                         pass
+                elif outcome.reason == "authentication_failed" and self.clock_tolerance_ms is not None:
+                    skew = await self._clock_off()
+                    if skew is not None:
+                        outcome = Outcome("rejected", "clock_skew")
+                        detail = skew
                 log.debug("%s %s failed: %s", self.exchange_name, kind, detail)
-                raise VenueCallError(outcome, detail) from None
+                raise VenueCallError(outcome, detail, status) from None
             finally:
                 _RESPONSE.reset(token)
             self._mark_reachable()
@@ -581,7 +615,7 @@ class CcxtVenue:
             return  # not ours (reconciliation sees it), or already reported
         self._register_vid(tracked, vid)
         ts = _ns(order.get("lastUpdateTimestamp") or order.get("timestamp")) or time.time_ns()
-        status = CCXT_STATUS.get(order.get("status") or "")
+        status = self.status_of(order)
         if status is OrderStatus.REJECTED and tracked.filled == 0:
             self._emit(tracked, OrderStatus.REJECTED, ts, "venue_rejected")
             return
@@ -595,11 +629,11 @@ class CcxtVenue:
             if tracked.status in TERMINAL:
                 return
         tracked.venue_filled = max(tracked.venue_filled, _dec(order.get("filled")))
+        if tracked.filled < tracked.venue_filled and not tracked.behind_since:
+            tracked.behind_since = time.monotonic()  # fills the venue counted, not seen yet: fetched if late
         if status is OrderStatus.ACKNOWLEDGED:
             return  # partial fills are reported by their trades
         tracked.final, tracked.final_ts = status, ts
-        if not tracked.final_since:
-            tracked.final_since = time.monotonic()
         self._settle(tracked)
 
     def _settle(self, tracked: _Order) -> None:
@@ -645,6 +679,8 @@ class CcxtVenue:
                               fee.get("currency") or req.symbol.split("/")[1], liquidity, ts))
         tracked.filled += quantity
         tracked.venue_filled = max(tracked.venue_filled, tracked.filled)
+        if tracked.filled >= tracked.venue_filled:
+            tracked.behind_since = 0.0
         if tracked.final is not None:
             self._settle(tracked)
         else:
@@ -667,16 +703,23 @@ class CcxtVenue:
                 if self._closing:
                     return
                 failures = self._ws_failures[stream] = self._ws_failures[stream] + 1
+                if isinstance(exc, KeyError):
+                    # ccxt 4.5.90: a refused subscription surfaces as KeyError('spot') and every later watch on
+                    # this exchange object hangs (INFRA-NOTES): stop watching, poll over REST (health: degraded)
+                    log.error("%s: user stream %s subscription refused; polling over REST from now on",
+                              self.exchange_name, stream)
+                    return
                 metrics.VENUE_WS_RECONNECTS.labels(*self._labels).inc()
                 delay = min(self.reconnect_base_s * 2 ** (failures - 1), self.reconnect_max_s)
                 log.warning("%s: user stream %s failed (%s); reconnecting in %.1f s", self.exchange_name, stream,
                             redact(f"{type(exc).__name__} {exc}", (self._api_key, self._secret)), delay)
                 await asyncio.sleep(delay)
+                # ccxt dials and subscribes again inside the next watch call; the housekeeper fetches what the
+                # gap lost once the new socket has had reconnect_settle_s to come up
+                self._redial[stream] = time.monotonic()
                 continue
             self._last_ws = time.monotonic()
-            if self._ws_failures[stream]:
-                self._ws_failures[stream] = 0
-                self._ws_reconnected = True  # the housekeeper fetches what the gap lost
+            self._ws_failures[stream] = 0
             if stream == "orders":
                 for order in items:
                     self._apply_order(order)
@@ -716,12 +759,15 @@ class CcxtVenue:
             await self._recover()
             return
         open_orders = self._open_tracked()
-        if self._ws_reconnected:
-            self._ws_reconnected = False
+        redialled = [s for s, at in list(self._redial.items()) if now - at >= self.reconnect_settle_s]
+        if redialled:
+            for stream in redialled:
+                del self._redial[stream]
+                self._ws_failures[stream] = 0  # dialled and not failed since: up (ccxt raises when it is not)
             await self.resync("reconnect")
             return
         waiting = {o.request.symbol for o in open_orders
-                   if o.final is not None and now - o.final_since >= self.fill_grace_s}
+                   if o.behind_since and now - o.behind_since >= self.fill_grace_s}
         if waiting:
             await self.resync("fills_missing", waiting)
             return
@@ -750,7 +796,9 @@ class CcxtVenue:
                 self._apply_order(order)
                 still_open.add(self.client_id_of(order) or self._by_vid.get(str(order.get("id"))))
             for tracked in self._open_tracked():
-                if tracked.request.symbol == symbol and tracked.cid not in still_open:
+                # an UNKNOWN order is resolved when the OMS asks (query): a late-processed request is its call
+                if (tracked.request.symbol == symbol and tracked.cid not in still_open
+                        and tracked.status is not OrderStatus.UNKNOWN):
                     await self._query(tracked.cid, symbol)
 
     async def _recover(self) -> None:
@@ -794,7 +842,7 @@ class CcxtVenue:
     def _venue_order(self, order: dict) -> VenueOrder:
         vid = str(order["id"])
         filled = _dec(order.get("filled"))
-        status = CCXT_STATUS.get(order.get("status") or "", OrderStatus.ACKNOWLEDGED)
+        status = self.status_of(order) or OrderStatus.ACKNOWLEDGED
         if status is OrderStatus.ACKNOWLEDGED and filled > 0:
             status = OrderStatus.PARTIALLY_FILLED
         return VenueOrder(self.client_id_of(order) or self._by_vid.get(vid), vid, order["symbol"],

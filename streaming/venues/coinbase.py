@@ -18,7 +18,7 @@ import ccxt.pro as ccxtpro
 from streaming.venues.ccxt_venue import CcxtVenue, VenueCallError, _Order, with_response_hook
 from streaming.venues.errors import Outcome
 from streaming.venues.rules import Prepared
-from trading.records import OrderRequest, OrderType, Side, TimeInForce
+from trading.records import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 _Coinbase = with_response_hook(ccxtpro.coinbase)
 NOT_FOUND = Outcome("not_found", "not_found_at_venue")
@@ -27,6 +27,7 @@ NOT_FOUND = Outcome("not_found", "not_found_at_venue")
 class CoinbaseVenue(CcxtVenue):
     exchange_name = "coinbase"
     ws_streams = ("orders",)
+    clock_tolerance_ms = 4000  # ccxt signs Coinbase's JWTs with the local clock (nbf checked with a few s leeway)
     trade_lookback_ms = 5 * 60 * 1000
     order_lookback_ms = 24 * 3600 * 1000  # how far back a client id is searched when the order's time is unknown
 
@@ -46,7 +47,8 @@ class CoinbaseVenue(CcxtVenue):
             base = self.api_url
             urls = copy.deepcopy(exchange.urls)
             urls["api"]["rest"] = base
-            urls["api"]["ws"] = "ws" + base[4:] if base.startswith("http") else base
+            # the user channel at <ws base>/ws (Coinbase's own host serves it at its root)
+            urls["api"]["ws"] = ("ws" + base[4:] if base.startswith("http") else base) + "/ws"
             exchange.urls = urls
         return exchange
 
@@ -66,9 +68,23 @@ class CoinbaseVenue(CcxtVenue):
         answer = await self._call("create_order", self.exchange.create_order, order.symbol,
                                   order.order_type.value, order.side.value, float(prepared.amount), price, params)
         if answer.get("id") is not None and not answer.get("status"):
-            # the create answer carries only ids: read the order back for its status and fills
-            return await self._fetch_order(str(answer["id"]), order.symbol) or answer
+            # the create answer carries only ids: read the order back for its status, and its fills if it has some
+            vid = str(answer["id"])
+            found = await self._fetch_order(vid, order.symbol)
+            if found is None:
+                return answer
+            if (found.get("filled") or 0) > 0:
+                found = {**found, "trades": await self.fetch_order_trades(order.symbol, vid, None)}
+            return found
         return answer
+
+    def status_of(self, order: dict):
+        raw = str((order.get("info") or {}).get("status") or "").upper()
+        if raw == "EXPIRED":  # ccxt unifies EXPIRED and FAILED as canceled
+            return OrderStatus.EXPIRED
+        if raw == "FAILED":
+            return OrderStatus.REJECTED
+        return super().status_of(order)
 
     async def cancel_order(self, tracked: _Order) -> dict:
         vid = tracked.venue_order_id
@@ -85,7 +101,7 @@ class CoinbaseVenue(CcxtVenue):
         try:
             return await self._call("fetch_order", self.exchange.fetch_order, vid, symbol)
         except VenueCallError as exc:
-            if exc.outcome.kind in ("not_found", "rejected"):  # coinbase answers an unknown id with an error
+            if exc.outcome.kind == "not_found" or exc.status == 404:  # coinbase: 404 NOT_FOUND, ExchangeError
                 return None
             raise
 

@@ -28,6 +28,7 @@ class TokenBucket:
         self._tokens = self.burst
         self._at = clock()
         self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self.pause_until = 0.0  # clock time before which nothing is sent (the venue said its weight is spent)
 
     def _refill(self) -> None:
@@ -47,8 +48,9 @@ class TokenBucket:
         return (cost - self._tokens) / self.rate_per_s
 
     async def acquire(self, cost: float = 1.0) -> float:
-        if self._lock is None:  # created lazily: inside the event loop that uses it
-            self._lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:  # a lock belongs to one event loop
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         waited = 0.0
         async with self._lock:
             while (wait := self.try_take(cost)) > 0:
@@ -60,15 +62,17 @@ class TokenBucket:
 _BUDGETS: dict[tuple[str, str], TokenBucket] = {}
 
 
-def account_budget(venue: str, account: str, per_min: float) -> TokenBucket:
+def account_budget(venue: str, account: str, per_min: float, burst: float | None = None) -> TokenBucket:
     """The one budget of (venue, account) in this process: every adapter, poller and reconciler of that account
-    that asks for it shares it.  A later call with another rate changes the rate."""
+    that asks for it shares it.  A later call with another rate (or burst) changes it."""
     bucket = _BUDGETS.get((venue, account))
     if bucket is None:
-        bucket = _BUDGETS[(venue, account)] = TokenBucket(per_min)
-    elif abs(bucket.rate_per_s * 60.0 - per_min) > 1e-9:
+        bucket = _BUDGETS[(venue, account)] = TokenBucket(per_min, burst)
+    else:
+        if per_min <= 0:
+            raise ValueError(f"request budget must be > 0 per minute, got {per_min}")
         bucket.rate_per_s = per_min / 60.0
-        bucket.burst = max(1.0, per_min / 10.0)
+        bucket.burst = float(burst) if burst is not None else max(1.0, per_min / 10.0)
     return bucket
 
 
