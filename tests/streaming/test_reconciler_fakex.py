@@ -141,3 +141,68 @@ def test_reconciliation_through_the_binance_adapter_and_the_fake_exchange(fake, 
     # reconciliation never sent anything: the venue holds the same orders, none of ours accepted twice
     assert len(fake.books()["orders"]) == orders_at_venue
     assert fake.accepted_count(cid_lost) == 0 and fake.accepted_count(cid_filled) == 1
+
+
+class _Gated:
+    """The adapter, its snapshot held until the test opens the gate (the venue is slow to answer)."""
+
+    def __init__(self, venue) -> None:
+        self.venue, self.account, self.gate, self.asked = venue, venue.account, asyncio.Event(), 0
+        self.query, self.poll = venue.query, venue.poll
+
+    async def snapshot(self, since_ns: int):
+        self.asked += 1
+        await self.gate.wait()
+        return await self.venue.snapshot(since_ns)
+
+
+def test_no_order_reaches_the_exchange_before_the_start_reconciliation_is_ok(fake, engine):
+    from tests.streaming.conftest import sim_ticks
+    from streaming.trader import Trader
+    from trading.marketdata.sim import SimConfig, SimVenue
+    from trading.risk import RiskLimits
+    from trading.strategies import create_strategy
+
+    account = f"fg-{uuid.uuid4().hex[:8]}"
+    fake.set_price("BTC/USDT", "42000")
+    btc = next(i for i in SimVenue(SimConfig(seed=7)).instruments() if i.symbol == "BTC/USDT")
+    ticks = [t for t in sim_ticks(240) if t.symbol == "BTC/USDT"]
+    store = ReconStore(engine, mode=MODE, exchange="binance")
+
+    async def worker():
+        venue = BinanceVenue(account=account, api_key=DEFAULT_KEY, secret=DEFAULT_SECRET, symbols=["BTC/USDT"],
+                             api_url=fake.base_url, timeout_s=3.0, rate_limit_ms=0)
+        await venue.start()
+        try:
+            trader = Trader(account, {"t": create_strategy("sma_cross", {"fast": 3, "slow": 8})}, cash=D(100000),
+                            limits=RiskLimits(), instruments={"BTC/USDT": btc}, exchange="binance", mode=MODE,
+                            venue=venue)
+            gated = _Gated(venue)
+            start = asyncio.create_task(reconcile_at_start(gated, trader, store, CFG))
+            while not gated.asked:
+                await asyncio.sleep(0.01)
+            for t in ticks[: len(ticks) // 2]:
+                trader.on_tick(t)
+            held = trader.drain()
+            trader.release()  # what the OMS would send after a commit
+            await asyncio.sleep(0.3)
+            at_venue_while_held = len(fake.books()["orders"])
+            refused = dict(trader.engine.rejected)
+            gated.gate.set()
+            outcome = await start
+            for t in ticks[len(ticks) // 2:]:
+                trader.on_tick(t)
+            after = trader.drain()
+            trader.release()
+            deadline = time.monotonic() + 5
+            while len(fake.books()["orders"]) < len(after.orders) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return held, at_venue_while_held, refused, outcome, after, len(fake.books()["orders"])
+        finally:
+            await venue.close()
+
+    held, at_venue_while_held, refused, outcome, after, at_venue = asyncio.run(worker())
+    assert held.orders == [] and at_venue_while_held == 0 and refused  # decisions made, all refused by risk
+    assert outcome.verdict is Verdict.OK, outcome.reason
+    assert after.orders and at_venue == len(after.orders)  # once open, the orders do reach the exchange
+    assert all(fake.accepted_count(o.client_order_id) == 1 for o in after.orders)
