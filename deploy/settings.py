@@ -128,6 +128,27 @@ class Settings(BaseSettings):
     risk_limits: Path | None = Field(
         None, description="Risk limits file (.yaml/.toml) of the stream. Unset: streaming/config.py's LIMITS.",
     )
+    # ---- reconciliation with the venue (streaming/reconciler.py; sandbox and live accounts) ----
+    recon_orders_interval_s: float = Field(5.0, gt=0, description="How often open orders and recent trades are "
+                                                                 "compared with the venue's.")
+    recon_balances_interval_s: float = Field(60.0, gt=0, description="How often balances are compared as well.")
+    recon_balance_tolerance: float = Field(0.001, ge=0, description="Balance drift per asset taken as noise, "
+                                                                    "relative to the balance (0.001 = 0.1 %).")
+    recon_balance_abs_tolerance: float = Field(1e-8, ge=0, description="Balance drift per asset taken as noise "
+                                                                        "whatever the balance (dust).")
+    recon_balance_halt: float = Field(0.02, ge=0, description="Relative drift beyond which the account HALTS; "
+                                                              "between the tolerance and this it is REDUCING.")
+    recon_settle_s: float = Field(5.0, ge=0, description="Orders changed and trades made this recently are in "
+                                                         "flight: the next run compares them.")
+    recon_confirmations: int = Field(2, ge=1, description="Runs in a row a periodic difference must be seen in "
+                                                          "before it changes the account's state.")
+    recon_query_timeout_s: float = Field(10.0, gt=0, description="How long the start waits for the venue's answers "
+                                                                 "about orders it does not show.")
+    recon_lookback_s: float = Field(86400.0, gt=0, description="Trades read at a first start, with nothing stored.")
+    recon_max_failures: int = Field(10, ge=1, description="Periodic runs failing in a row (venue or store) before "
+                                                          "the account halts.")
+    recon_fix_with_trades: bool = Field(False, description="List (never send) the orders that would close a "
+                                                           "balance drift, in the run's row, for an operator.")
     control_token: str | None = Field(
         None, description="Bearer token for control actions (kill switch, resume, swap). Unset: one is "
                           "generated on first use into <home>/control-token (mode 0600).",

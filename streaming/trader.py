@@ -352,6 +352,24 @@ class Trader:
             elif ev.reason == REJECT_KNOWN_ORDER:
                 self.counters["orders_replayed"] += 1
 
+    def apply_reconciled(self, events: Iterable[OrderEvent | Fill]) -> None:
+        """Facts reconciliation found at the venue and has already stored (missed fills, statuses the venue
+        established, reports received meanwhile): the OMS follows them (journalling the transitions of the
+        orders it holds, as for any venue report), the books take them, and what they cause (a strategy
+        answering a fill) is recorded as usual.  Fills are not drained again (already stored)."""
+        events = list(events)
+        # TODO(lead): a public OrderManager entry for reconciled facts (PLAN.md, "Changes requested")
+        applied = self.oms._ingest(events)
+        caused = self.engine.apply(applied)[len(applied):]
+        for ev in applied:
+            if isinstance(ev, Fill):
+                self._touched.add((ev.strategy, ev.symbol))  # the positions table follows at the next drain
+        self._record(caused)
+
+    def journals(self, client_order_id: str) -> bool:
+        """Whether the OMS journals this order's transitions itself (it holds the order, open or closed)."""
+        return client_order_id in self.oms.orders or client_order_id in self.oms.closed
+
     def drain(self) -> Batch:
         """The events since the last drain; positions of every (strategy, symbol) a fill touched."""
         if self.liquidations:

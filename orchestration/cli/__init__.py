@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "stream": "orchestration.cli.stream:stream",
     "strategy": "orchestration.cli.strategy:strategy",
     "simulate": "orchestration.cli.simulate:simulate",
+    "recon": "orchestration.cli.recon:recon",
     "keys": "orchestration.cli.keys:keys",
 }
 

@@ -41,6 +41,25 @@ class OperatorControls:
             raise RiskInputError(f"set_state: a symbol can only be HALTED, not {state.value}")
         self._states.add(scope_, "operator", state, reason, self._clock(), who=who)
 
+    def hold(self, cause: str, state: TradingState, reason: str, *, who: str) -> None:
+        """Another part of the platform (reconciliation with the venue) puts the account in REDUCING or
+        HALTED for ``cause``; ``release(cause)`` or an operator's ``resume`` lifts it.  Holding a cause
+        again replaces its level and reason (one transition when the account's state changes)."""
+        if state is ACTIVE:
+            raise RiskInputError("hold: ACTIVE is no hold; use release()")
+        if cause in ("kill_switch", "operator"):
+            raise RiskInputError(f"hold: cause {cause!r} belongs to the operator's controls")
+        self._states.add(self._acct_scope, cause, state, reason, self._clock(), who=who)
+
+    def release(self, cause: str, reason: str, *, who: str) -> None:
+        """Lift the account's ``cause`` (nothing if it is not held); other causes stay."""
+        self._states.clear(self._acct_scope, cause, reason, self._clock(), who=who)
+
+    def held(self, cause: str) -> TradingState | None:
+        """The level the account's ``cause`` holds it at, or None."""
+        c = self._states.causes(self._acct_scope).get(cause)
+        return None if c is None else c.level
+
     def resume(self, scope: str, who: str, reason: str) -> None:
         """Operator: clear every cause on the scope.  Drawdown and daily-loss baselines of an account or
         strategy are re-based at the current equity, so the same loss does not re-trigger at once."""

@@ -289,3 +289,22 @@ def test_transition_records_are_deterministic(harness):
     assert a.transitions[0].scope == "strategy:s1"
     with pytest.raises(RiskInputError):
         scope("desk", "x")
+
+
+def test_a_hold_of_another_part_of_the_platform_is_lifted_by_its_release_or_a_resume(harness):
+    h = harness({})
+    h.buy_position("1", "100")
+    h.engine.hold("reconciliation", REDUCING, "USDT drift", who="reconciler")
+    assert h.engine.state is REDUCING and h.engine.held("reconciliation") is REDUCING
+    assert h.check("buy", "1", "100").reason == "account_reducing"
+    assert h.check("sell", "1", "100").approved  # reducing orders still go
+    h.engine.hold("reconciliation_halt", HALTED, "BTC drift", who="reconciler")
+    h.engine.release("reconciliation", "done", who="reconciler")  # the halt stays
+    assert h.engine.state is HALTED and h.engine.held("reconciliation") is None
+    assert [(t.new, t.who) for t in h.transitions][-2:] == [(REDUCING, "reconciler"), (HALTED, "reconciler")]
+    h.engine.resume("account:acc", "ops", "checked the venue")
+    assert h.engine.state is ACTIVE and h.engine.held("reconciliation_halt") is None
+    with pytest.raises(RiskInputError, match="operator"):
+        h.engine.hold("kill_switch", HALTED, "x", who="reconciler")
+    with pytest.raises(RiskInputError, match="release"):
+        h.engine.hold("reconciliation", ACTIVE, "x", who="reconciler")
