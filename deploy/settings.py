@@ -263,6 +263,9 @@ class Settings(BaseSettings):
         # the configuration alone decides this, so every entry point (CLI, `up`, a worker started by hand)
         # refuses the same way; whether the named key exists is deploy.secrets.check_mode's (it needs the store)
         if self.mode == "paper":
+            if self.venue != "paper":
+                raise ValueError(f"TRADELOOP_VENUE={self.venue} needs TRADELOOP_MODE=sandbox or live (paper mode "
+                                 "trades the simulated venue)")
             return self
         missing = []
         if self.venue == "paper":

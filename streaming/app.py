@@ -129,4 +129,4 @@ out = Outbound(
     alerts=_topic("risk.alerts", rec.RiskAlert),
     deadletter=_topic(DEADLETTER, rec.DeadLetter),
 )
-worker = WorkerState()
+worker = WorkerState(venue_key=venue_key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streaming.store import Store
@@ -35,3 +35,8 @@ class WorkerState:
     # symbol -> open time (ns) of the newest market_data_clean bar the strategies were warmed up with
     history_marks: dict[str, int] = field(default_factory=dict)
     pending_audit: list = field(default_factory=list)  # (action, slot, details) of swaps the stream made
+    # sandbox/live: the key the adapter trades with, the exchange adapter and its reconciler (paper: None)
+    venue_key: Any = None
+    venue: Any = None
+    reconciler: Any = None
+    recon_task: asyncio.Task | None = None

@@ -81,6 +81,18 @@ async def weights_poller() -> None:
         await wiring.refresh_weights(worker.trader)
 
 
+@app.timer(interval=0.2)
+async def venue_poll() -> None:
+    """Sandbox/live: what the exchange reported between ticks (the adapter's socket and REST fallback),
+    unknown orders' queries and the venue's health, then stored at once."""
+    trader = worker.trader
+    if trader is None or worker.venue is None:
+        return
+    async with worker.lock:
+        trader.poll_venue()  # the OMS keeps the market's clock; unknown-order back-off runs on its own
+    await flush(trader)
+
+
 @app.timer(interval=1.0)
 async def flush_idle() -> None:
     if worker.trader is not None:

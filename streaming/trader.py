@@ -359,7 +359,7 @@ class Trader:
         answering a fill) is recorded as usual.  Fills are not drained again (already stored)."""
         events = list(events)
         # TODO(lead): a public OrderManager entry for reconciled facts (PLAN.md, "Changes requested")
-        applied = self.oms._ingest(events)
+        applied = self.oms.ingest(events)
         caused = self.engine.apply(applied)[len(applied):]
         for ev in applied:
             if isinstance(ev, Fill):

@@ -54,8 +54,9 @@ def strategy_factory(settings: Settings, symbols: list[str]) -> Callable[[str, d
     return make
 
 
-def build_trader(settings: Settings) -> Trader:
-    """The account's Trader: configured strategies on every symbol of TRADELOOP_SYMBOLS, limits, sizing."""
+def build_trader(settings: Settings, venue: Any = None) -> Trader:
+    """The account's Trader: configured strategies on every symbol of TRADELOOP_SYMBOLS, limits, sizing;
+    ``venue``: a live exchange adapter (streaming.venues) for sandbox/live, None for the paper venue."""
     from streaming.trader import Trader
     from trading.oms.router import Router, RouterConfig
     from trading.risk import RiskLimits, load_limits
@@ -68,7 +69,7 @@ def build_trader(settings: Settings) -> Trader:
     strategies = {slot: factory(name, params) for slot, (name, params) in chosen.items()}
     return Trader(settings.account, strategies, cash=settings.starting_cash, limits=limits, instruments=traded,
                   sizer=FixedFraction(config.FRACTION_PER_SYMBOL), interval=config.BAR_INTERVAL,
-                  exchange=settings.stream_exchange, mode=settings.mode, factory=factory,
+                  exchange=settings.stream_exchange, mode=settings.mode, factory=factory, venue=venue,
                   router=Router(RouterConfig(settings.router_participation, settings.router_volume_window_s,
                                              settings.router_slice_s),
                                 {s: i.lot_size for s, i in traded.items()}))
@@ -101,7 +102,14 @@ async def _build(worker: WorkerState, settings: Settings) -> Trader:
         raise RuntimeError("DATABASE_URL is not set: the stream needs Postgres, its system of record")
     store = Store(settings.database_url, mode=settings.mode)
     await asyncio.to_thread(store.ensure_partitions, time.time_ns())
-    trader = build_trader(settings)
+    venue = None
+    if settings.mode != "paper":  # sandbox or live: the exchange adapter, connected before anything trades
+        from streaming.venues import make_venue
+
+        venue = make_venue(settings, worker.venue_key, settings.account, instruments(settings))
+        await venue.start()
+        worker.venue = venue
+    trader = build_trader(settings, venue)
     from streaming.releases import restore_runtime
 
     await restore_runtime(worker, store, trader)  # run-time swaps, limits and live releases, before the warm-up
@@ -120,6 +128,8 @@ async def _build(worker: WorkerState, settings: Settings) -> Trader:
     log.info("warm-up: %d bars (%d from market_data_clean, %d recorded by the stream)", len(restored.bars),
              from_store, len(restored.bars) - from_store)
     trader.restore(restored)
+    if venue is not None:
+        await reconcile_first(worker, settings, trader, venue)
     worker.store, worker.trader = store, trader
     try:
         await load_scenarios(worker, settings)
@@ -131,6 +141,17 @@ async def _build(worker: WorkerState, settings: Settings) -> Trader:
              trader.account, len(restored.fills), len(restored.known_order_ids), len(restored.bars),
              restored.halted, ", ".join(trader.instruments))
     return trader
+
+
+async def reconcile_first(worker: WorkerState, settings: Settings, trader: Trader, venue: Any) -> None:
+    """Fail closed: the account is held HALTED until the venue's open orders, recent fills and balances agree
+    with PostgreSQL (streaming.reconciler), then reconciled periodically by a task of its own."""
+    from streaming.reconciler import ReconConfig, ReconStore, start_and_watch
+
+    store = ReconStore(settings.database_url, mode=settings.mode, exchange=venue.exchange_name)
+    outcome, worker.reconciler, worker.recon_task = await start_and_watch(
+        venue, trader, store, ReconConfig.from_settings(settings), lock=worker.lock)
+    log.info("reconciliation at start: %s", outcome)
 
 
 async def refresh_models(trader: Trader) -> None:

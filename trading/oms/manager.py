@@ -129,7 +129,8 @@ class OrderManager:
 
     def on_tick(self, tick: Tick) -> list[OrderEvent | Fill]:
         ts = tick.exchange_ts
-        self.clock = ts
+        if ts > self.clock:
+            self.clock = ts
         self.last_price[tick.symbol] = tick.price
         if self.router is not None:
             self.router.on_trade(tick.symbol, ts, float(tick.amount))
