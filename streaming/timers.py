@@ -93,6 +93,16 @@ async def venue_poll() -> None:
     await flush(trader)
 
 
+@app.on_before_shutdown.connect
+async def close_venue(app, **kwargs) -> None:
+    """Sandbox/live: stop reconciling and close the exchange adapter's connections (its open orders stay at the
+    exchange; the next start asks about them)."""
+    if worker.recon_task is not None:
+        worker.recon_task.cancel()
+    if worker.venue is not None:
+        await worker.venue.close()
+
+
 @app.timer(interval=1.0)
 async def flush_idle() -> None:
     if worker.trader is not None:
