@@ -134,7 +134,7 @@ def test_soak_with_faults_and_a_killed_worker(stream_env, kafka_bootstrap, engin
     _assert_books_equal(engine, account, books, fault_log)
     assert risk["state"] == "active", (risk.get("state"), risk.get("reasons"), fault_log)
     with engine.connect() as c:
-        journal = dict(c.execute(sa.text("SELECT status, count(*) FROM order_events e JOIN orders o USING"
+        journal = dict(c.execute(sa.text("SELECT e.status, count(*) FROM order_events e JOIN orders o USING"
                                          " (client_order_id) WHERE o.account=:a GROUP BY 1"), {"a": account}).all())
     print(f"soak: {len(books['orders'])} orders and {len(books['trades'])} fills at the exchange, faults "
           f"{fault_log}, journal {journal}")
