@@ -9,7 +9,7 @@ ib_async accepts: the fewest optional fields).  Every later message is a 4-byte 
 NUL-terminated text fields, the first the message id.
 
 Handled (client -> server): 71 startApi (-> 15 managedAccounts, 9 nextValidId), 3 placeOrder, 4 cancelOrder,
-5 reqOpenOrders (-> 5 openOrder + 3 orderStatus each, 53 openOrderEnd), 6 reqAccountUpdates (-> 6
+5 reqOpenOrders / 16 reqAllOpenOrders (-> 5 openOrder + 3 orderStatus each, 53 openOrderEnd), 6 reqAccountUpdates (-> 6
 updateAccountValue CashBalance per currency, 7 updatePortfolio, 8 updateAccountTime, 54 accountDownloadEnd; cash
 pushed again on every change while subscribed), 7 reqExecutions (-> 11 execDetails + 59 commissionReport each, 55
 execDetailsEnd; filtered by clientId / time / symbol / side), 61 reqPositions (-> 61 position, 62 positionEnd),
@@ -241,10 +241,10 @@ class FakeIB:
             self._place(s, f)
         elif mid == 4:
             self._cancel(s, int(f[2]))
-        elif mid == 5:
+        elif mid in (5, 16):  # reqOpenOrders (this client's), reqAllOpenOrders (every API client's)
             with self.ex.lock:
                 for order in self.ex.open_orders(self.account):
-                    if order.meta.get("client_id") == s.client_id:
+                    if "ib_order_id" in order.meta and (mid == 16 or order.meta.get("client_id") == s.client_id):
                         self._send(s, self._open_order(order))
                         self._send(s, self._status(order))
             self._send(s, _msg(53, 1))
@@ -308,7 +308,7 @@ class FakeIB:
         details = _msg(11, req_id, order.meta["ib_order_id"], *self._contract(base), exec_id, fill.time // 1000,
                        self.account, "ISLAND", "BOT" if fill.side == "BUY" else "SLD", _num(fill.qty),
                        _num(fill.price), order.order_id, order.meta["client_id"], 0, _num(cum), _num(fill.price),
-                       order.meta.get("order_ref", ""), "", "", "", 2 if fill.is_maker else 1)
+                       order.meta.get("order_ref", ""), "", "", "", 1 if fill.is_maker else 2)  # 1 added, 2 removed
         report = _msg(59, 1, exec_id, _num(fill.commission), fill.commission_asset, "", "", "")
         return details + report
 

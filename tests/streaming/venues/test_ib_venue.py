@@ -1,0 +1,236 @@
+"""IBVenue with the REAL ib_async client against the fake TWS / IB Gateway (tests/fakes/ib.py) on 127.0.0.1:
+orders end to end, fills once, cancel, a 201 reject, a dropped connection with fills missed meanwhile, query by
+our client id (orderRef), snapshot.  Timeouts are short (constructor parameters)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from decimal import Decimal
+
+import pytest
+
+from streaming.venues.ib import IBVenue
+from tests.fakes.ib import ACCOUNT, FakeIB
+from tests.streaming.venues.helpers import final, short, status_of, until
+from trading.records import Fill, Liquidity, OrderEvent, OrderRequest, OrderStatus, OrderType, Side, stable_id
+
+D = Decimal
+FAST = dict(timeout_s=2.0, housekeeping_s=0.05, reconnect_base_s=0.05, reconnect_max_s=0.2, fill_grace_s=0.2,
+            unreachable_halt_s=30.0)
+_client_ids = itertools.count(11)
+
+
+@pytest.fixture
+def fake():
+    f = FakeIB()
+    f.start()
+    yield f
+    f.stop()
+
+
+def make(fake, **kw) -> IBVenue:
+    return IBVenue(account="ibacct", symbols=["AAPL/USD"], host=fake.host, port=fake.port,
+                   client_id=kw.pop("client_id", next(_client_ids)), **{**FAST, **kw})
+
+
+def run(fake, body, **kw):
+    async def main():
+        venue = make(fake, **kw)
+        await venue.start()
+        try:
+            return await body(venue)
+        finally:
+            await venue.close()
+    return asyncio.run(main())
+
+
+def req(cid, side=Side.BUY, qty="10", price=None, **kw) -> OrderRequest:
+    order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
+    return OrderRequest(cid, "ibacct", "strat", "ib", "AAPL/USD", side, order_type, D(qty),
+                        D(price) if price is not None else None, ts=time.time_ns(), **kw)
+
+
+def fills_of(events, cid=None):
+    return [e for e in events if isinstance(e, Fill) and (cid is None or e.client_order_id == cid)]
+
+
+def test_market_order_acked_filled_each_fill_once_with_commission(fake):
+    async def body(v):
+        assert v.submit(req("m1")) == []
+        events = await until(v, final("m1"))
+        await v.resync("test")  # the same execution again over reqExecutions: not reported twice
+        await asyncio.sleep(0.1)
+        return events + v.poll()
+
+    events = run(fake, body)
+    assert status_of(events, "m1") == [OrderStatus.ACKNOWLEDGED, OrderStatus.FILLED]
+    (fill,) = fills_of(events)
+    (venue_fill,) = fake.fills()
+    exec_id = f"0000e0d5.{venue_fill['trade_id']:08x}.01.01"
+    assert fill.fill_id == stable_id("fill", "ib", exec_id)
+    assert (fill.quantity, fill.price, fill.side, fill.fee, fill.fee_currency) == (
+        D("10"), D("200"), Side.BUY, D("1"), "USD")
+    assert fill.liquidity is Liquidity.TAKER
+    assert events.index(fill) < len(events) - 1 and events[-1].status is OrderStatus.FILLED
+    assert events[-1].filled_quantity == D("10") and events[0].venue_order_id == str(venue_fill["order_id"])
+    order = fake.orders()["m1"]
+    assert order["order_ref"] == "m1" and isinstance(order["ib_order_id"], int) and fake.placed("m1") == 1
+
+
+def test_limit_order_rests_then_fills_in_two_parts_as_maker(fake):
+    async def body(v):
+        v.submit(req("l1", qty="20", price="195.50"))
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "l1"))
+        assert [o.client_order_id for o in v.open_orders()] == ["l1"]
+        fake.trade("AAPL/USD", "195.40", "5")
+        await until(v, lambda evs: OrderStatus.PARTIALLY_FILLED in status_of(evs, "l1"), events=events)
+        fake.trade("AAPL/USD", "195.00", "100")
+        return await until(v, final("l1"), events=events)
+
+    events = run(fake, body)
+    assert status_of(events, "l1") == [OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+    fills = fills_of(events)
+    assert [f.quantity for f in fills] == [D("5"), D("15")]
+    assert all(f.price == D("195.50") and f.liquidity is Liquidity.MAKER for f in fills)
+    assert fake.orders()["l1"]["tif"] == "GTC" and fake.orders()["l1"]["type"] == "LIMIT"
+
+
+def test_cancel(fake):
+    async def body(v):
+        v.submit(req("c1", price="150.00"))
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "c1"))
+        assert v.cancel("c1", time.time_ns()) == []
+        return await until(v, final("c1"), events=events)
+
+    events = run(fake, body)
+    assert status_of(events, "c1") == [OrderStatus.ACKNOWLEDGED, OrderStatus.CANCELED]
+    assert fake.orders()["c1"]["status"] == "CANCELED" and not fills_of(events)
+
+
+def test_rejects_201_and_refusals_before_sending(fake):
+    fake.fault("reject", reason="YOUR ORDER IS NOT ACCEPTED. ... MUST EXCEED THE INITIAL MARGIN")
+
+    async def body(v):
+        v.submit(req("r1"))
+        v.submit(req("r2", qty="1.5"))  # whole shares only: refused here, never sent
+        v.submit(req("r3", price="100.001"))
+        events = await until(v, lambda evs: all(final(c)(evs) for c in ("r1", "r2", "r3")))
+        fake.set_balance("USD", "10")  # the matcher refuses for want of funds: 201 again
+        v.submit(req("r4"))
+        return await until(v, final("r4"), events=events)
+
+    events = run(fake, body)
+    got = {e.client_order_id: (e.status, e.reason) for e in events if isinstance(e, OrderEvent)}
+    assert got == {"r1": (OrderStatus.REJECTED, "insufficient_funds"), "r2": (OrderStatus.REJECTED, "lot_size"),
+                   "r3": (OrderStatus.REJECTED, "invalid_price"), "r4": (OrderStatus.REJECTED, "insufficient_funds")}
+    assert [status_of(events, c) for c in ("r1", "r4")] == [[OrderStatus.REJECTED]] * 2
+    assert fake.placed("r2") == fake.placed("r3") == 0
+
+
+def test_dropped_connection_reconnects_and_fetches_fills_missed_meanwhile(fake):
+    async def body(v):
+        v.submit(req("d1", qty="10", price="190.00"))
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "d1"))
+        connects = v.connects
+        fake.refuse(True)
+        fake.drop()
+        await until(v, lambda evs: v.health()[0] == "degraded", events=events)
+        assert "venue_unreachable" in v.health()[1]
+        fake.trade("AAPL/USD", "189.00", "4")  # fills while nobody listens
+        fake.trade("AAPL/USD", "189.00", "6")
+        await asyncio.sleep(0.3)
+        assert not fills_of(events + v.poll())
+        fake.refuse(False)
+        events = await until(v, final("d1"), events=events)
+        assert v.connects == connects + 1 and v.health() == ("ok", None)
+        return events
+
+    events = run(fake, body)
+    assert [f.quantity for f in fills_of(events)] == [D("4"), D("6")]
+    assert status_of(events, "d1") == [OrderStatus.ACKNOWLEDGED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+    assert len({f.fill_id for f in fills_of(events)}) == 2 and fake.placed("d1") == 1
+
+
+def test_unreachable_past_the_limit_halts_then_recovers_cancelling_open_orders(fake):
+    async def body(v):
+        v.submit(req("h1", price="150.00"))
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "h1"))
+        fake.refuse(True)
+        fake.drop()
+        await until(v, lambda evs: v.health()[0] == "halt", events=events)
+        v.submit(req("h2"))
+        await until(v, final("h2"), events=events)
+        fake.refuse(False)
+        await until(v, final("h1"), events=events)
+        await until(v, lambda evs: v.health()[0] == "ok", events=events)
+        return events
+
+    events = run(fake, body, unreachable_halt_s=0.2)
+    assert [(e.status, e.reason) for e in events if e.client_order_id == "h2"] == [
+        (OrderStatus.REJECTED, "venue_unreachable")]
+    assert status_of(events, "h1")[-1] is OrderStatus.CANCELED and fake.orders()["h1"]["status"] == "CANCELED"
+    assert fake.placed("h2") == 0
+
+
+def test_query_by_client_id_after_restart_and_not_found(fake):
+    async def first(v):
+        v.submit(req("q1", qty="3"))
+        v.submit(req("q2", qty="5", price="150.00"))
+        return await until(v, lambda evs: final("q1")(evs) and OrderStatus.ACKNOWLEDGED in status_of(evs, "q2"))
+
+    run(fake, first)
+
+    async def second(v):  # a new process (other client id): knows nothing but our client ids
+        v.query("q1", "AAPL/USD", 0)
+        v.query("q2", "AAPL/USD", 0)
+        v.query("nope", "AAPL/USD", 0)
+        return await until(v, lambda evs: final("q1")(evs) and final("nope")(evs)
+                           and OrderStatus.ACKNOWLEDGED in status_of(evs, "q2"))
+
+    events = run(fake, second)
+    assert status_of(events, "q1")[-1] is OrderStatus.FILLED and [f.quantity for f in fills_of(events, "q1")] == [D(3)]
+    assert status_of(events, "q2") == [OrderStatus.ACKNOWLEDGED]
+    assert [(e.status, e.reason) for e in events if e.client_order_id == "nope"] == [
+        (OrderStatus.REJECTED, "not_found_at_venue")]
+    assert fake.placed("q1") == fake.placed("q2") == 1, [short(e) for e in events]
+
+
+def test_snapshot_open_orders_trades_and_balances(fake):
+    start = time.time_ns()
+
+    async def body(v):
+        v.submit(req("s1", qty="10"))
+        v.submit(req("s2", qty="4", price="150.00"))
+        await until(v, lambda evs: final("s1")(evs) and OrderStatus.ACKNOWLEDGED in status_of(evs, "s2"))
+        await asyncio.sleep(0.1)  # the cash update follows the fill
+        return await v.snapshot(start)
+
+    snap = run(fake, body)
+    (order,) = snap.open_orders
+    assert (order.client_order_id, order.symbol, order.side, order.order_type, order.quantity, order.price,
+            order.status, order.filled_quantity) == ("s2", "AAPL/USD", Side.BUY, OrderType.LIMIT, D(4), D(150),
+                                                     OrderStatus.ACKNOWLEDGED, D(0))
+    assert order.venue_order_id == str(fake.orders()["s2"]["order_id"])
+    (trade,) = snap.trades
+    assert (trade.client_order_id, trade.quantity, trade.price, trade.fee, trade.fee_currency, trade.side) == (
+        "s1", D(10), D(200), D(1), "USD", Side.BUY)
+    assert snap.balances == {"USD": fake.balances()["USD"], "AAPL": D(10)}
+    assert snap.balances["USD"] == D("100000") - D("2000") - D("1")
+    assert ACCOUNT.startswith("DU")
+
+
+def test_sandbox_needs_a_paper_account():
+    live = FakeIB(account="U7654321")  # a live account number
+    live.start()
+
+    async def main():
+        v = make(live, sandbox=True)
+        with pytest.raises(ValueError, match="paper account"):
+            await v.start()
+        await v.close()
+    try:
+        asyncio.run(main())
+    finally:
+        live.stop()
