@@ -117,7 +117,7 @@ class IBVenue:
                  client_id: int = 1, ib_account: str = "", timeout_s: float = 10.0, unreachable_halt_s: float = 60.0,
                  reconnect_base_s: float = 0.5, reconnect_max_s: float = 30.0, housekeeping_s: float = 0.5,
                  fill_grace_s: float = 1.0, trade_lookback_s: float = 300.0, strategy_default: str = "",
-                 sandbox: bool = False, tick: str = "0.01", lot: str = "1", **_ignored):
+                 sandbox: bool = False, tick: str = "0.01", lot: str = "1"):
         self.account = account
         self.symbols = list(dict.fromkeys(symbols))
         if not self.symbols:

@@ -234,3 +234,25 @@ def test_sandbox_needs_a_paper_account():
         asyncio.run(main())
     finally:
         live.stop()
+
+
+def test_make_venue_builds_the_ib_adapter_from_the_settings(fake):
+    from deploy.settings import Settings
+    from streaming.venues import make_venue
+
+    settings = Settings(_env_file=None, mode="sandbox", venue="ib", ib_host=fake.host, ib_port=fake.port,
+                        ib_client_id=31, venue_timeout_s=2)
+    venue = make_venue(settings, None, "ibacct", ["AAPL/USD"], reconnect_base_s=0.05)
+    assert isinstance(venue, IBVenue) and (venue.port, venue.client_id, venue.sandbox) == (fake.port, 31, True)
+
+    async def body(v):
+        v.submit(req("mv1", qty="2"))
+        return await until(v, final("mv1"))
+
+    async def main():
+        await venue.start()
+        try:
+            return await body(venue)
+        finally:
+            await venue.close()
+    assert status_of(asyncio.run(main()), "mv1")[-1] is OrderStatus.FILLED
