@@ -454,16 +454,15 @@ class IBVenue:
         elif status in ("Cancelled", "ApiCancelled", "Inactive"):
             entry = trade.log[-1] if trade.log else None
             code = getattr(entry, "errorCode", 0) or 0
-            if code and code != 202 and tracked.filled == 0 and _dec(st.filled) == 0:
-                reason = _reject_reason(code, entry.message)
-                log.info("ib: order %s rejected (%s): %s", cid, code, entry.message)
-                self._emit(tracked, OrderStatus.REJECTED, now, reason)
+            reason = _reject_reason(code, entry.message) if code and code != 202 else None
+            if not tracked.acked and tracked.filled == 0 and _dec(st.filled) == 0 and (
+                    reason or status == "Inactive"):
+                log.info("ib: order %s rejected (%s): %s", cid, code, entry.message if entry else status)
+                self._emit(tracked, OrderStatus.REJECTED, now, reason or "venue_rejected")
                 return
-            if status == "Inactive" and tracked.filled == 0 and not tracked.acked:
-                self._emit(tracked, OrderStatus.REJECTED, now, "venue_rejected")
-                return
+            # an order IB had accepted: cancelled (by us, by IB with an error code, or inactive), fills kept
             self._behind(tracked, _dec(st.filled))
-            self._finalize(tracked, OrderStatus.CANCELED, now)
+            self._finalize(tracked, OrderStatus.CANCELED, now, reason)
 
     def _on_commission(self, trade, fill, report) -> None:
         self._apply_exec(fill.execution, fill.contract, report)

@@ -22,8 +22,10 @@ orderStatus Cancelled + error 202; a refusal is error 201 "Order rejected - reas
 
 Scripted faults (``fault(kind, ...)`` as in core): "reject" (the next order refused with error 201, param
 ``reason``), core's "insufficient_balance" / "partial_fill"; ``drop()`` closes every client socket; ``refuse(True)``
-makes the server close new connections at once until ``refuse(False)`` (a gateway that is down); ``notify(code,
-text)`` sends an error message with reqId -1 to every client (1100 connectivity lost, 1102 restored).
+stops listening (connections refused) until ``refuse(False)`` listens again on the same port (a gateway down);
+"drop_on_place" (the next placeOrder is taken -- param ``accept``: matched or not -- and the socket closed before
+any answer: the client cannot know which); ``notify(code, text)`` sends an error message with reqId -1 to every
+client (1100 connectivity lost, 1102 restored).
 """
 
 from __future__ import annotations
@@ -91,7 +93,6 @@ class FakeIB:
         self.sessions: list[Session] = []
         self.requests: list[tuple] = []  # (message id, client id) of every client message
         self.connections = 0  # connections accepted (handshake done)
-        self._refusing = False
         self._ib_ids: dict[tuple[int, int], int] = {}  # (clientId, orderId) -> exchange order id (= permId)
         self._next_valid = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -111,7 +112,8 @@ class FakeIB:
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             self.loop.run_forever()
-            self._server.close()
+            if self._server is not None:
+                self._server.close()
             for s in list(self.sessions):
                 s.writer.transport.abort()
             self.loop.run_until_complete(asyncio.sleep(0))
@@ -150,8 +152,20 @@ class FakeIB:
         self._in_loop(lambda: [s.writer.transport.abort() for s in list(self.sessions)])
 
     def refuse(self, on: bool) -> None:
-        """While on, new connections are closed at once (the gateway is unreachable)."""
-        self._refusing = on
+        """While on, nothing listens on the port (connections are refused: the gateway is down)."""
+        done = threading.Event()
+
+        async def flip():
+            try:
+                if on and self._server is not None:
+                    self._server.close()
+                    self._server = None
+                elif not on and self._server is None:
+                    self._server = await asyncio.start_server(self._serve, self.host, self.port)
+            finally:
+                done.set()
+        self._in_loop(lambda: asyncio.ensure_future(flip()))
+        done.wait(5)
 
     def notify(self, code: int, text: str) -> None:
         self._in_loop(lambda: [self._send(s, _msg(4, 2, -1, code, text)) for s in list(self.sessions)])
@@ -196,9 +210,6 @@ class FakeIB:
         self._in_loop(deliver)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._refusing:
-            writer.transport.abort()
-            return
         session = Session(writer)
         try:
             head = await reader.readexactly(4)
@@ -327,6 +338,11 @@ class FakeIB:
         if sec_type != "STK" or f"{symbol}/{currency}" not in self.ex.specs:
             self._send(s, _msg(4, 2, oid, 200, REJECT_TEXT["bad_symbol"]))
             return
+        dropped = self.ex.active_fault(("drop_on_place",))
+        if dropped is not None:
+            s.writer.transport.abort()  # events of the order (if taken) find no session: lost with the socket
+            if not dropped.params.get("accept", True):
+                return
         fault = self.ex.active_fault(("reject",))
         if fault:
             self._send(s, _msg(4, 2, oid, 201, "Order rejected - reason:" + fault.params.get("reason", "rejected")))

@@ -256,3 +256,54 @@ def test_make_venue_builds_the_ib_adapter_from_the_settings(fake):
         finally:
             await venue.close()
     assert status_of(asyncio.run(main()), "mv1")[-1] is OrderStatus.FILLED
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_order_whose_answer_was_lost_is_unknown_then_resolved_by_query_never_resent(fake, accept):
+    fake.fault("drop_on_place", accept=accept)
+
+    async def body(v):
+        v.submit(req("u1", qty="3"))
+        events = await until(v, lambda evs: OrderStatus.UNKNOWN in status_of(evs, "u1"))
+        await until(v, lambda evs: v.health()[0] == "ok", events=events)  # reconnected
+        v.query("u1", "AAPL/USD", 0)  # what the OMS does with an unknown order
+        return await until(v, final("u1"), events=events)
+
+    events = run(fake, body)
+    (unknown,) = [e for e in events if isinstance(e, OrderEvent) and e.status is OrderStatus.UNKNOWN]
+    assert unknown.reason == "network"
+    if accept:
+        assert status_of(events, "u1")[-1] is OrderStatus.FILLED and [f.quantity for f in fills_of(events)] == [D(3)]
+        assert fake.placed("u1") == 1
+    else:
+        assert [(e.status, e.reason) for e in events if isinstance(e, OrderEvent)][-1] == (
+            OrderStatus.REJECTED, "not_found_at_venue")
+        assert fake.placed("u1") == 0
+
+
+def test_order_cancelled_by_the_venue_while_disconnected_is_reported_canceled(fake):
+    async def body(v):
+        v.submit(req("x1", price="150.00"))
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "x1"))
+        fake.refuse(True)
+        fake.drop()
+        await until(v, lambda evs: v.health()[0] == "degraded", events=events)
+        fake.cancel_by_ref("x1")
+        fake.refuse(False)
+        return await until(v, final("x1"), events=events)
+
+    events = run(fake, body)
+    assert [(e.status, e.reason) for e in events if isinstance(e, OrderEvent)] == [
+        (OrderStatus.ACKNOWLEDGED, None), (OrderStatus.CANCELED, "not_open_at_venue")]
+
+
+def test_tws_losing_ib_servers_degrades_until_restored(fake):
+    async def body(v):
+        fake.notify(1100, "Connectivity between IB and Trader Workstation has been lost.")
+        await until(v, lambda evs: v.health()[0] == "degraded")
+        assert "1100" in v.health()[1]
+        resyncs = v.resyncs
+        fake.notify(1102, "Connectivity between IB and Trader Workstation has been restored - data maintained.")
+        await until(v, lambda evs: v.health() == ("ok", None) and v.resyncs > resyncs)
+
+    run(fake, body)
