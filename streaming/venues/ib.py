@@ -13,8 +13,13 @@ What the venue says comes back through poll(), in order, fills before the event 
   resync    after every (re)connect and when the venue counted fills not seen yet: all open orders, then the
             executions since the newest seen (fills that happened while disconnected come back here); an order of
             ours no longer open is FILLED if its executions cover it, else CANCELED (reason not_open_at_venue);
+  poll      while orders are open, a resync every ``resync_s`` as well (orders adopted from another API client
+            id get no live reports);
   health    "degraded" while the API socket is down or TWS reports 1100 (lost IB's servers) and for
-            ``unreachable_halt_s``; then "halt", latched until reconnected and our open orders are cancelled.
+            ``unreachable_halt_s``; then "halt", latched until reconnected (or 1101/1102) and our open orders are
+            cancelled (orders placed under another client id cannot be cancelled by this one: TWS's rule).
+Metrics: tradeloop_venue_ws_reconnects (API socket drops), tradeloop_venue_resyncs by cause, _errors by code.
+ib_async serves one event loop per process at a time (see ``start``).
 Orders sent just before the socket dropped, not acknowledged, become UNKNOWN (network): the OMS queries them.
 """
 
@@ -33,6 +38,7 @@ from ib_async import IB, ExecutionFilter, LimitOrder, MarketOrder, Stock
 from ib_async import util as ib_util
 from ib_async.ib import StartupFetch
 
+from streaming import metrics
 from streaming.venues.snapshot import VenueOrder, VenueSnapshot, VenueTrade
 from trading.records import (
     Bar,
@@ -54,6 +60,7 @@ ZERO = Decimal(0)
 TERMINAL = frozenset((OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED))
 STARTUP = StartupFetch.POSITIONS | StartupFetch.ORDERS_OPEN | StartupFetch.ACCOUNT_UPDATES
 LOST, RESTORED = 1100, (1101, 1102)  # TWS <-> IB servers connectivity
+KNOWN_CODES = frozenset((103, 200, 201, 202, 387, 1100, 1101, 1102, 10147))
 REJECTED_CODES = {201: None, 200: "bad_symbol", 103: "duplicate_order_id", 387: "unsupported_order_type"}
 TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 # reject text (lower case) -> reason, first match wins
@@ -116,7 +123,8 @@ class IBVenue:
     def __init__(self, *, account: str, symbols: Iterable[str], host: str = "127.0.0.1", port: int = 7497,
                  client_id: int = 1, ib_account: str = "", timeout_s: float = 10.0, unreachable_halt_s: float = 60.0,
                  reconnect_base_s: float = 0.5, reconnect_max_s: float = 30.0, housekeeping_s: float = 0.5,
-                 fill_grace_s: float = 1.0, trade_lookback_s: float = 300.0, strategy_default: str = "",
+                 fill_grace_s: float = 1.0, trade_lookback_s: float = 300.0, resync_s: float = 30.0,
+                 commission_wait_s: float = 10.0, strategy_default: str = "",
                  sandbox: bool = False, tick: str = "0.01", lot: str = "1"):
         self.account = account
         self.symbols = list(dict.fromkeys(symbols))
@@ -129,6 +137,8 @@ class IBVenue:
         self.timeout_s, self.unreachable_halt_s = timeout_s, unreachable_halt_s
         self.reconnect_base_s, self.reconnect_max_s = reconnect_base_s, reconnect_max_s
         self.housekeeping_s, self.fill_grace_s, self.trade_lookback_s = housekeeping_s, fill_grace_s, trade_lookback_s
+        self.resync_s, self.commission_wait_s = resync_s, commission_wait_s
+        self._labels = (self.exchange_name, account)
         self.strategy_default, self.sandbox = strategy_default, sandbox
         self.tick, self.lot = Decimal(tick), Decimal(lot)
         self.ib = IB()
@@ -144,6 +154,7 @@ class IBVenue:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._down: asyncio.Event | None = None
+        self._io: asyncio.Lock | None = None  # one open-orders request at a time (ib_async keys it "openOrders")
         self._tasks: list[asyncio.Task] = []
         self._closing = False
         self._connected = False
@@ -245,7 +256,7 @@ class IBVenue:
             # it from then on: a process that runs a second loop (a restart of the worker's loop, tests) must
             # drop that cache.  ib_async therefore serves one event loop per process at a time.
             ib_util.getLoop.cache_clear()
-        self._wake, self._down = asyncio.Event(), asyncio.Event()
+        self._wake, self._down, self._io = asyncio.Event(), asyncio.Event(), asyncio.Lock()
         self._started_ns = time.time_ns()
         ib = self.ib
         ib.orderStatusEvent += self._on_status
@@ -287,8 +298,9 @@ class IBVenue:
         self.ib.disconnect()
 
     async def _connect(self) -> None:
-        await self.ib.connectAsync(self.host, self.port, clientId=self.client_id, timeout=self.timeout_s,
-                                   account=self.ib_account, fetchFields=STARTUP)
+        async with self._io:  # the start-up fetch asks for open orders too
+            await self.ib.connectAsync(self.host, self.port, clientId=self.client_id, timeout=self.timeout_s,
+                                       account=self.ib_account, fetchFields=STARTUP)
         self._connected = True
         self.connects += 1
         self._down.clear()
@@ -315,18 +327,23 @@ class IBVenue:
                 continue
             failures = 0
             log.warning("ib: reconnected to the gateway; resyncing orders and executions")
-            try:
-                if self._halted:
-                    await self._recover()
-                else:
-                    await self.resync("reconnect")
-            except Exception:  # noqa: BLE001 - the housekeeper tries again
-                log.exception("ib: resync after reconnect failed")
+            await self._restored("reconnect")
+
+    async def _restored(self, cause: str) -> None:
+        """The venue answers again: cancel our open orders after a halt, else re-read orders and executions."""
+        try:
+            if self._halted:
+                await self._recover()
+            else:
+                await self.resync(cause)
+        except Exception:  # noqa: BLE001 - the housekeeper tries again
+            log.exception("ib: resync (%s) failed", cause)
 
     def _on_disconnected(self) -> None:
         if self._closing:
             return
         self._connected = False
+        metrics.VENUE_WS_RECONNECTS.labels(*self._labels).inc()
         self._mark_unreachable("api_socket_closed")
         # requests written just before the drop may or may not have reached IB: the OMS asks (query)
         for tracked in list(self._orders.values()):
@@ -468,12 +485,14 @@ class IBVenue:
         self._apply_exec(fill.execution, fill.contract, report)
 
     def _on_error(self, req_id: int, code: int, text: str, contract=None) -> None:
+        if code < 2100 or code >= 2200:  # 2100-2199 are TWS's notices (farm connection OK, ...)
+            metrics.VENUE_ERRORS.labels(*self._labels, f"ib_{code}" if code in KNOWN_CODES else "ib_other").inc()
         if code == LOST:
             self._mark_unreachable("ib_connectivity_lost (1100)")
         elif code in RESTORED:
             self._mark_reachable()
             if not self._closing and self._loop is not None:
-                self._loop.create_task(self.resync("restored"))
+                self._loop.create_task(self._restored("restored"))
         elif code == 10147:  # the order to cancel is not found: ask what became of it
             cid = self._by_oid.get(req_id)
             if cid:
@@ -555,7 +574,8 @@ class IBVenue:
     # ------------------------------------------------------------------ resync, query, recovery
 
     async def _open_trades(self) -> list:
-        return list(await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.timeout_s))
+        async with self._io:
+            return list(await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.timeout_s))
 
     async def _executions(self, since_ns: int) -> list:
         fills = await asyncio.wait_for(
@@ -570,6 +590,7 @@ class IBVenue:
             return
         self._last_resync = time.monotonic()
         self.resyncs += 1
+        metrics.VENUE_RESYNCS.labels(*self._labels, cause).inc()
         trades = await self._open_trades()
         since = (self._newest_exec_ns or self._started_ns) - int(self.trade_lookback_s * 1e9)
         fills = await self._executions(since)
@@ -580,11 +601,23 @@ class IBVenue:
                 open_cids.add(cid)
                 self._on_status(trade)
         for fill in fills:
-            self._apply_exec(fill.execution, fill.contract, fill.commissionReport)
+            if self._commission_known(fill):
+                self._apply_exec(fill.execution, fill.contract, fill.commissionReport)
         for tracked in list(self._orders.values()):
             if tracked.acked and tracked.status.is_open and tracked.cid not in open_cids:
                 self._gone(tracked)
         log.debug("ib: resync (%s): %d open, %d executions", cause, len(trades), len(fills))
+
+    def _commission_known(self, fill) -> bool:
+        """A fill is reported with its commission; one whose report has not come after ``commission_wait_s`` is
+        reported with fee 0 (its position matters more than its fee)."""
+        if fill.commissionReport.execId:
+            return True
+        if time.time_ns() - _ns(fill.execution.time) < self.commission_wait_s * 1e9:
+            return False
+        log.warning("ib: execution %s has no commission report after %.0f s; reporting it with fee 0",
+                    fill.execution.execId, self.commission_wait_s)
+        return True
 
     def _gone(self, tracked: _Order) -> None:
         """An order IB no longer lists as open: filled if its executions cover it, else cancelled."""
@@ -614,6 +647,9 @@ class IBVenue:
                 else:
                     self._emit(tracked, OrderStatus.REJECTED, time.time_ns(), "not_found_at_venue")
             return
+        fills = [f for f in fills if self._commission_known(f)]
+        if trade is None and not fills:
+            return  # executions whose commission is still on its way: the OMS asks again
         if tracked is None:
             tracked = self._adopt(cid, trade, fills)
         if trade is not None:
@@ -661,6 +697,9 @@ class IBVenue:
                              for o in self._orders.values())
                 if behind and now - self._last_resync >= self.fill_grace_s:
                     await self.resync("fills_missing")
+                elif now - self._last_resync >= self.resync_s and any(
+                        o.acked and o.status.is_open for o in self._orders.values()):
+                    await self.resync("periodic")
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the watchdog keeps running

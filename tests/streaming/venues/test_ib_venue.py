@@ -307,3 +307,36 @@ def test_tws_losing_ib_servers_degrades_until_restored(fake):
         await until(v, lambda evs: v.health() == ("ok", None) and v.resyncs > resyncs)
 
     run(fake, body)
+
+
+def test_halt_on_1100_past_the_limit_is_cleared_by_1102_after_cancelling_open_orders(fake):
+    async def body(v):
+        v.submit(req("k1", price="150.00"))
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "k1"))
+        fake.notify(1100, "Connectivity between IB and Trader Workstation has been lost.")
+        await until(v, lambda evs: v.health()[0] == "halt", events=events)
+        fake.notify(1102, "Connectivity between IB and Trader Workstation has been restored - data maintained.")
+        await until(v, lambda evs: final("k1")(evs) and v.health() == ("ok", None), events=events)
+        return events
+
+    events = run(fake, body, unreachable_halt_s=0.1)
+    assert status_of(events, "k1") == [OrderStatus.ACKNOWLEDGED, OrderStatus.CANCELED]
+    assert fake.orders()["k1"]["status"] == "CANCELED"
+
+
+def test_order_of_an_earlier_client_id_is_adopted_and_its_fills_found_by_periodic_resync(fake):
+    async def first(v):
+        v.submit(req("a1", qty="8", price="150.00"))
+        await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "a1"))
+
+    run(fake, first)
+
+    async def second(v):  # another client id: TWS sends it no live reports of a1
+        v.query("a1", "AAPL/USD", 0)
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "a1"))
+        fake.trade("AAPL/USD", "149.00", "8")
+        return await until(v, final("a1"), events=events)
+
+    events = run(fake, second, resync_s=0.2)
+    assert status_of(events, "a1") == [OrderStatus.ACKNOWLEDGED, OrderStatus.FILLED]
+    assert [f.quantity for f in fills_of(events)] == [D(8)] and fake.placed("a1") == 1
