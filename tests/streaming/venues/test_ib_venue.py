@@ -340,3 +340,41 @@ def test_order_of_an_earlier_client_id_is_adopted_and_its_fills_found_by_periodi
     events = run(fake, second, resync_s=0.2)
     assert status_of(events, "a1") == [OrderStatus.ACKNOWLEDGED, OrderStatus.FILLED]
     assert [f.quantity for f in fills_of(events)] == [D(8)] and fake.placed("a1") == 1
+
+
+def test_through_the_oms_every_transition_is_valid_and_an_unknown_order_is_resolved_by_query(fake):
+    from trading.oms.manager import OrderManager
+
+    fake.fault("drop_on_place", accept=True, count=1)
+
+    async def body(v):
+        oms = OrderManager(v, account="ibacct", query_backoff_s=(0.1, 0.2))
+        seen: list = []
+
+        async def pump(done):
+            deadline = time.monotonic() + 5
+            while not done():
+                assert time.monotonic() < deadline, [short(e) for e in oms.events_sink]
+                seen.extend(oms.poll(time.time_ns()))
+                await asyncio.sleep(0.02)
+
+        oms.submit(req("o1", qty="2"))  # its answer is lost with the socket: UNKNOWN until the OMS asks
+        oms.drained()
+        oms.release()  # the intent is committed: now it leaves
+        await pump(lambda: "o1" not in oms.orders)
+        oms.submit(req("o2", qty="5", price="150.00"))
+        oms.drained()
+        oms.release()
+        await pump(lambda: oms.orders["o2"].status is OrderStatus.ACKNOWLEDGED)
+        oms.cancel("o2", time.time_ns())
+        await pump(lambda: not oms.orders)
+        return oms, seen
+
+    oms, seen = run(fake, body)
+    journal = [(e.client_order_id, e.status) for e in oms.events_sink]
+    assert [s for c, s in journal if c == "o1"] == [OrderStatus.NEW, OrderStatus.SUBMITTING, OrderStatus.UNKNOWN,
+                                                   OrderStatus.ACKNOWLEDGED, OrderStatus.FILLED]
+    assert [s for c, s in journal if c == "o2"][-2:] == [OrderStatus.CANCEL_PENDING, OrderStatus.CANCELED]
+    assert "unexpected_transition" not in oms.counters and "stale_event" not in oms.counters
+    assert [f.quantity for f in seen if isinstance(f, Fill)] == [D(2)]
+    assert fake.placed("o1") == fake.placed("o2") == 1
