@@ -12,7 +12,10 @@ What the venue says comes back through poll(), in order, fills before the event 
             commission is known: stable_id("fill", "ib", execId), each once), error 201 (REJECTED with a reason);
   resync    after every (re)connect and when the venue counted fills not seen yet: all open orders, then the
             executions since the newest seen (fills that happened while disconnected come back here); an order of
-            ours no longer open is FILLED if its executions cover it, else CANCELED (reason not_open_at_venue);
+            ours no longer open is settled from TWS's completed orders (FILLED, CANCELED canceled_at_venue), or,
+            if not there, FILLED if its executions cover it, else CANCELED (not_open_at_venue);
+  query     by orderRef: open orders, every execution TWS keeps, completed orders; none: REJECTED
+            not_found_at_venue (never sent again);
   poll      while orders are open, a resync every ``resync_s`` as well (orders adopted from another API client
             id get no live reports);
   health    "degraded" while the API socket is down or TWS reports 1100 (lost IB's servers) and for
@@ -578,8 +581,9 @@ class IBVenue:
             return list(await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.timeout_s))
 
     async def _executions(self, since_ns: int) -> list:
-        fills = await asyncio.wait_for(
-            self.ib.reqExecutionsAsync(ExecutionFilter(time=_filter_time(max(since_ns, 0)))), self.timeout_s)
+        """Executions since ``since_ns`` (0: every one TWS keeps), each with its commission report if it came."""
+        when = _filter_time(since_ns) if since_ns > 0 else ""
+        fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(ExecutionFilter(time=when)), self.timeout_s)
         known = self.ib.wrapper.fills  # a commission report updates the first copy of an execution
         return [known.get(f.execution.execId, f) for f in fills]
 
@@ -603,8 +607,14 @@ class IBVenue:
         for fill in fills:
             if self._commission_known(fill):
                 self._apply_exec(fill.execution, fill.contract, fill.commissionReport)
-        for tracked in list(self._orders.values()):
-            if tracked.acked and tracked.status.is_open and tracked.cid not in open_cids:
+        gone = [o for o in list(self._orders.values())
+                if o.acked and o.status.is_open and o.cid not in open_cids]
+        unfilled = [o for o in gone if o.filled < o.request.quantity]
+        completed = {t.order.orderRef: t for t in await self._completed_trades()} if unfilled else {}
+        for tracked in gone:
+            if tracked.cid in completed:
+                self._completed(tracked, completed[tracked.cid])
+            else:
                 self._gone(tracked)
         log.debug("ib: resync (%s): %d open, %d executions", cause, len(trades), len(fills))
 
@@ -629,15 +639,17 @@ class IBVenue:
             self._finalize(tracked, OrderStatus.CANCELED, now, "not_open_at_venue")
 
     async def _query(self, cid: str, symbol: str | None) -> None:
+        """Our order by client id (orderRef): open orders, then every execution TWS keeps, then completed orders
+        (filled / cancelled / rejected ones).  Not known anywhere: REJECTED not_found_at_venue."""
         if not self._connected:
             return  # the OMS asks again
         tracked = self._orders.get(cid)
-        trades = await self._open_trades()
-        since = tracked.request.ts if tracked and tracked.request.ts else self._started_ns
-        fills = [f for f in await self._executions(since - int(self.trade_lookback_s * 1e9))
-                 if f.execution.orderRef == cid]
-        trade = next((t for t in trades if t.order.orderRef == cid), None)
-        if trade is None and not fills:
+        trade = next((t for t in await self._open_trades() if t.order.orderRef == cid), None)
+        fills = [f for f in await self._executions(0) if f.execution.orderRef == cid]
+        done = None
+        if trade is None:
+            done = next((t for t in reversed(await self._completed_trades()) if t.order.orderRef == cid), None)
+        if trade is None and done is None and not fills:
             if tracked is None:
                 self._out.append(OrderEvent(cid, self.account, self.strategy_default, symbol or "",
                                             OrderStatus.REJECTED, ZERO, ZERO, time.time_ns(), "not_found_at_venue"))
@@ -648,10 +660,10 @@ class IBVenue:
                     self._emit(tracked, OrderStatus.REJECTED, time.time_ns(), "not_found_at_venue")
             return
         fills = [f for f in fills if self._commission_known(f)]
-        if trade is None and not fills:
+        if trade is None and done is None and not fills:
             return  # executions whose commission is still on its way: the OMS asks again
         if tracked is None:
-            tracked = self._adopt(cid, trade, fills)
+            tracked = self._adopt(cid, trade or done, fills)
         if trade is not None:
             if trade.order.clientId in (self.client_id, 0) and trade.order.orderId:
                 tracked.order_id = trade.order.orderId
@@ -660,8 +672,37 @@ class IBVenue:
         for fill in fills:
             self._apply_exec(fill.execution, fill.contract, fill.commissionReport)
         if trade is None and tracked.status.is_open:
-            self._ack(tracked, time.time_ns())
-            self._gone(tracked)
+            if done is not None:
+                self._completed(tracked, done)
+            else:
+                self._ack(tracked, time.time_ns())
+                self._gone(tracked)
+
+    async def _completed_trades(self) -> list:
+        async with self._io:
+            return list(await asyncio.wait_for(self.ib.reqCompletedOrdersAsync(True), self.timeout_s))
+
+    def _completed(self, tracked: _Order, done) -> None:
+        """The final state of an order from TWS's completed orders."""
+        now = time.time_ns()
+        status = done.orderStatus.status
+        filled = _dec(done.order.filledQuantity) if done.order.filledQuantity < 1e300 else tracked.filled
+        if done.order.permId:
+            tracked.perm_id = done.order.permId
+        if filled > tracked.filled:
+            # executions TWS no longer keeps (older than its window): reconciliation books those fills
+            log.error("ib: order %s is %s with %s filled at IB, but only %s in executions; not settled here",
+                      tracked.cid, status, filled, tracked.filled)
+            return
+        if status == "Filled":
+            self._ack(tracked, now)
+            self._finalize(tracked, OrderStatus.FILLED, now)
+        elif filled == 0 and not tracked.acked and status == "Inactive":
+            self._emit(tracked, OrderStatus.REJECTED, now, "venue_rejected")
+        else:
+            self._ack(tracked, now)
+            tracked.venue_filled = tracked.filled
+            self._finalize(tracked, OrderStatus.CANCELED, now, "canceled_at_venue")
 
     def _adopt(self, cid: str, trade, fills) -> _Order:
         """An order of ours the adapter did not know (asked about after a restart)."""

@@ -8,12 +8,13 @@ server answers with a length-prefixed "<server version>\\0<time>\\0" (this fake 
 ib_async accepts: the fewest optional fields).  Every later message is a 4-byte big-endian length followed by
 NUL-terminated text fields, the first the message id.
 
-Handled (client -> server): 71 startApi (-> 15 managedAccounts, 9 nextValidId), 3 placeOrder, 4 cancelOrder,
-5 reqOpenOrders / 16 reqAllOpenOrders (-> 5 openOrder + 3 orderStatus each, 53 openOrderEnd), 6 reqAccountUpdates (-> 6
-updateAccountValue CashBalance per currency, 7 updatePortfolio, 8 updateAccountTime, 54 accountDownloadEnd; cash
+Handled (client -> server): 71 startApi (-> 15 managedAccounts, 9 nextValidId), 3 placeOrder, 4 cancelOrder, 5
+reqOpenOrders / 16 reqAllOpenOrders (-> 5 openOrder + 3 orderStatus each, 53 openOrderEnd), 6 reqAccountUpdates (->
+6 updateAccountValue CashBalance per currency, 7 updatePortfolio, 8 updateAccountTime, 54 accountDownloadEnd; cash
 pushed again on every change while subscribed), 7 reqExecutions (-> 11 execDetails + 59 commissionReport each, 55
-execDetailsEnd; filtered by clientId / time / symbol / side), 61 reqPositions (-> 61 position, 62 positionEnd),
-8 reqIds; others are ignored.
+execDetailsEnd; filtered by clientId / time / symbol / side), 61 reqPositions (-> 61 position, 62 positionEnd), 8
+reqIds, 76 reqAccountUpdatesMulti (-> 74 end only), 99 reqCompletedOrders (-> 101 completedOrder each, 102
+completedOrdersEnd); others are ignored.
 
 Order events go to the client that placed the order: on acceptance openOrder + orderStatus Submitted; on each fill
 execDetails + commissionReport + orderStatus (Submitted with the filled amount, or Filled); on cancel/expiry
@@ -259,6 +260,14 @@ class FakeIB:
                         self._send(s, self._open_order(order))
                         self._send(s, self._status(order))
             self._send(s, _msg(53, 1))
+        elif mid == 76:  # reqAccountUpdatesMulti: nothing per model (the account's values come from 6)
+            self._send(s, _msg(74, 1, f[2]))
+        elif mid == 99:  # reqCompletedOrders: API orders no longer working (filled, cancelled, rejected)
+            with self.ex.lock:
+                for order in self.ex.orders.values():
+                    if "ib_order_id" in order.meta and not order.is_open:
+                        self._send(s, self._completed_order(order))
+            self._send(s, _msg(102))
         elif mid == 6:
             s.account_updates = f[2] == "1"
             if s.account_updates:
@@ -302,6 +311,21 @@ class FakeIB:
         fields += [0, 0, status] + [""] * 9 + ["", "", "", "", "", 0, 0]  # solicited, whatIf, state ..., randomize
         fields += [0]  # conditions
         fields += [""] * 16  # adjustedOrderType .. usePriceMgmtAlgo
+        return _msg(*fields)
+
+    def _completed_order(self, o: Order) -> bytes:
+        base = o.symbol.split("/")[0]
+        status = "Filled" if o.status == "FILLED" else "Cancelled"
+        fields: list = [101, *self._contract(base), o.side, _num(o.qty), "MKT" if o.type == "MARKET" else "LMT",
+                        _num(o.price) if o.price is not None else "", "", o.meta.get("tif") or "DAY", "",
+                        self.account, "O", 0, o.meta.get("order_ref", ""), o.order_id, 0, 0, 0, "", "", "", "", ""]
+        fields += [""] * 23  # modelCode .. deltaNeutralAuxPrice
+        fields += ["", "", "", "", ""]  # continuousUpdate .. comboLegsDescrip
+        fields += [0, 0, 0, "", "", "", ""]  # legs, order legs, routing params, scale x3, hedgeType
+        fields += ["", "", "", 0, ""]  # clearingAccount, clearingIntent, notHeld, dncPresent, algoStrategy
+        fields += [0, status, 0, 0, 0]  # solicited, status, randomizeSize, randomizePrice, conditions
+        fields += ["", "", "", "", "", "", _num(o.executed), "", "", "", "", "", "",
+                   time.strftime("%Y%m%d %H:%M:%S", time.gmtime(o.updated / 1000)), status]
         return _msg(*fields)
 
     def _status(self, o: Order) -> bytes:

@@ -294,7 +294,7 @@ def test_order_cancelled_by_the_venue_while_disconnected_is_reported_canceled(fa
 
     events = run(fake, body)
     assert [(e.status, e.reason) for e in events if isinstance(e, OrderEvent)] == [
-        (OrderStatus.ACKNOWLEDGED, None), (OrderStatus.CANCELED, "not_open_at_venue")]
+        (OrderStatus.ACKNOWLEDGED, None), (OrderStatus.CANCELED, "canceled_at_venue")]
 
 
 def test_tws_losing_ib_servers_degrades_until_restored(fake):
@@ -378,3 +378,22 @@ def test_through_the_oms_every_transition_is_valid_and_an_unknown_order_is_resol
     assert "unexpected_transition" not in oms.counters and "stale_event" not in oms.counters
     assert [f.quantity for f in seen if isinstance(f, Fill)] == [D(2)]
     assert fake.placed("o1") == fake.placed("o2") == 1
+
+
+def test_query_after_restart_finds_a_cancelled_order_among_completed_orders(fake):
+    async def first(v):
+        v.submit(req("cc1", price="150.00"))
+        events = await until(v, lambda evs: OrderStatus.ACKNOWLEDGED in status_of(evs, "cc1"))
+        v.cancel("cc1", time.time_ns())
+        await until(v, final("cc1"), events=events)
+
+    run(fake, first)
+
+    async def second(v):
+        v.query("cc1", "AAPL/USD", 0)
+        return await until(v, final("cc1"))
+
+    events = run(fake, second)
+    assert [(e.status, e.reason) for e in events] == [(OrderStatus.ACKNOWLEDGED, None),
+                                                      (OrderStatus.CANCELED, "canceled_at_venue")]
+    assert events[-1].venue_order_id == str(fake.orders()["cc1"]["order_id"])
