@@ -435,7 +435,7 @@ class IBVenue:
             self.query(cid, tracked.request.symbol, 0)
             return
         trade = next((t for t in self.ib.trades() if t.order.orderId == tracked.order_id
-                      and t.order.clientId in (self.client_id, 0)), None)
+                      and t.order.clientId == self.client_id), None)
         if trade is not None:
             self.ib.cancelOrder(trade.order)
         else:
@@ -447,7 +447,7 @@ class IBVenue:
         ref = getattr(order, "orderRef", "") or ""
         if ref in self._orders:
             return ref
-        if getattr(order, "clientId", self.client_id) in (self.client_id, 0):
+        if getattr(order, "clientId", None) == self.client_id:  # orderIds are per API client id
             return self._by_oid.get(getattr(order, "orderId", None))
         return None
 
@@ -459,7 +459,7 @@ class IBVenue:
         st = trade.orderStatus
         if st.permId:
             tracked.perm_id = st.permId
-        if trade.order.orderId and tracked.order_id is None:
+        if trade.order.orderId and tracked.order_id is None and trade.order.clientId == self.client_id:
             tracked.order_id = trade.order.orderId
             self._by_oid[tracked.order_id] = cid
         status = st.status
@@ -665,7 +665,7 @@ class IBVenue:
         if tracked is None:
             tracked = self._adopt(cid, trade or done, fills)
         if trade is not None:
-            if trade.order.clientId in (self.client_id, 0) and trade.order.orderId:
+            if trade.order.clientId == self.client_id and trade.order.orderId:
                 tracked.order_id = trade.order.orderId
                 self._by_oid[tracked.order_id] = cid
             self._on_status(trade)
