@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from ib_async import IB, LimitOrder, MarketOrder, Stock
+from ib_async import util as ib_util
 
 from tests.fakes.ib import ACCOUNT, FakeIB
 
@@ -16,6 +17,7 @@ def test_default_connect_sync_trade_and_reports():
     host, port = fake.start()
 
     async def main():
+        ib_util.getLoop.cache_clear()  # ib_async 2.0.1 caches the first event loop it saw (another test's)
         ib = IB()
         t0 = time.monotonic()
         await ib.connectAsync(host, port, clientId=5, timeout=2, raiseSyncErrors=True)  # every start-up request
