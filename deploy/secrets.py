@@ -420,12 +420,15 @@ class SecretProvider:
 
 
 def check_mode(settings: Settings, provider: SecretProvider | None = None) -> KeyRecord | None:
-    """Paper: None. Sandbox and live: the key named by TRADELOOP_VENUE_KEY, which must exist, belong to the
-    configured venue and allow trading; anything else raises SecretsError (one line). The settings themselves
-    already refuse a missing venue, key name or live confirmation (deploy.settings)."""
+    """Paper, and venue ib (the logged-in gateway holds the credentials): None. Sandbox and live: the key named by
+    TRADELOOP_VENUE_KEY, which must exist, belong to the configured venue and allow trading; anything else raises
+    SecretsError (one line). The settings themselves already refuse a missing venue, key name or live
+    confirmation (deploy.settings)."""
     if settings.mode == "paper":
         return None
     where = f"TRADELOOP_MODE={settings.mode}"
+    if settings.venue == "ib":
+        return None  # no API key: the TWS / IB Gateway the adapter connects to is already logged in
     if settings.venue not in VENUES or not settings.venue_key:  # also checked by the settings; kept for callers
         raise SecretsError(f"{where} needs TRADELOOP_VENUE (one of {', '.join(VENUES)}) and TRADELOOP_VENUE_KEY")
     provider = provider or SecretProvider.from_settings(settings)

@@ -202,9 +202,11 @@ class Settings(BaseSettings):
                                 "swapped into the slots running its strategy, a candidate's shadow started or "
                                 "stopped, without a restart.")
     # ---- live venues (streaming/venues) ----
-    venue: Literal["paper", "binance", "coinbase"] = Field(
-        "paper", description="Where the stream's orders go: `paper` (simulated fills, the default), or a live "
-                             "exchange through ccxt: `binance` (spot) or `coinbase` (Advanced Trade).")
+    venue: Literal["paper", "binance", "coinbase", "ib"] = Field(
+        "paper", description="Where the stream's orders go: `paper` (simulated fills, the default), a live "
+                             "exchange through ccxt: `binance` (spot) or `coinbase` (Advanced Trade), or `ib`: "
+                             "Interactive Brokers through a logged-in TWS / IB Gateway (US stocks, symbols like "
+                             "AAPL/USD; no API key: sandbox = the gateway's paper account, port 7497 or 4002).")
     venue_api_url: str = Field(
         "", description="Base URL overriding the exchange's own REST and WebSocket endpoints (a self-hosted "
                         "gateway, the tests' fake exchange), e.g. http://127.0.0.1:8001; empty = the exchange's URLs.")
@@ -218,6 +220,13 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A venue unreachable (network errors, 5xx, maintenance) for longer than this "
                                 "halts the account; when it answers again, the account's open orders are cancelled.")
     venue_timeout_s: float = Field(10.0, gt=0, description="Longest wait for one REST answer from the venue.")
+    ib_host: str = Field("127.0.0.1", description="TWS / IB Gateway API host (TRADELOOP_VENUE=ib).")
+    ib_port: int = Field(
+        7497, ge=1, le=65535, description="TWS / IB Gateway API port: TWS 7497 paper / 7496 live, IB Gateway 4002 "
+                                          "paper / 4001 live.")
+    ib_client_id: int = Field(
+        1, ge=0, description="API client id of this worker at the gateway (one connection per id; order ids are "
+                             "per client id).")
 
     # ---- lifecycle ----
     retention_bars_days: int | None = Field(
@@ -241,7 +250,7 @@ class Settings(BaseSettings):
     mode: Literal["paper", "sandbox", "live"] = Field(
         "paper", description="`paper` (simulated fills, the default), `sandbox` (the venue's test network with "
                              "testnet keys) or `live` (real money). sandbox and live need TRADELOOP_VENUE and "
-                             "TRADELOOP_VENUE_KEY; live also TRADELOOP_LIVE_CONFIRM.")
+                             "TRADELOOP_VENUE_KEY (not for venue ib); live also TRADELOOP_LIVE_CONFIRM.")
     live_confirm: str = Field(
         "", description=f"Must be exactly {LIVE_CONFIRMATION!r} for TRADELOOP_MODE=live to start.")
     venue_key: str | None = Field(
@@ -269,8 +278,8 @@ class Settings(BaseSettings):
             return self
         missing = []
         if self.venue == "paper":
-            missing.append("TRADELOOP_VENUE=binance|coinbase")
-        if not self.venue_key:
+            missing.append("TRADELOOP_VENUE=binance|coinbase|ib")
+        if not self.venue_key and self.venue != "ib":  # IB: the logged-in gateway holds the credentials
             missing.append("TRADELOOP_VENUE_KEY=<key name from `tradeloop keys list`>")
         if self.mode == "live" and self.live_confirm != LIVE_CONFIRMATION:
             missing.append(f"TRADELOOP_LIVE_CONFIRM={LIVE_CONFIRMATION!r}"

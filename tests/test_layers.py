@@ -43,7 +43,7 @@ SIDEWAYS = {
 DOMAIN = "trading"
 DOMAIN_FORBIDDEN = ("dagster", "dagster_*", "faust", "sqlalchemy", "psycopg", "psycopg2", "sqlite3", "requests",
                     "httpx", "urllib.request", "http.client", "socket", "aiohttp", "aiokafka", "mlflow", "ccxt",
-                    "deploy", "storage", "ml", "assets", "streaming", "orchestration")
+                    "ib_async", "deploy", "storage", "ml", "assets", "streaming", "orchestration")
 DOMAIN_ALLOWED = set(sys.stdlib_module_names) | {"numpy", "polars", "cvxpy", "yaml", DOMAIN}
 
 

@@ -23,7 +23,9 @@ def up() -> None:
     settings = _settings()
     try:
         # sandbox/live: the named key must exist for the venue and allow trading, before anything starts
-        provider = None if settings.mode == "paper" else SecretProvider.from_settings(settings)
+        # (ib: no key store -- the logged-in gateway holds the credentials)
+        keyless = settings.mode == "paper" or settings.venue == "ib"
+        provider = None if keyless else SecretProvider.from_settings(settings)
         key = check_mode(settings, provider)
     except SecretsError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -1,5 +1,6 @@
 """Live exchange adapters implementing the live venue port (PLAN.md): ccxt.pro Binance spot and Coinbase
-Advanced Trade, with the account's request budget, the IP-ban breaker and a staleness watchdog.
+Advanced Trade, with the account's request budget, the IP-ban breaker and a staleness watchdog; Interactive
+Brokers (US stocks) through TWS / IB Gateway with ib_async (streaming/venues/ib.py, imported when used).
 
 ``make_venue(settings, secrets, account, instruments)`` builds the adapter the settings name (None for paper:
 the caller keeps its simulated venue).  ``await venue.start()`` before use, ``await venue.close()`` after.
@@ -40,15 +41,25 @@ def credentials(secrets, key_name: str | None) -> tuple[str, str]:
     raise ValueError(f"cannot read exchange credentials from a {type(secrets).__name__}")
 
 
-def make_venue(settings, secrets, account: str, instruments: Iterable, **overrides) -> CcxtVenue | None:
-    """The live adapter of ``settings.venue`` for ``account`` trading ``instruments`` (symbols or Instruments);
-    None when the venue is ``paper``.  ``overrides`` go to the adapter's constructor (tests: short timeouts)."""
+def make_venue(settings, secrets, account: str, instruments: Iterable, **overrides):
+    """The live adapter of ``settings.venue`` for ``account`` trading ``instruments`` (symbols or Instruments):
+    a CcxtVenue or an IBVenue (``secrets`` unused); None when the venue is ``paper``.  ``overrides`` go to the
+    adapter's constructor (tests: short timeouts)."""
     venue = settings.venue
     if venue == "paper":
         return None
+    if venue == "ib":  # no keys: the gateway is logged in; sandbox must be its paper account (checked at start)
+        from streaming.venues.ib import IBVenue
+
+        kwargs = dict(account=account, symbols=[getattr(i, "symbol", i) for i in instruments],
+                      host=settings.ib_host, port=settings.ib_port, client_id=settings.ib_client_id,
+                      timeout_s=settings.venue_timeout_s, unreachable_halt_s=settings.venue_unreachable_halt_s,
+                      sandbox=getattr(settings, "mode", "paper") == "sandbox")
+        kwargs.update(overrides)
+        return IBVenue(**kwargs)
     cls = VENUES.get(venue)
     if cls is None:
-        raise ValueError(f"unknown venue {venue!r}: expected paper, {', '.join(VENUES)}")
+        raise ValueError(f"unknown venue {venue!r}: expected paper, {', '.join(VENUES)}, ib")
     api_key, secret = credentials(secrets, getattr(settings, "venue_key", None))
     symbols = [getattr(i, "symbol", i) for i in instruments]
     kwargs = dict(account=account, api_key=api_key, secret=secret, symbols=symbols,

@@ -212,6 +212,16 @@ def test_check_mode_needs_an_existing_trading_key_of_the_venue(tmp_path, monkeyp
     assert check_mode(live).api_key.reveal() == API
 
 
+def test_check_mode_needs_no_key_for_interactive_brokers(tmp_path, monkeypatch):
+    # the logged-in TWS / IB Gateway holds IB's credentials: no key store is opened (no passphrase asked)
+    monkeypatch.delenv(secrets.PASSPHRASE_ENV, raising=False)
+    for mode, extra in (("sandbox", {}), ("live", {"live_confirm": "I accept real-money trading"})):
+        settings = make_settings(tmp_path, mode=mode, venue="ib", **extra)
+        assert settings.venue_key is None
+        assert check_mode(settings) is None
+    assert not (tmp_path / "secrets.enc").exists()
+
+
 def test_a_prompted_passphrase_is_handed_to_the_services_up_starts(tmp_path, monkeypatch):
     """`up` in a terminal: the worker it starts has no terminal, so it gets the passphrase in its environment."""
     monkeypatch.setenv(secrets.PASSPHRASE_ENV, "")  # recorded, so the test's export is undone afterwards

@@ -24,7 +24,7 @@ def test_modes_need_a_venue_a_key_and_for_live_the_exact_confirmation():
     assert (ok.mode, ok.venue, ok.venue_key) == ("sandbox", "binance", "main")
     assert Settings(_env_file=None, mode="live", venue="coinbase", venue_key="main", live_confirm=CONFIRM).mode == "live"
     for kwargs, missing in [
-        (dict(mode="sandbox"), "TRADELOOP_VENUE=binance|coinbase and TRADELOOP_VENUE_KEY="),
+        (dict(mode="sandbox"), "TRADELOOP_VENUE=binance|coinbase|ib and TRADELOOP_VENUE_KEY="),
         (dict(mode="sandbox", venue="binance"), "TRADELOOP_VENUE_KEY="),
         (dict(mode="live", venue="binance", venue_key="main"), f"TRADELOOP_LIVE_CONFIRM={CONFIRM!r}"),
         (dict(mode="live", venue="binance", venue_key="main", live_confirm=CONFIRM.lower()), "the value set differs"),
@@ -36,6 +36,19 @@ def test_modes_need_a_venue_a_key_and_for_live_the_exact_confirmation():
         Settings(_env_file=None, mode="sandbox", venue="coinbase", venue_key="main")
     with pytest.raises(ValidationError, match="'paper', 'sandbox' or 'live'"):
         Settings(_env_file=None, mode="yolo")
+
+
+def test_venue_ib_needs_no_key_and_names_its_gateway():
+    ib = Settings(_env_file=None, mode="sandbox", venue="ib")
+    assert (ib.venue, ib.venue_key, ib.ib_host, ib.ib_port, ib.ib_client_id) == ("ib", None, "127.0.0.1", 7497, 1)
+    live = Settings(_env_file=None, mode="live", venue="ib", live_confirm=CONFIRM, ib_port=4001, ib_client_id=7)
+    assert (live.ib_port, live.ib_client_id) == (4001, 7)
+    with pytest.raises(ValidationError, match=f"TRADELOOP_LIVE_CONFIRM={CONFIRM!r}"):
+        Settings(_env_file=None, mode="live", venue="ib")
+    with pytest.raises(ValidationError, match="needs TRADELOOP_MODE=sandbox or live"):
+        Settings(_env_file=None, venue="ib")
+    with pytest.raises(ValidationError, match="ib_port"):
+        Settings(_env_file=None, mode="sandbox", venue="ib", ib_port=70000)
 
 
 def _env(tmp_path, **extra):

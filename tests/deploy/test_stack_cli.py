@@ -181,7 +181,7 @@ def _alive(pid: int) -> bool:
     ("TRADELOOP_PG_PORT", "abc", "TRADELOOP_PG_PORT: Input should be a valid integer"),
     ("TRADELOOP_SYMBOLS", '["BTCUSDT"]', "unified BASE/QUOTE"),
     ("TRADELOOP_MODE", "yolo", "TRADELOOP_MODE: Input should be 'paper', 'sandbox' or 'live'"),
-    ("TRADELOOP_MODE", "live", "TRADELOOP_MODE=live needs TRADELOOP_VENUE=binance|coinbase and TRADELOOP_VENUE_KEY="),
+    ("TRADELOOP_MODE", "live", "TRADELOOP_MODE=live needs TRADELOOP_VENUE=binance|coinbase|ib and TRADELOOP_VENUE_KEY="),
 ])
 def test_bad_settings_are_one_line_per_problem(home, variable, value, message):
     env = env_for(home)
