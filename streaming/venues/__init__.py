@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from streaming.venues.binance import BinanceVenue
 from streaming.venues.ccxt_venue import CcxtVenue
 from streaming.venues.coinbase import CoinbaseVenue
-from streaming.venues.snapshot import VenueOrder, VenueSnapshot, VenueTrade
+from trading.oms.reconcile import VenueOrder, VenueSnapshot, VenueTrade
 
 VENUES: dict[str, type[CcxtVenue]] = {"binance": BinanceVenue, "coinbase": CoinbaseVenue}
 

@@ -32,7 +32,7 @@ from streaming import metrics
 from streaming.venues import limits
 from streaming.venues.errors import Outcome, classify, redact
 from streaming.venues.rules import Prepared, Refused, prepare
-from streaming.venues.snapshot import VenueOrder, VenueSnapshot, VenueTrade
+from trading.oms.reconcile import VenueOrder, VenueSnapshot, VenueTrade
 from trading.records import (
     NS_PER_MS,
     Bar,

@@ -42,7 +42,7 @@ from ib_async import util as ib_util
 from ib_async.ib import StartupFetch
 
 from streaming import metrics
-from streaming.venues.snapshot import VenueOrder, VenueSnapshot, VenueTrade
+from trading.oms.reconcile import VenueOrder, VenueSnapshot, VenueTrade
 from trading.records import (
     Bar,
     Fill,
