@@ -3,7 +3,7 @@ the worker SIGKILLed in the middle; afterwards PostgreSQL's orders, fills and ba
 books exactly, and no client order id was ever accepted twice.
 
 The fake exchange runs as a subprocess (it outlives the killed worker).  TRADELOOP_SOAK_S sets the trading
-time (default 60 s, about 30 s before the kill and 30 s after); TRADELOOP_SOAK_SEED the fault schedule.
+time (default 30 s, about 15 s before the kill and 15 s after; 600 for a ten-minute soak); TRADELOOP_SOAK_SEED the fault schedule.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from tests.streaming.conftest import produce_ticks, sim_ticks, start_worker, wait_until
 from trading.records import stable_id
 
-SOAK_S = float(os.environ.get("TRADELOOP_SOAK_S", "60"))
+SOAK_S = float(os.environ.get("TRADELOOP_SOAK_S", "30"))
 SEED = int(os.environ.get("TRADELOOP_SOAK_SEED", "11"))
 KEY, SECRET = "soak-key", "soak-secret-0123456789"
 START = {"USDT": "1000000", "BTC": "20", "ETH": "200", "SOL": "5000"}
