@@ -265,10 +265,10 @@ class Trader:
         self.known_ids |= state.known_order_ids
         # an exchange's orders left open by the previous run: asked about (as unknown orders), never resent
         self.oms.restore(state.open_orders, state.known_order_ids)
-        for order, _status, _filled, _vid in state.open_orders:
+        for order, _status, filled, _vid in state.open_orders:
             if order.parent_id is None:
                 self.engine.adopt_open(order.client_order_id, order.strategy, order.symbol, order.side.sign,
-                                       order.quantity - _filled)
+                                       order.quantity - filled)
         self._resume_parents(state)
         if state.bars:
             last_close = max(b.exchange_ts for b in state.bars) + self.bars.step
@@ -358,7 +358,6 @@ class Trader:
         orders it holds, as for any venue report), the books take them, and what they cause (a strategy
         answering a fill) is recorded as usual.  Fills are not drained again (already stored)."""
         events = list(events)
-        # TODO(lead): a public OrderManager entry for reconciled facts (PLAN.md, "Changes requested")
         applied = self.oms.ingest(events)
         caused = self.engine.apply(applied)[len(applied):]
         for ev in applied:

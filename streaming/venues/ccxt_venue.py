@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from streaming import metrics
+from streaming.venues.wake import wake
 from streaming.venues import limits
 from streaming.venues.errors import Outcome, classify, redact
 from streaming.venues.rules import Prepared, Refused, prepare
@@ -461,17 +462,7 @@ class CcxtVenue:
 
     def _enqueue(self, kind: str, client_order_id: str, symbol: str | None) -> None:
         self._requests.append((kind, client_order_id, symbol))
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None:
-            return  # not started: the sender takes the queue when it starts
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            wake.set()
-        else:
-            loop.call_soon_threadsafe(wake.set)
+        wake(self._loop, self._wake)
 
     async def _sender(self) -> None:
         while not self._closing:

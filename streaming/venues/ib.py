@@ -42,6 +42,7 @@ from ib_async import util as ib_util
 from ib_async.ib import StartupFetch
 
 from streaming import metrics
+from streaming.venues.wake import wake
 from trading.oms.reconcile import VenueOrder, VenueSnapshot, VenueTrade
 from trading.records import (
     Bar,
@@ -368,17 +369,7 @@ class IBVenue:
 
     def _enqueue(self, kind: str, client_order_id: str, symbol: str | None) -> None:
         self._requests.append((kind, client_order_id, symbol))
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            wake.set()
-        else:
-            loop.call_soon_threadsafe(wake.set)
+        wake(self._loop, self._wake)
 
     async def _sender(self) -> None:
         while not self._closing:
