@@ -140,6 +140,9 @@ class Settings(BaseSettings):
                                                               "between the tolerance and this it is REDUCING.")
     recon_settle_s: float = Field(5.0, ge=0, description="Orders changed and trades made this recently are in "
                                                          "flight: the next run compares them.")
+    recon_resolve_grace_s: float = Field(30.0, ge=0, description="An order the OMS is still establishing (sent "
+                                         "without an answer, unknown, restored after a restart) is its business "
+                                         "this long before reconciliation counts it as a difference.")
     recon_confirmations: int = Field(2, ge=1, description="Runs in a row a periodic difference must be seen in "
                                                           "before it changes the account's state.")
     recon_query_timeout_s: float = Field(10.0, gt=0, description="How long the start waits for the venue's answers "

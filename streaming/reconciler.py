@@ -34,7 +34,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from trading.oms.reconcile import reconcile, Reconciliation, RecordSnapshot, Tolerance, Verdict, VenueSnapshot
+from trading.oms.reconcile import (Kind, reconcile, Reconciliation, RecordSnapshot, Tolerance, Verdict,
+                                   VenueSnapshot, verdict_of)
 from trading.records import Fill, NS_PER_S, OrderEvent
 from trading.risk import StateTransition, TradingState
 
@@ -73,6 +74,7 @@ class ReconConfig:
     overlap_s: float = 60.0  # each periodic snapshot re-reads this much before the previous one
     max_failures: int = 10
     fix_with_trades: bool = False
+    resolve_grace_s: float = 30.0  # an order the OMS is still establishing counts as a difference after this
 
     @classmethod
     def from_settings(cls, s: Any) -> "ReconConfig":
@@ -87,7 +89,7 @@ class ReconConfig:
             raise ReconcileInputError(f"TRADELOOP_RECON_BALANCE_*: {exc}") from None
         return cls(tol, s.recon_orders_interval_s, s.recon_balances_interval_s, s.recon_confirmations,
                    s.recon_query_timeout_s, s.recon_lookback_s, max_failures=s.recon_max_failures,
-                   fix_with_trades=s.recon_fix_with_trades)
+                   fix_with_trades=s.recon_fix_with_trades, resolve_grace_s=s.recon_resolve_grace_s)
 
 
 # -- what the runner acts on ----------------------------------------------------------------------------
@@ -98,10 +100,12 @@ class Target:
     def __init__(self, risk: RiskEngine, *, apply: Callable[[list], None] | None = None,
                  alert: Callable[[StateTransition], None] | None = None,
                  set_time: Callable[[int], None] | None = None,
-                 journals: Callable[[str], bool] | None = None) -> None:
+                 journals: Callable[[str], bool] | None = None,
+                 in_flight: Callable[[], dict[str, float]] | None = None) -> None:
         self.risk, self.account = risk, risk.account
         self._apply, self._alert, self._set_time = apply, alert, set_time
         self.journals = journals or (lambda cid: False)  # does the target's OMS journal this order itself?
+        self.in_flight = in_flight or dict  # orders its OMS is establishing -> seconds since it began
 
     @classmethod
     def of(cls, obj: Any) -> "Target":
@@ -112,7 +116,7 @@ class Target:
                 # the Trader's clock is event time: keep it, unless no tick has come yet
                 obj.clock.set(max(obj.clock.ts, obj.last_tick_ns or 0) or ts)
             return cls(obj.risk, apply=obj.apply_reconciled, alert=obj.out.transitions.append, set_time=set_time,
-                       journals=obj.journals)
+                       journals=obj.journals, in_flight=obj.oms.in_flight)
         if hasattr(obj, "hold") and hasattr(obj, "on_fill"):  # trading.risk.RiskEngine
             def apply(events: list) -> None:
                 for ev in events:
@@ -351,7 +355,8 @@ class Reconciler:
             ours = await asyncio.to_thread(self.store.read, acct, snap)
             raw = reconcile(snap, ours, self.cfg.tolerance, check_balances=balances, skip_recent_trades=True,
                             fix_with_trades=self.cfg.fix_with_trades)
-            rec = self._confirmed(raw, balances)
+            in_flight = await _locked(self.lock, self.target.in_flight)
+            rec = self._confirmed(self._resolving(raw, in_flight), balances)
             for cid, symbol in rec.queries:
                 self.venue.query(cid, symbol, now)  # the answer reaches the OMS through poll()
             if balances or rec.differences:  # a clean orders-only run is counted, not stored
@@ -374,10 +379,32 @@ class Reconciler:
                     log.exception("could not record the failed reconciliation of %s", acct)
             return None
         self.failures = 0
+        if rec.verdict is not Verdict.OK or raw.verdict is not Verdict.OK:
+            log.warning("periodic reconciliation of %s: %s (%s)", acct, rec.verdict.value, rec.reason)
         self.last_ts, self.last = snap.ts, rec
         self.counters[f"runs_{rec.verdict.value}"] += 1
         self.counters["missed_fills"] += sum(1 for d in rec.differences if d.kind.value == "missed_fill")
         return rec
+
+    def _resolving(self, rec: Reconciliation, in_flight: dict[str, float]) -> Reconciliation:
+        """Orders the venue does not show that the OMS is still establishing (in flight after a send, or
+        restored after a restart and being asked about) are its business for ``resolve_grace_s``: listed,
+        queried, not counted against the account."""
+        if not in_flight:
+            return rec
+        diffs, changed = [], False
+        for d in rec.differences:
+            age = in_flight.get(d.client_order_id or "")
+            if (d.kind is Kind.UNKNOWN_AT_VENUE and d.severity is not Verdict.OK and age is not None
+                    and age < self.cfg.resolve_grace_s):
+                d = replace(d, severity=Verdict.OK, detail=f"{d.detail} (the OMS has been establishing it for "
+                                                           f"{age:.1f} s)")
+                changed = True
+            diffs.append(d)
+        if not changed:
+            return rec
+        worst, reason = verdict_of(diffs)
+        return replace(rec, differences=tuple(diffs), verdict=worst, reason=reason)
 
     def _confirmed(self, rec: Reconciliation, balances: bool) -> Reconciliation:
         """The run with only the differences seen ``confirmations`` runs in a row counting for the verdict

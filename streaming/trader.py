@@ -13,6 +13,7 @@ later at the next bar's open.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from trading.strategies.engine import StrategyEngine
 from trading.venue import PaperVenue
 
 LIQUIDATION = "liquidation"  # parent_orders.algorithm of the emergency liquidator's parents
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -227,7 +230,7 @@ class Trader:
         self.out = Batch()
         self.clock = BarClock()
         self.risk = RiskEngine(limits, account, cash, self.clock, instruments=self.instruments,
-                               on_transition=self.out.transitions.append, on_flatten=self._flatten)
+                               on_transition=self._on_transition, on_flatten=self._flatten)
         self.portfolio = Portfolio(account, cash)
         self.oms = OrderManager(venue or TickFillVenue(PaperVenue(exchange, self.instruments)), account=account,
                                 orders_sink=self.out.orders, events_sink=self.out.events,
@@ -536,6 +539,12 @@ class Trader:
                    "venue_order_id": mo.venue_order_id}
                   for cid, mo in sorted(self.oms.orders.items())]
         return orders
+
+    def _on_transition(self, t: StateTransition) -> None:
+        # the worker's log says when and why trading was restricted, not only the audit log
+        level = logging.INFO if t.new is TradingState.ACTIVE else logging.WARNING
+        log.log(level, "risk %s: %s -> %s (%s, by %s)", t.scope, t.old.value, t.new.value, t.reason, t.who)
+        self.out.transitions.append(t)
 
     def risk_view(self) -> dict:
         m = self.risk.metrics()

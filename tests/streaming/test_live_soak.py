@@ -132,7 +132,7 @@ def test_soak_with_faults_and_a_killed_worker(stream_env, kafka_bootstrap, engin
 
     assert len(fault_log) >= 3, fault_log
     _assert_books_equal(engine, account, books, fault_log)
-    assert risk["state"] == "active", (risk.get("state"), risk.get("reasons"), fault_log)
+    assert risk["state"] == "active", (risk["state"], risk["state_causes"], fault_log)
     with engine.connect() as c:
         journal = dict(c.execute(sa.text("SELECT e.status, count(*) FROM order_events e JOIN orders o USING"
                                          " (client_order_id) WHERE o.account=:a GROUP BY 1"), {"a": account}).all())
@@ -143,6 +143,27 @@ def test_soak_with_faults_and_a_killed_worker(stream_env, kafka_bootstrap, engin
 def _count(engine, sql: str, account: str) -> int:
     with engine.connect() as c:
         return c.execute(sa.text(sql), {"a": account}).scalar()
+
+
+def _history(engine, cids: set[str]) -> dict:
+    """What PostgreSQL holds of these orders: their rows and journals, the reconciliation runs naming them."""
+    with engine.connect() as c:
+        out = {}
+        for cid in sorted(cids):
+            out[cid] = {
+                "order": [tuple(r) for r in c.execute(sa.text(
+                    "SELECT side, quantity, status, filled_quantity, venue_order_id, created_at FROM orders"
+                    " WHERE client_order_id=:c"), {"c": cid})],
+                "events": [tuple(r) for r in c.execute(sa.text(
+                    "SELECT status, filled_quantity, reason, ts FROM order_events"
+                    " WHERE client_order_id=:c ORDER BY event_no"), {"c": cid})],
+                "fills": [tuple(r) for r in c.execute(sa.text(
+                    "SELECT fill_id, quantity, price, ts FROM trades WHERE client_order_id=:c"), {"c": cid})],
+                "recon": [tuple(r) for r in c.execute(sa.text(
+                    "SELECT kind, ts, verdict FROM reconciliation_runs WHERE differences::text LIKE :p"),
+                    {"p": f"%{cid}%"})],
+            }
+        return out
 
 
 def _settled(engine, account: str) -> bool:
@@ -175,7 +196,7 @@ def _assert_books_equal(engine, account: str, books: dict, fault_log: list) -> N
         cid, price, qty, fee, fee_ccy, side = trades[fid]
         assert (cid, price, qty, fee, fee_ccy, side) == (
             t["client_order_id"], Decimal(t["price"]), Decimal(t["qty"]), Decimal(t["commission"]),
-            t["commission_asset"], t["side"].lower()), (fid, trades[fid], t)
+            t["commission_asset"], t["side"].lower()), (fid, trades[fid], t, _history(engine, {cid, t["client_order_id"]}))
     # balances: the exchange's equal the starting balances plus every stored fill
     expect = {a: Decimal(q) for a, q in START.items()}
     for cid, price, qty, fee, fee_ccy, side in trades.values():

@@ -296,6 +296,38 @@ def test_a_periodic_difference_changes_the_state_only_when_confirmed(setup):
     assert second.verdict is Verdict.REDUCING and trader.state is TradingState.REDUCING
 
 
+def test_an_order_the_oms_is_still_establishing_counts_only_after_its_grace(setup, engine):
+    """A worker killed mid-send leaves an order 'submitting'; the restarted OMS asks the venue about it.
+    Until the answer comes (within recon_resolve_grace_s) the periodic runs list and query it without
+    holding it against the account; past the grace it reduces, as any order lost track of."""
+    from dataclasses import replace
+
+    from streaming.trader import Restored
+
+    account, venue, trader, store = setup
+    cid = _uid(account, "inflight")
+    ts = time.time_ns() - 60 * NS_PER_S
+    req = OrderRequest(cid, account, "t", EX, "BTC/USDT", Side.BUY, OrderType.LIMIT, D("0.1"), D(100), ts=ts)
+    with engine.begin() as conn:
+        stream.write_batch(conn, mode=MODE, account=account, orders=[req], events=[
+            OrderEvent(cid, account, "t", "BTC/USDT", OrderStatus.SUBMITTING, D(0), D("0.1"), ts)])
+    trader.restore(Restored(known_order_ids={cid}, open_orders=[(req, OrderStatus.SUBMITTING, D(0), None)]))
+    assert set(trader.oms.in_flight()) == {cid}
+    since = time.time_ns() - 120 * NS_PER_S
+    rc = Reconciler(venue, trader, store, CFG, since_ns=since)
+    for _ in range(CFG.confirmations + 1):
+        rec = asyncio.run(rc.run_once(balances=False))
+        assert rec.verdict is Verdict.OK and trader.state is TradingState.ACTIVE, rec.reason
+        (diff,) = rec.differences
+        assert diff.kind.value == "unknown_at_venue" and "the OMS has been establishing it" in diff.detail
+    assert cid in venue.queries and venue.sent == []
+    strict = Reconciler(venue, trader, store, replace(CFG, resolve_grace_s=0), since_ns=since)
+    asyncio.run(strict.run_once(balances=False))
+    rec = asyncio.run(strict.run_once(balances=False))
+    assert rec.verdict is Verdict.REDUCING and trader.state is TradingState.REDUCING, rec.reason
+    assert cid in rec.reason
+
+
 def test_periodic_failures_in_a_row_halt_the_account(setup, engine):
     account, venue, trader, store = setup
     assert asyncio.run(reconcile_at_start(venue, trader, store, CFG)).verdict is Verdict.OK

@@ -48,6 +48,7 @@ class ManagedOrder:
     sent: bool = False
     committed: bool = False
     unknown_since: int | None = None  # monotonic ns
+    since: int = 0  # monotonic ns: created here, or restored (its state is being resolved from then)
     next_query: int = 0
     queries: int = 0
 
@@ -183,10 +184,17 @@ class OrderManager:
         as for an unknown order -- never by sending them again)."""
         self.known |= known_ids
         for order, status, filled, venue_id in open_orders:
-            mo = ManagedOrder(order, status, filled, venue_id, sent=True, committed=True)
+            mo = ManagedOrder(order, status, filled, venue_id, sent=True, committed=True, since=self.now())
             self.orders[order.client_order_id] = mo
             self.known.add(order.client_order_id)
             self._mark_unknown(mo)
+
+    def in_flight(self) -> dict[str, float]:
+        """Orders whose state the OMS is establishing (not sent yet, sent without an answer, unknown), with
+        the seconds since it began: created here, restored at start, or become unknown."""
+        now = self.now()
+        return {cid: (now - (mo.unknown_since or mo.since)) / 1e9 for cid, mo in self.orders.items()
+                if mo.status in (_S.NEW, _S.SUBMITTING, _S.UNKNOWN)}
 
     def unknown_orders(self) -> list[dict[str, Any]]:
         now = self.now()
@@ -205,7 +213,7 @@ class OrderManager:
     def _create(self, order: OrderRequest) -> list[OrderEvent | Fill]:
         cid = order.client_order_id
         self.known.add(cid)
-        mo = ManagedOrder(order, _S.NEW)
+        mo = ManagedOrder(order, _S.NEW, since=self.now())
         self.orders[cid] = mo
         if order.parent_id is not None:
             self._child_parent[cid] = order.parent_id

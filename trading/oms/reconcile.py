@@ -439,13 +439,19 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
                 if p is not None:
                     proposals.append(p)
 
-    worst = max((d.severity for d in diffs), key=lambda s: s.severity, default=Verdict.OK)
-    serious = [d.detail for d in diffs if d.severity is worst and worst is not Verdict.OK]
-    reason = "; ".join(serious[:5]) + (f"; and {len(serious) - 5} more" if len(serious) > 5 else "")
-    if worst is Verdict.OK:
-        reason = f"{len(diffs)} difference(s) recorded" if diffs else "in agreement"
+    worst, reason = verdict_of(diffs)
     return Reconciliation(now, acct, worst, reason, tuple(diffs), tuple(fills), tuple(events), tuple(externals),
                           tuple(queries), tuple(proposals), expected)
+
+
+def verdict_of(diffs: Iterable[Difference]) -> tuple[Verdict, str]:
+    """The worst severity among ``diffs`` and the reason: the details of the differences at that level."""
+    diffs = list(diffs)
+    worst = max((d.severity for d in diffs), key=lambda s: s.severity, default=Verdict.OK)
+    if worst is Verdict.OK:
+        return worst, f"{len(diffs)} difference(s) recorded" if diffs else "in agreement"
+    serious = [d.detail for d in diffs if d.severity is worst]
+    return worst, "; ".join(serious[:5]) + (f"; and {len(serious) - 5} more" if len(serious) > 5 else "")
 
 
 def _fix_proposal(asset: str, drift: Decimal, venue: VenueSnapshot, ours: RecordSnapshot,

@@ -42,6 +42,9 @@ class RiskViews:
         stale = sorted(s for s, ts in self._mark_ts.items() if now - ts > self._stale_ns)
         out: dict = {
             "ts": now, "account": self.account, "state": self.state.value,
+            # why the account is not ACTIVE: each cause holding it (kill_switch, reconciliation, breakers...)
+            "state_causes": {name: {"level": c.level.value, "detail": c.detail}
+                             for name, c in self._states.causes(self._acct_scope).items()},
             "cash": float(self._cash), "equity": equity,
             "realized_pnl": float(self._realized), "unrealized_pnl": unrealized, "fees": float(self._fees),
             "total_pnl": equity - float(self._initial_cash), "daily_pnl": equity - self._day_start_equity,

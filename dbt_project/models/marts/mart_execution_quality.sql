@@ -13,6 +13,9 @@
 --                  arrival notional of the filled quantity; cost adds fees.
 --   slippage       per fill, side sign x (fill price - decision price) / decision price in bps, where the
 --                  decision price is the same kind of close at the CHILD's created_at; quantity-weighted.
+-- bar_end <= t is written as bar_ts <= t - (one bar): the same rows, and a range the (symbol, interval, ts)
+-- index answers (bar_end is computed, so a condition on it scanned every bar once per order)
+{%- set mark_length = interval_duration("'" ~ var('mark_interval') ~ "'") %}
 with children as (
     select * from {{ ref('stg_orders') }} where parent_id is not null
 ),
@@ -56,8 +59,8 @@ child_fills as (
     select
         c.parent_id, f.fill_id, f.price, f.quantity, f.notional, f.fee,
         (select b.close from {{ ref('stg_market_data_clean') }} b
-          where b.symbol = c.symbol and b.bar_end <= c.created_at
-          order by b.bar_end desc, b.exchange limit 1) as decision_price
+          where b.symbol = c.symbol and b.bar_ts <= c.created_at - {{ mark_length }}
+          order by b.bar_ts desc, b.exchange limit 1) as decision_price
     from children c
     join {{ ref('stg_trades') }} f on f.client_order_id = c.client_order_id
 ),
@@ -75,8 +78,8 @@ with_bar as (
     select p.*,
            case when p.decided_arrival_price is null then
                (select b.close from {{ ref('stg_market_data_clean') }} b
-                 where b.symbol = p.symbol and b.bar_end <= p.parent_created_at
-                 order by b.bar_end desc, b.exchange limit 1)
+                 where b.symbol = p.symbol and b.bar_ts <= p.parent_created_at - {{ mark_length }}
+                 order by b.bar_ts desc, b.exchange limit 1)
            end as bar_arrival_price
     from parents p
 ),
