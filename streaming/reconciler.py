@@ -381,6 +381,9 @@ class Reconciler:
         self.failures = 0
         if rec.verdict is not Verdict.OK or raw.verdict is not Verdict.OK:
             log.warning("periodic reconciliation of %s: %s (%s)", acct, rec.verdict.value, rec.reason)
+        for d in rec.differences:
+            if d.action == "record_fill":
+                log.info("periodic reconciliation of %s: %s", acct, d.detail)
         self.last_ts, self.last = snap.ts, rec
         self.counters[f"runs_{rec.verdict.value}"] += 1
         self.counters["missed_fills"] += sum(1 for d in rec.differences if d.kind.value == "missed_fill")

@@ -52,9 +52,21 @@ class BinanceVenue(CcxtVenue):
             for key, value in list(api.items()):
                 api[key] = _dead_urls(value, "ws" if key == "ws" else "http", key)
             api["public"] = api["private"] = f"{base}/api/v3"
+            api["sapi"] = f"{base}/sapi/v1"
             api["ws"]["ws-api"]["spot"] = f"{ws_base}/ws-api/v3"
             exchange.urls = urls
         return exchange
+
+    async def check_account(self) -> str | None:
+        # with "use BNB to pay fees" on, commissions come in BNB: the ledger books fees in the traded pair's
+        # currencies only (no rate to value a third one), so such an account would stop at its first fill
+        if self.sandbox:
+            return None  # the spot test network has no /sapi endpoints (and no BNB fee discount)
+        setting = await self._call("bnb_burn", self.exchange.sapi_get_bnbburn)
+        if setting.get("spotBNBBurn") in (True, "true"):
+            return ("the account pays trading fees in BNB ('Use BNB to pay for fees' is on): tradeloop books fees "
+                    "only in the traded pair's currencies; turn the setting off on Binance, or use another account")
+        return None
 
     def client_id_of(self, order: dict) -> str | None:
         info = order.get("info") or {}

@@ -301,9 +301,13 @@ class CcxtVenue:
                 skew = self._skew_text()
                 if skew is not None:
                     raise VenueCallError(Outcome("rejected", "clock_skew"), skew)
+            refusal = await self.check_account()
         except VenueCallError as exc:
             await self.exchange.close()
             raise RuntimeError(f"{self.exchange_name}: cannot start account {self.account!r}: {exc}") from None
+        if refusal is not None:
+            await self.exchange.close()
+            raise RuntimeError(f"{self.exchange_name}: cannot start account {self.account!r}: {refusal}")
         missing = [s for s in self.symbols if s not in self.exchange.markets]
         if missing:
             await self.exchange.close()
@@ -348,6 +352,10 @@ class CcxtVenue:
         return int(self.exchange.options.get("timeDifference", 0))
 
     # ------------------------------------------------------------------ venue-specific (subclasses)
+
+    async def check_account(self) -> str | None:
+        """An account setting the platform cannot trade with, as one line; None when there is none."""
+        return None
 
     async def create_order(self, order: OrderRequest, prepared: Prepared) -> dict:
         raise NotImplementedError
@@ -577,6 +585,13 @@ class CcxtVenue:
     def _register_vid(self, tracked: _Order, vid: str | None) -> None:
         if not vid or tracked.venue_order_id == vid:
             return
+        # one venue order is one client order: a second mapping would book one order's fills to another
+        owner = self._by_vid.get(vid)
+        if tracked.venue_order_id is not None or (owner is not None and owner != tracked.cid):
+            log.error("%s: venue order %s not mapped to %s: it is %s's, and %s is venue order %s",
+                      self.exchange_name, vid, tracked.cid, owner, tracked.cid, tracked.venue_order_id)
+            return
+        log.info("%s: order %s is venue order %s", self.exchange_name, tracked.cid, vid)
         tracked.venue_order_id = vid
         self._by_vid[vid] = tracked.cid
         for trade in self._orphans.pop(vid, []):
@@ -668,6 +683,7 @@ class CcxtVenue:
         self._out.append(Fill(fill_id, req.client_order_id, self.account, req.strategy, self.exchange_name,
                               req.symbol, side, _dec(trade.get("price")), quantity, _dec(fee.get("cost")),
                               fee.get("currency") or req.symbol.split("/")[1], liquidity, ts))
+        log.info("%s: trade %s of venue order %s is a fill of %s", self.exchange_name, tid, vid, req.client_order_id)
         tracked.filled += quantity
         tracked.venue_filled = max(tracked.venue_filled, tracked.filled)
         if tracked.filled >= tracked.venue_filled:

@@ -53,6 +53,7 @@ duration, until it ends; ``route`` is a regex over "<METHOD> <endpoint>", e.g. "
                         the rest of a crossing GTC limit rests at its limit
   ws_silent             user-data events are dropped (the socket stays open and answers pings) until cleared
                         or its duration ends
+  bnb_burn              GET sapi/v1/bnbBurn says the account pays fees in BNB ("spotBNBBurn": true) while armed
 Natural faults: a duplicate client order id (send it again), fills while no websocket is connected
 (fake.trade(...) with no client: the events are lost, as on Binance), insufficient balance (set_balance),
 ``fake.drop_ws()`` closes every user-data socket.
@@ -147,6 +148,7 @@ class FakeBinance(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws-api/v3", self._ws_api)
         app.router.add_get("/sapi/v1/system/status", self._system_status)
+        app.router.add_get("/sapi/v1/bnbBurn", self._bnb_burn)
         app.router.add_route("*", "/api/v3/{endpoint:.*}", self._rest)
 
     async def on_shutdown(self) -> None:
@@ -158,6 +160,18 @@ class FakeBinance(FakeServer):
         if self.ex.active_fault(("maintenance",), route="GET system/status", consume=False):
             return web.json_response({"status": 1, "msg": "system maintenance"}, headers=headers)
         return web.json_response({"status": 0, "msg": "normal"}, headers=headers)
+
+    async def _bnb_burn(self, request: web.Request) -> web.Response:
+        """The account's "use BNB to pay fees" setting: on while a ``bnb_burn`` fault is armed."""
+        raw_query = request.raw_path.partition("?")[2]
+        params = dict(parse_qsl(raw_query, keep_blank_values=True))
+        try:
+            with self.ex.lock:
+                self._authenticate(request, raw_query, "", params)
+        except BinanceError as exc:
+            return web.json_response({"code": exc.code, "msg": exc.msg}, status=exc.status)
+        on = bool(self.ex.active_fault(("bnb_burn",), consume=False))
+        return web.json_response({"spotBNBBurn": on, "interestBNBBurn": False}, headers=self._headers(1, False))
 
     def _used_weight(self, add: int) -> int:
         now = time.monotonic()

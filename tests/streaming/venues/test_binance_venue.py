@@ -454,6 +454,19 @@ def test_after_a_restart_query_adopts_the_venues_order_and_submit_works_from_ano
     assert status_of(events, "from-thread")[-1] is OrderStatus.FILLED
 
 
+def test_an_account_paying_fees_in_bnb_is_refused_at_start_with_the_reason(fake):
+    fake.ex.fault("bnb_burn", count=None)
+
+    async def body(v):  # pragma: no cover - start must refuse
+        return None
+
+    with pytest.raises(RuntimeError, match=r"pays trading fees in BNB .*turn the setting off"):
+        run(fake, body)
+    assert ("GET", "order") not in fake.ex.requests and posts(fake) == 0
+    fake.ex.clear_faults("bnb_burn")
+    assert run(fake, lambda v: asyncio.sleep(0, result="started")) == "started"
+
+
 def test_refused_resubscription_falls_back_to_rest_polling_degraded(fake):
     fake.set_price("BTC/USDT", "50000")
 
