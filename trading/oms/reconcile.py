@@ -16,6 +16,9 @@ and lists every ``Difference`` with the action it calls for:
                     come back with the answer) or less than we booked (halted: our books are wrong)
   balance_drift     |venue - expected| beyond tolerance for an asset: REDUCING, or HALTED past
                     ``Tolerance.halt_relative``
+  unattributed_trade  a trade of an order the venue names by an id we do not know, while one of our open
+                    orders of that symbol and side has no venue id yet (a worker killed before storing it):
+                    those orders are queried and the trade waits, never taken for someone else's
 
 The verdict is the most severe difference: ok | reducing | halted, with a reason.  Nothing here ever
 trades to fix a difference: with ``fix_with_trades`` the closing orders a drift would need are listed
@@ -67,6 +70,7 @@ class Kind(str, Enum):
     STATUS_MISMATCH = "status_mismatch"
     FILLED_MISMATCH = "filled_quantity_mismatch"
     BALANCE_DRIFT = "balance_drift"
+    UNATTRIBUTED_TRADE = "unattributed_trade"
 
 
 # -- the venue's side (the adapters build these from ccxt's unified structures) ----------------------
@@ -286,6 +290,17 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
     # venue order id -> our key: trade lists often carry only the venue's order id, and an order the venue
     # lists without a client id may still be one of ours (the venue's id is the one it cannot change)
     by_vid: dict[str, str] = {o.venue_order_id: o.client_order_id for o in ours.orders.values() if o.venue_order_id}
+    # the venue's answers about our orders name their venue ids (a worker killed before it stored them) and
+    # their fills: what maps a trade of theirs to them instead of taking it for someone else's
+    for cid, ans in answers.items():
+        if ans.venue_order_id and cid in ours.orders:
+            by_vid.setdefault(ans.venue_order_id, cid)
+    answered_fill = {f.fill_id: f.client_order_id for f in answer_fills if f.client_order_id in ours.orders}
+    # our open orders without a venue id yet, by (symbol, side): a trade of an order we cannot name may be theirs
+    unnamed: dict[tuple[str, Side], list[str]] = {}
+    for o in ours.orders.values():
+        if o.status.is_open and not o.venue_order_id and not o.external:
+            unnamed.setdefault((o.symbol, o.side), []).append(o.client_order_id)
 
     def key_of(vo: VenueOrder) -> str:
         return by_vid.get(vo.venue_order_id) or external_id(ex, vo)
@@ -302,10 +317,22 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
         fid = fill_id_of(ex, t.trade_id)
         if fid in seen:
             continue
-        cid = t.client_order_id or by_vid.get(t.venue_order_id) or external_id(ex, t)
+        cid = t.client_order_id or by_vid.get(t.venue_order_id) or answered_fill.get(fid) or external_id(ex, t)
         if skip_recent_trades and now - t.ts < tol.settle_ns:
             recent.add(cid)
             in_flight.append(t)
+            continue
+        maybe = unnamed.get((t.symbol, t.side)) if cid not in ours.orders else None
+        if maybe:
+            # not recorded as someone else's while one of ours may own it: those orders are asked about, and
+            # the trade is recorded once the venue has named them (balances compare as if it were)
+            in_flight.append(t)
+            queries.extend((owner, t.symbol) for owner in maybe)
+            diffs.append(Difference(Kind.UNATTRIBUTED_TRADE, Verdict.OK, "query",
+                                    f"venue trade {t.trade_id} of order {t.venue_order_id} ({t.side.value} "
+                                    f"{t.quantity} {t.symbol} @ {t.price}) may be one of our orders the venue has "
+                                    f"not named yet ({', '.join(maybe[:3])}): asked", maybe[0], t.symbol,
+                                    fill_id=fid, venue=t.quantity))
             continue
         seen.add(fid)
         rec = ours.orders.get(cid)
@@ -441,7 +468,7 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
 
     worst, reason = verdict_of(diffs)
     return Reconciliation(now, acct, worst, reason, tuple(diffs), tuple(fills), tuple(events), tuple(externals),
-                          tuple(queries), tuple(proposals), expected)
+                          tuple(dict.fromkeys(queries)), tuple(proposals), expected)
 
 
 def verdict_of(diffs: Iterable[Difference]) -> tuple[Verdict, str]:

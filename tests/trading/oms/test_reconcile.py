@@ -97,6 +97,33 @@ def test_external_trade_after_the_baseline_moves_the_expected_balances():
     assert reconcile(snap, record()).differences == ()
 
 
+def test_a_trade_of_an_order_we_could_not_name_yet_is_never_taken_for_someone_elses():
+    """The soak's case: the worker was killed after sending order o1 and before storing its venue id; the venue
+    filled it.  At the restart the trade names only venue order 1035: it waits (o1 is asked about) instead of
+    being recorded as an external trade, and the venue's answer about o1 then maps it to o1."""
+    sent = ours_order(status=OrderStatus.SUBMITTING, vid=None)
+    t = trade("t36", cid=None, vid="1035", qty="1")
+    snap = VenueSnapshot(NOW, [], [t], {"BTC": D(2), "USDT": D("899.9")})
+    before = record(sent, expected={"BTC": D(1), "USDT": D(1000)}, baseline_ts=T0)
+    first = reconcile(snap, before)
+    assert first.fills == () and first.external_orders == ()
+    assert [d.kind for d in first.differences] == [Kind.UNATTRIBUTED_TRADE, Kind.UNKNOWN_AT_VENUE]
+    assert first.queries == (("o1", "BTC/USDT"),)
+    assert first.verdict is Verdict.REDUCING  # o1 itself is unknown until the venue answers
+    assert not [d for d in first.differences if d.kind is Kind.BALANCE_DRIFT]  # compared as if recorded
+    # the venue answers: o1 is venue order 1035, filled, with its fill
+    answer = OrderEvent("o1", "acct", "momo", "BTC/USDT", OrderStatus.FILLED, D(1), D(0), NOW, None, "1035")
+    fill = Fill(fill_id_of(EX, "t36"), "o1", "acct", "momo", EX, "BTC/USDT", Side.BUY, D(100), D(1), D("0.1"),
+                "USDT", Liquidity.MAKER, t.ts)
+    for kw in ({"answers": {"o1": answer}}, {"answers": {"o1": answer}, "answer_fills": [fill]}):
+        done = reconcile(snap, before, **kw)
+        assert [(f.fill_id, f.client_order_id, f.strategy) for f in done.fills] == [(fill.fill_id, "o1", "momo")]
+        assert Kind.EXTERNAL_TRADE not in [d.kind for d in done.differences] and done.verdict is Verdict.OK
+    # with no order of ours left unnamed, the same trade is someone else's
+    other = reconcile(snap, record(expected={"BTC": D(1), "USDT": D(1000)}, baseline_ts=T0))
+    assert [d.kind for d in other.differences] == [Kind.EXTERNAL_TRADE]
+
+
 def test_order_unknown_at_the_venue_is_queried_then_recorded_from_the_answer():
     snap = VenueSnapshot(NOW, [], [], {})
     rec = reconcile(snap, record(ours_order(status=OrderStatus.UNKNOWN)))
