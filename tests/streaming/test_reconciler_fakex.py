@@ -206,3 +206,49 @@ def test_no_order_reaches_the_exchange_before_the_start_reconciliation_is_ok(fak
     assert outcome.verdict is Verdict.OK, outcome.reason
     assert after.orders and at_venue == len(after.orders)  # once open, the orders do reach the exchange
     assert all(fake.accepted_count(o.client_order_id) == 1 for o in after.orders)
+
+
+def test_a_fill_of_an_order_whose_venue_id_was_never_stored_is_booked_to_that_order(fake, engine):
+    """The worker sent an order and was killed before it stored the venue's id (the row says 'submitting', no
+    venue id); the exchange filled it.  At the restart the venue's trade names only its venue order id: the
+    start reconciliation asks about our order, learns its id from the answer and books the fill to it --
+    never to an "external" order of the same id."""
+    account = f"fx-{uuid.uuid4().hex[:8]}"
+    cid = f"{account}-killed"
+    store = ReconStore(engine, mode=MODE, exchange="binance")
+
+    def venue():
+        return BinanceVenue(account=account, api_key=DEFAULT_KEY, secret=DEFAULT_SECRET, symbols=["BTC/USDT"],
+                            api_url=fake.base_url, timeout_s=3.0, rate_limit_ms=0, strategy_default="t")
+
+    async def start(trader):
+        v = venue()
+        await v.start()
+        try:
+            return await reconcile_at_start(v, trader, store, CFG)
+        finally:
+            await v.close()
+
+    assert asyncio.run(start(_trader(account))).verdict is Verdict.OK  # the first start adopts the balances
+
+    async def send(ex):
+        await ex.load_markets()
+        return await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 49000, {"clientOrderId": cid})
+
+    ex = binance_client(fake.base_url, DEFAULT_KEY, DEFAULT_SECRET)
+    try:
+        asyncio.run(send(ex))
+    finally:
+        asyncio.run(ex.close())
+    _record_sent(engine, account, cid, "0.01", "49000", None, OrderStatus.SUBMITTING)
+    (fill,) = fake.trade("BTC/USDT", "48900", "0.01")
+
+    outcome = asyncio.run(start(_trader(account)))
+    assert outcome.verdict is Verdict.OK, outcome.reason
+    assert "external_trade" not in outcome.reconciliation.counts()
+    assert _q(engine, "SELECT client_order_id, quantity FROM trades WHERE account=:a", a=account) == [
+        (cid, D("0.01"))]
+    assert _q(engine, "SELECT fill_id FROM trades WHERE account=:a", a=account) == [
+        (fill_id_of("binance", str(fill.trade_id)),)]
+    assert _q(engine, "SELECT status, filled_quantity, venue_order_id IS NOT NULL FROM orders WHERE account=:a",
+              a=account) == [("filled", D("0.01"), True)]

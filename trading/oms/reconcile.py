@@ -408,7 +408,7 @@ def reconcile(venue: VenueSnapshot, ours: RecordSnapshot, tolerance: Tolerance |
         filled = rec.filled_quantity + missed.get(key, ZERO)
         ans = answers.get(key)
         if filled >= rec.quantity and (rec.status is not OrderStatus.FILLED or filled != rec.filled_quantity):
-            events.append(event(rec, OrderStatus.FILLED, filled, "reconciled", None))
+            events.append(event(rec, OrderStatus.FILLED, filled, "reconciled", ans.venue_order_id if ans else None))
             if rec.status is not OrderStatus.FILLED:
                 diffs.append(Difference(Kind.STATUS_MISMATCH, Verdict.OK, "record_status",
                                         f"{key}: ours {rec.status.value}, its trades at the venue fill it", key,
