@@ -56,16 +56,6 @@ class Verified:
     kid: str
 
 
-def key_id(key: bytes) -> str:
-    """A key's id: a fingerprint (16 hex digits of SHA-256 over a label and the key). It names the key in
-    envelopes so that a worker can hold an old and a new key while they rotate; it reveals nothing usable."""
-    return hashlib.sha256(b"tradeloop-control-kid:" + key).hexdigest()[:16]
-
-
-def new_key() -> bytes:
-    return secrets.token_bytes(MIN_KEY_BYTES)
-
-
 def new_nonce() -> str:
     return secrets.token_urlsafe(16)
 
