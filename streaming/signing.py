@@ -38,9 +38,10 @@ class ControlRefused(Exception):
     """A control message that is not applied. ``reason`` is one of REASONS (a metric label); ``detail`` a
     one-line explanation that never contains a key or a signature."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", identity: str | None = None) -> None:
         assert reason in REASONS, reason
-        self.reason, self.detail = reason, detail
+        # identity: set when the signature was good (expired, replayed): who signed is known even so
+        self.reason, self.detail, self.identity = reason, detail, identity
         super().__init__(f"control refused ({reason}){': ' + detail if detail else ''}")
 
 
@@ -193,15 +194,17 @@ def verify(envelope: Any, keys: Mapping[str, bytes], *, now_ns: int, max_age_s: 
     window = int(max_age_s * 1e9)
     age = now_ns - ts
     if age > window:
-        raise ControlRefused("expired", f"signed {age / 1e9:.1f} s ago, more than the {max_age_s:g} s allowed")
+        raise ControlRefused("expired", f"signed {age / 1e9:.1f} s ago, more than the {max_age_s:g} s allowed",
+                             identity)
     if -age > window:
-        raise ControlRefused("expired", f"signed {-age / 1e9:.1f} s in the future (clock skew over {max_age_s:g} s)")
+        raise ControlRefused("expired", f"signed {-age / 1e9:.1f} s in the future (clock skew over {max_age_s:g} s)",
+                             identity)
     seen.prune(now_ns, max_age_s)
     if ts <= seen.floor:
         raise ControlRefused("expired", "older than the replay window this worker can still vouch for "
-                                        "(nonce cache full)")
+                                        "(nonce cache full)", identity)
     if nonce in seen:
-        raise ControlRefused("replayed", f"nonce {nonce[:32]!r} was already used")
+        raise ControlRefused("replayed", f"nonce {nonce[:32]!r} was already used", identity)
     seen.add(nonce, ts)
     return Verified(body=body, identity=identity, source=source, ts=ts, nonce=nonce, kid=kid)
 
