@@ -153,9 +153,14 @@ class Settings(BaseSettings):
     recon_fix_with_trades: bool = Field(False, description="List (never send) the orders that would close a "
                                                            "balance drift, in the run's row, for an operator.")
     control_token: str | None = Field(
-        None, description="Bearer token for control actions (kill switch, resume, swap). Unset: one is "
-                          "generated on first use into <home>/control-token (mode 0600).",
+        None, description="Bearer token the worker asks of callers from other hosts for its account pages "
+                          "(/positions /orders /risk /model) and POST /control (whose body must also be signed with "
+                          "the control-signing key). Unset: one is generated on first use into <home>/control-token "
+                          "(mode 0600).",
     )
+    control_max_age_s: float = Field(
+        30.0, gt=0, le=3600, description="A signed control message older (or further in the future) than this is "
+                                         "refused as expired; its nonce is remembered this long against replays.")
 
     # ---- autonomy: the loop's cadence (orchestration/automation.py); every schedule and sensor runs by default --
     cron_market_data: str = Field("10 0 * * *", description="Yesterday's market data, every symbol (cron, UTC).")

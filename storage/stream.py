@@ -126,12 +126,14 @@ def _write_rows(run, mode: str, account: str, bars, orders, events, fills, posit
 
 
 def write_audit(conn: sa.Connection, event_id: str, ts_ns: int, actor: str, action: str, scope: str, reason: str,
-                details: dict) -> None:
-    """One audit_log row; a replayed event id adds nothing."""
+                details: dict, *, identity: str | None = None, source: str | None = None) -> None:
+    """One audit_log row; a replayed event id adds nothing. ``identity``: who was authenticated (a verified
+    control message's signer), ``source``: where the action came from; None for the platform's own decisions.
+    audit_log is append-only (0013): rows are never updated, so the first write of an event id is the record."""
     conn.exec_driver_sql(
-        "INSERT INTO audit_log (event_id, ts, actor, action, scope, reason, details)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-        (event_id, ts_of(ts_ns), actor, action, scope, reason, orjson.dumps(details).decode()))
+        "INSERT INTO audit_log (event_id, ts, actor, action, scope, reason, details, identity, source)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+        (event_id, ts_of(ts_ns), actor, action, scope, reason, orjson.dumps(details).decode(), identity, source))
 
 
 def write_risk_metrics(conn: sa.Connection, account: str, metrics: dict, ts_ns: int) -> int:

@@ -1,5 +1,5 @@
 """The worker's agents: ``trade``, the hot path over ``market.ticks``, and ``control``, operator actions
-sent as messages (the same actions as POST /control/{action})."""
+sent as signed messages (the same actions as POST /control/{action}; streaming/control.py verifies them)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import orjson
 from streaming import metrics, wiring
 from streaming import records as rec
 from streaming.app import app, control_topic, out, settings, ticks_topic, worker
-from streaming.control import apply_control
+from streaming.control import receive
 from streaming.intake import park, tick_items
 from streaming.outbox import flush
+from streaming.signing import ControlRefused
 from trading.records import Tick
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,14 @@ def _not_traded(symbol: str) -> None:
 
 @app.agent(control_topic)
 async def control(stream: faust.StreamT) -> None:
-    """Operator actions sent as messages (the web API applies the same actions directly)."""
+    """Operator actions sent as signed messages (the web API applies the same actions directly). A refused
+    message is counted and audited by ``receive`` and then dropped: parking it would only copy it elsewhere."""
     async for event in stream.events():
+        msg = event.message
         try:
-            await apply_control(rec.Control.from_data(orjson.loads(event.value)))
-        except Exception as exc:  # noqa: BLE001
+            await receive(event.value, f"topic:{msg.topic}", refusal_id=(msg.topic, msg.partition, msg.offset),
+                          refusal_ts_ns=int(msg.timestamp * 1e9) if msg.timestamp else None)
+        except ControlRefused:
+            pass
+        except Exception as exc:  # noqa: BLE001 -- verified but not applicable (ControlError), or a failure
             await park(out.deadletter, event, f"{type(exc).__name__}: {exc}")

@@ -1,5 +1,11 @@
 """Operator actions -- kill switch, resume, strategy swap, limit changes -- from the ``control`` topic or
-POST /control/{action}: applied to the Trader, written to audit_log (who, why), effects flushed.
+POST /control/{action}: accepted only as envelopes signed with the ``control-signing`` key (streaming/signing.py),
+applied to the Trader, written to audit_log (the verified identity and source, why), effects flushed.
+
+Whatever is not a valid, fresh, first-seen envelope is refused: counted (tradeloop_control_refused_total{reason})
+and written to audit_log as ``control_refused`` -- nothing applied. A replay is caught by the in-memory nonce
+cache within the age window and, across a worker restart, by the applied command's audit row: its event id is
+derived from the nonce and its ts is the signed ts, so one primary-key lookup finds it.
 
 Swaps and limit changes are also kept in ``stream_runtime`` (storage/releases.py), in the audit row's
 transaction, so that a restarted worker comes back with them (streaming/releases.py restores them); a
@@ -8,40 +14,152 @@ kill switch is restored from its audit row."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import time
 from typing import Any
 
 import orjson
 
+from streaming import metrics, signing
 from streaming import records as rec
 from streaming import wiring
 from streaming.app import settings, worker
 from streaming.outbox import flush
 from trading.risk.limits import merge_overrides
 
+log = logging.getLogger(__name__)
 ACTIONS = ("kill_switch", "resume", "swap_strategy", "set_limits")
+KEY_RELOAD_S = 10.0  # an unknown kid re-reads the key store at most this often (a rotated key is picked up)
 
 
 class ControlError(ValueError):
     pass
 
 
-def from_http(action: str, body: Any) -> rec.Control:
-    """The Control record of a POST /control/{action} with a JSON ``body``."""
-    if not isinstance(body, dict):
-        raise ControlError("body must be a JSON object")
-    return rec.Control(
-        command_id=str(body.get("command_id", "")), action=action.replace("-", "_"),
-        account=str(body.get("account", settings.account)), who=str(body.get("who", "")),
-        reason=str(body.get("reason", "")), flatten=bool(body.get("flatten", False)),
-        slot=str(body.get("slot", "")), strategy=str(body.get("strategy", "")),
-        params=orjson.dumps(body.get("params", {})).decode(), ts=time.time_ns())
+class _Keys:
+    """The verification keys (kid -> key), read from the secret provider on first use; none is fail closed:
+    every message is refused as unknown_key until the key exists (`tradeloop up` generates it)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, bytes] = {}
+        self.loaded_at = float("-inf")
+        self.error = ""
+
+    async def get(self, force: bool = False) -> dict[str, bytes]:
+        if (not self.keys or force) and time.monotonic() - self.loaded_at >= (KEY_RELOAD_S if self.keys else 1.0):
+            from deploy.secrets import SecretsError, control_signing_key
+
+            self.loaded_at = time.monotonic()
+            try:
+                kid, key = await asyncio.to_thread(control_signing_key, settings, False)
+            except SecretsError as exc:  # one line, never the value
+                if str(exc) != self.error:
+                    log.warning("control messages are refused until the control-signing key can be read: %s", exc)
+                self.error = str(exc)
+            else:
+                self.keys = {**self.keys, kid: key}
+                self.error = ""
+        return self.keys
 
 
-async def apply_control(cmd: rec.Control) -> dict:
-    """Apply one operator action to the trader, write it to audit_log (who, why), flush its effects."""
+KEYS = _Keys()
+SEEN = signing.NonceCache()
+
+
+def event_id_of(nonce: str) -> str:
+    """The audit event id of the command with this nonce (the persistent half of the replay check)."""
     from trading.records import stable_id
 
+    return stable_id("control", nonce)
+
+
+async def receive(raw: bytes, transport: str, *, url_action: str | None = None,
+                  refusal_id: tuple = (), refusal_ts_ns: int | None = None) -> dict:
+    """Verify one control message and apply it. ``transport``: where it came in (``topic:<name>`` or
+    ``http:<peer>``), the refusal's audit source. ``refusal_id``/``refusal_ts_ns``: what identifies this
+    delivery, so that a redelivered refusal adds no second row. Raises ControlRefused (counted and audited
+    here) or ControlError (verified, but not applicable)."""
+    await wiring.start_trader(worker, settings)  # the store, for the replay check and the audit rows
+    envelope: Any = None
+    try:
+        envelope = signing.decode(raw)
+        verified = await _verify(envelope)
+        event_id = event_id_of(verified.nonce)
+        if await asyncio.to_thread(worker.store.run, lambda conn: _applied(conn, event_id, verified.ts)):
+            raise signing.ControlRefused("replayed", "this command was already applied (audit_log)",
+                                         verified.identity)
+    except signing.ControlRefused as refused:
+        await _refused(refused, envelope, transport, raw, refusal_id, refusal_ts_ns)
+        raise
+    body = verified.body
+    action = str(body.get("action", ""))
+    if url_action is not None and url_action.replace("-", "_") != action:
+        raise ControlError(f"the URL's action {url_action!r} is not the signed body's {action!r}")
+    if not isinstance(body.get("account"), str) or not body["account"]:
+        raise ControlError("a control message needs its `account`")
+    cmd = rec.Control(
+        command_id=event_id, action=action, account=body["account"], who=verified.identity,
+        reason=str(body.get("reason", "")), flatten=bool(body.get("flatten", False)), slot=str(body.get("slot", "")),
+        strategy=str(body.get("strategy", "")), params=orjson.dumps(body.get("params", {})).decode(), ts=verified.ts)
+    return await apply_control(cmd, source=verified.source, transport=transport, kid=verified.kid)
+
+
+async def _verify(envelope: Any) -> signing.Verified:
+    def attempt(keys: dict) -> signing.Verified:
+        return signing.verify(envelope, keys, now_ns=time.time_ns(), max_age_s=settings.control_max_age_s, seen=SEEN)
+
+    try:
+        return attempt(await KEYS.get())
+    except signing.ControlRefused as refused:
+        if refused.reason != "unknown_key":
+            raise
+        retry = await KEYS.get(force=True)
+        if KEYS.error and not retry:
+            raise signing.ControlRefused("unknown_key", "this worker cannot read the control-signing key") from None
+        return attempt(retry)
+
+
+def _applied(conn, event_id: str, ts_ns: int) -> bool:
+    from storage.stream import ts_of
+
+    return conn.exec_driver_sql("SELECT 1 FROM audit_log WHERE event_id = %s AND ts = %s",
+                                (event_id, ts_of(ts_ns))).first() is not None
+
+
+def _claimed(envelope: Any) -> dict:
+    """What an unverified message says about itself, cut short: for the reader of the audit row, not trusted."""
+    if not isinstance(envelope, dict):
+        return {"type": type(envelope).__name__}
+    out: dict = {}
+    for name in ("identity", "source", "kid", "who"):
+        if isinstance(envelope.get(name), str):
+            out[name] = envelope[name][:64]
+    body = envelope.get("body") if isinstance(envelope.get("body"), dict) else envelope
+    if isinstance(body.get("action"), str):
+        out["action"] = body["action"][:64]
+    return out
+
+
+async def _refused(refused: signing.ControlRefused, envelope: Any, transport: str, raw: bytes, refusal_id: tuple,
+                   refusal_ts_ns: int | None) -> None:
+    from storage.stream import write_audit
+    from trading.records import stable_id
+
+    metrics.CONTROL_REFUSED.labels(refused.reason).inc()
+    ts = refusal_ts_ns or time.time_ns()
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    event_id = stable_id("control_refused", refused.reason, transport, digest, *(refusal_id or (ts,)))
+    details = {"detail": refused.detail, "transport": transport, "claimed": _claimed(envelope), "sha256": digest}
+    log.warning("control refused (%s) from %s: %s", refused.reason, transport, refused.detail)
+    await asyncio.to_thread(worker.store.run, lambda conn: write_audit(
+        conn, event_id, ts, refused.identity or "unauthenticated", "control_refused", f"account:{settings.account}",
+        refused.reason, details, identity=refused.identity, source=transport))
+
+
+async def apply_control(cmd: rec.Control, *, source: str, transport: str, kid: str) -> dict:
+    """Apply one verified operator action to the trader, write it to audit_log (who -- the verified identity --,
+    from where, why), flush its effects. Only ``receive`` calls this, with a verified command."""
     trader = await wiring.start_trader(worker, settings)
     if cmd.account != trader.account:
         raise ControlError(f"control for account {cmd.account!r}, this worker trades {trader.account!r}")
@@ -60,11 +178,11 @@ async def apply_control(cmd: rec.Control) -> dict:
         trader.set_limits(params)
     else:
         raise ControlError(f"unknown control action {cmd.action!r} ({', '.join(ACTIONS)})")
-    ts = cmd.ts or time.time_ns()
-    event_id = cmd.command_id or stable_id("control", cmd.action, cmd.who, ts)
-    details = {"flatten": cmd.flatten, "slot": cmd.slot, "strategy": cmd.strategy, "params": params}
+    ts, event_id = cmd.ts, cmd.command_id
+    details = {"flatten": cmd.flatten, "slot": cmd.slot, "strategy": cmd.strategy, "params": params,
+               "transport": transport, "kid": kid}
     await asyncio.to_thread(worker.store.run, lambda conn: _record(conn, cmd, trader.account, params, event_id, ts,
-                                                                   details))
+                                                                   details, source))
     if cmd.action == "swap_strategy":
         worker.slot_overrides[cmd.slot] = ts  # newer than any release promoted so far: the slot stays swapped
     elif cmd.action == "set_limits":
@@ -73,12 +191,14 @@ async def apply_control(cmd: rec.Control) -> dict:
     return {"ok": True, "action": cmd.action, "state": trader.state.value, "event_id": event_id}
 
 
-def _record(conn, cmd: rec.Control, account: str, params: dict, event_id: str, ts: int, details: dict) -> None:
+def _record(conn, cmd: rec.Control, account: str, params: dict, event_id: str, ts: int, details: dict,
+            source: str) -> None:
     """The audit row and, for swaps and limit changes, what a restarted worker restores: one transaction."""
     from storage import releases as rel
     from storage.stream import write_audit
 
-    write_audit(conn, event_id, ts, cmd.who, cmd.action, f"account:{account}", cmd.reason, details)
+    write_audit(conn, event_id, ts, cmd.who, cmd.action, f"account:{account}", cmd.reason, details,
+                identity=cmd.who, source=source)
     if cmd.action == "swap_strategy":
         rel.save_slot(conn, account, cmd.slot, cmd.strategy, params, actor=cmd.who, reason=cmd.reason, ts_ns=ts)
     elif cmd.action == "set_limits":

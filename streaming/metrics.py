@@ -31,6 +31,10 @@ WEIGHTS_AGE = Gauge("tradeloop_target_weights_age_hours",
                     "Age of the target weights a target_rebalance slot trades: hours since their day ended "
                     "(fresh: 0-24; +Inf = none loaded); stale beyond TRADELOOP_WEIGHTS_MAX_AGE_HOURS",
                     ["slot"], registry=REGISTRY)
+CONTROL_REFUSED = Counter("tradeloop_control_refused", "Control messages refused, nothing applied (unsigned, "
+                          "malformed, unknown_key, bad_signature, expired, replayed; unauthenticated: a page or "
+                          "POST /control from off the machine without the bearer token)", ["reason"],
+                          registry=REGISTRY)
 VAR_SCENARIOS = Gauge("tradeloop_var_scenarios", "Return scenarios loaded for VaR (0 = none, see GET /risk)",
                       registry=REGISTRY)
 

@@ -1,9 +1,17 @@
 """The worker's pages: /health, /ready, /metrics, the JSON views /positions /orders /risk /model, and
-POST /control/{action} (bearer token)."""
+POST /control/{action} (a signed envelope, streaming/signing.py).
+
+Who may ask: /health, /ready and /metrics answer anyone who can reach the worker's bind address -- the
+supervisor, Kubernetes probes and Prometheus poll them without credentials, and they show liveness and
+counters, not accounts. /positions /orders /risk /model (an account's positions and orders) and POST /control
+answer loopback peers, or others with the bearer token (settings.get_control_token). The peer is the TCP peer:
+a proxy's X-Forwarded-For is not trusted (a proxy on this machine would make every request loopback -- put the
+gateway, not a proxy, in front). /control needs a valid signature on top, whoever asks."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from typing import Any, Callable
 
@@ -12,16 +20,35 @@ import orjson
 
 from streaming import metrics
 from streaming.app import app, settings, worker
-from streaming.control import apply_control, from_http
+from streaming.control import ControlError, receive
 from streaming.outbox import update_gauges
+from streaming.signing import ControlRefused
+
+
+def trusted(request: Any) -> bool:
+    """A loopback peer, or the bearer token."""
+    try:
+        if request.remote and ipaddress.ip_address(request.remote.split("%")[0]).is_loopback:
+            return True
+    except ValueError:
+        pass
+    auth = request.headers.get("Authorization", "")
+    return auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), settings.get_control_token().encode())
+
+
+def _untrusted(web: Any) -> Any:
+    metrics.CONTROL_REFUSED.labels("unauthenticated").inc()
+    return _json(web, {"error": "missing or wrong bearer token"}, 401)
 
 
 def _json(web: Any, body: Any, status: int = 200) -> Any:
     return web.bytes(orjson.dumps(body, default=str), content_type="application/json", status=status)
 
 
-def _trader_view(web: Any, view: Callable[[Any], Any]) -> Any:
-    """``view(trader)`` as JSON, or 503 until the worker has rebuilt its Trader from Postgres."""
+def _trader_view(web: Any, request: Any, view: Callable[[Any], Any]) -> Any:
+    """``view(trader)`` as JSON to a trusted caller, or 503 until the worker has rebuilt its Trader from Postgres."""
+    if not trusted(request):
+        return _untrusted(web)
     trader = worker.trader
     if trader is None:
         return _json(web, {"error": "not ready"}, 503)
@@ -49,17 +76,17 @@ async def metrics_page(web, request):
 
 @app.page("/positions")
 async def positions_page(web, request):
-    return _trader_view(web, lambda t: {"account": t.account, "positions": t.positions_view()})
+    return _trader_view(web, request, lambda t: {"account": t.account, "positions": t.positions_view()})
 
 
 @app.page("/orders")
 async def orders_page(web, request):
-    return _trader_view(web, lambda t: {"account": t.account, "open_orders": t.open_orders_view()})
+    return _trader_view(web, request, lambda t: {"account": t.account, "open_orders": t.open_orders_view()})
 
 
 @app.page("/risk")
 async def risk_page(web, request):
-    return _trader_view(web, lambda t: t.risk_view())
+    return _trader_view(web, request, lambda t: t.risk_view())
 
 
 def _model_view(trader: Any) -> dict:
@@ -73,21 +100,25 @@ def _model_view(trader: Any) -> dict:
 async def model_page(web, request):
     """What each model-driven slot serves: versions, alias status, registry warnings, why it is flat,
     last scores; for target_rebalance slots, the target_weights they hold."""
-    return _trader_view(web, _model_view)
+    return _trader_view(web, request, _model_view)
 
 
 @app.page("/control/{action}")
 class ControlView(faust.web.View):
-    """POST /control/kill_switch|resume|swap_strategy|set_limits with a bearer token; JSON body:
-    {"who": ..., "reason": ..., "flatten": bool, "slot": ..., "strategy": ..., "params": {...}}."""
+    """POST /control/kill_switch|resume|swap_strategy|set_limits; the body is a signed envelope whose body holds
+    {"action": <the URL's>, "account": ..., "reason": ..., "flatten": bool, "slot": ..., "strategy": ...,
+    "params": {...}}. Who did it is the envelope's verified identity."""
 
     async def post(self, request, action: str):
-        auth = request.headers.get("Authorization", "")
-        token = settings.get_control_token()
-        if not auth.startswith("Bearer ") or not hmac.compare_digest(auth[7:].encode(), token.encode()):
-            return _json(self.web, {"error": "missing or wrong bearer token"}, 401)
+        if not trusted(request):
+            # not audited: anyone who can reach the port could otherwise grow the audit log at will
+            return _untrusted(self.web)
+        raw = await request.read()
         try:
-            result = await apply_control(from_http(action, orjson.loads(await request.read() or b"{}")))
-        except (ValueError, orjson.JSONDecodeError) as exc:
+            result = await receive(raw, f"http:{request.remote}", url_action=action,
+                                   refusal_id=(request.remote, time.time_ns()))
+        except ControlRefused as exc:
+            return _json(self.web, {"error": str(exc), "reason": exc.reason}, 400 if exc.reason == "malformed" else 401)
+        except (ControlError, ValueError) as exc:  # verified but not applicable
             return _json(self.web, {"error": f"{type(exc).__name__}: {exc}"}, 400)
         return _json(self.web, result)

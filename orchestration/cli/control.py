@@ -2,6 +2,8 @@
 
 Plain HTTP to the worker's web server (Settings.worker_url) with the control bearer token; no Faust
 import, so the commands start fast.  A worker that is not running gives one line and exit status 1.
+Control actions are signed envelopes (streaming/signing.py) with the ``control-signing`` key of the secret
+provider (generated on first use); the worker takes who did it from the signature: ``cli:<os user>``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,9 @@ def _settings() -> Any:
 def _call(path: str, body: dict | None = None, timeout: float = 10.0) -> dict:
     s = _settings()
     url = s.worker_url + path
-    headers = {"Content-Type": "application/json"}
-    data = None
-    if body is not None:
-        headers["Authorization"] = f"Bearer {s.get_control_token()}"
-        data = json.dumps(body).encode()
+    # the token: the worker's pages answer other hosts only with it (loopback needs none)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {s.get_control_token()}"}
+    data = None if body is None else _signed(s, body)
     req = urllib.request.Request(url, data=data, headers=headers, method="POST" if body is not None else "GET")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -44,29 +44,42 @@ def _call(path: str, body: dict | None = None, timeout: float = 10.0) -> dict:
         raise click.ClickException(f"worker is not running at {s.worker_url} ({reason})") from None
 
 
-def _who(who: str | None) -> str:
+def _signed(settings: Any, body: dict) -> bytes:
+    """``body`` as an envelope signed for ``cli:<os user>`` (the lead will route this through the gateway)."""
+    import socket
+
+    from deploy.secrets import SecretsError, control_signing_key
+    from streaming.signing import encode, sign
+
     try:
-        return who or getpass.getuser()
+        kid, key = control_signing_key(settings, create=True)
+    except SecretsError as exc:
+        raise click.ClickException(f"cannot sign the control message: {exc}") from None
+    return encode(sign({**body, "account": settings.account}, key, kid=kid, identity=f"cli:{_user()}",
+                       source=f"cli@{socket.gethostname()}"))
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
     except (KeyError, OSError):
-        return "operator"
+        return "unknown"
 
 
 @click.command("kill-switch")
 @click.option("--flatten", is_flag=True, help="Also close every position (the risk engine's liquidation orders).")
 @click.option("--reason", default="operator kill switch", show_default=True, help="Why (written to audit_log).")
-@click.option("--who", default=None, help="Who (default: the current user).")
-def kill_switch(flatten: bool, reason: str, who: str | None) -> None:
+def kill_switch(flatten: bool, reason: str) -> None:
     """HALT trading of the account now; open orders are canceled."""
-    out = _call("/control/kill_switch", {"flatten": flatten, "reason": reason, "who": _who(who)})
+    out = _call("/control/kill_switch", {"action": "kill_switch", "flatten": flatten, "reason": reason})
     click.echo(f"trading state: {out['state']} (audit event {out['event_id']})")
 
 
 @click.command("resume")
 @click.option("--reason", default="operator resume", show_default=True, help="Why (written to audit_log).")
-@click.option("--who", default=None, help="Who (default: the current user).")
-def resume(reason: str, who: str | None) -> None:
+def resume(reason: str) -> None:
     """Clear the kill switch (and every other halt cause) of the account."""
-    out = _call("/control/resume", {"reason": reason, "who": _who(who)})
+    out = _call("/control/resume", {"action": "resume", "reason": reason})
     click.echo(f"trading state: {out['state']} (audit event {out['event_id']})")
 
 

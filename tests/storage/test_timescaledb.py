@@ -145,6 +145,11 @@ def test_stream_and_batch_rows_land_in_chunks(ts_engine):
                               {"e": exchange, "a": account}).one()
     assert all(len(w) == 1 and next(iter(w)).startswith("_timescaledb_internal._hyper_") for w in where.values()), where
     assert tuple(counts) == (2, 1, 1)  # the stream's bar (BTC) and the batch layer's (ETH)
+    # audit_log stays append-only as a hypertable (0013): the row trigger reaches its chunks
+    chunk = next(iter(where["audit_log"]))
+    for sql in (f"UPDATE audit_log SET reason = 'x' WHERE scope = '{account}'", f"DELETE FROM {chunk}"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), ts_engine.begin() as conn:
+            conn.execute(sa.text(sql))
 
 
 def test_retention_drops_whole_chunks_past_the_cutoff(ts_engine):

@@ -19,6 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-control-token"
+PASSPHRASE = "test-secrets-passphrase"  # of the worker's key file (<home>/secrets.enc): the control-signing key
 FAST = {"t": ["sma_cross", {"fast": 3, "slow": 8}]}  # trades within minutes of sim time
 
 
@@ -70,6 +71,46 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list[byte
         return out
 
     return asyncio.run(run())
+
+
+_KEYS: dict[str, tuple[str, bytes]] = {}
+
+
+def control_key(env: dict) -> tuple[str, bytes]:
+    """(kid, key) of the stream's control-signing key, from its home's key file (generated on first use), as
+    the CLI and the gateway get it: deploy.secrets.control_signing_key."""
+    from deploy.secrets import FileBackend, SecretProvider, control_signing_key
+
+    home = env["TRADELOOP_HOME"]
+    if home not in _KEYS:
+        provider = SecretProvider(FileBackend(Path(home) / "secrets.enc",
+                                              passphrase=lambda new: env["TRADELOOP_SECRETS_PASSPHRASE"]))
+        _KEYS[home] = control_signing_key(None, True, provider)  # settings unused: the provider is given
+    return _KEYS[home]
+
+
+def signed_control(env: dict, action: str, *, identity: str = "user:tester", source: str = "10.9.8.7",
+                   key: bytes | None = None, now_ns: int | None = None, **body) -> bytes:
+    """A control message for the stream's account, signed (streaming/signing.py) with its key -- or ``key``
+    (a forgery) -- ready to produce to the control topic or POST to /control/{action}."""
+    from streaming.signing import encode, sign
+
+    kid, real = control_key(env)
+    return encode(sign({"action": action, "account": env["TRADELOOP_ACCOUNT"], **body}, key or real, kid=kid,
+                       identity=identity, source=source, now_ns=now_ns))
+
+
+def post_control(url: str, action: str, data: bytes, token: str | None = None) -> tuple[int, dict]:
+    """POST /control/{action}: (status, JSON answer), errors included."""
+    import urllib.error
+
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(f"{url}/control/{action}", data=data, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
 
 
 @dataclass
@@ -132,18 +173,19 @@ def stream_env(pg_url, kafka_bootstrap, stack_settings, tmp_path):
     env = {**os.environ, "DATABASE_URL": pg_url, "KAFKA_BOOTSTRAP": kafka_bootstrap,
            "TRADELOOP_HOME": str(tmp_path), "TRADELOOP_TOPIC_PREFIX": prefix,
            "TRADELOOP_STREAM_APP_ID": f"stream-{tag}", "TRADELOOP_ACCOUNT": f"acct-{tag}",
-           "TRADELOOP_CONTROL_TOKEN": TOKEN, "TRADELOOP_STREAM_EXCHANGE": f"sim-{tag}", "TRADELOOP_WORKER_PORT": str(free_port()),
+           "TRADELOOP_CONTROL_TOKEN": TOKEN, "TRADELOOP_SECRETS_BACKEND": "file",
+           "TRADELOOP_SECRETS_PASSPHRASE": PASSPHRASE, "TRADELOOP_STREAM_EXCHANGE": f"sim-{tag}", "TRADELOOP_WORKER_PORT": str(free_port()),
            "TRADELOOP_TOPIC_PARTITIONS": str(stack_settings.topic_partitions),
            "TRADELOOP_STREAM_STRATEGIES": json.dumps(FAST), "PYTHONPATH": str(REPO)}
     return env
 
 
-def start_worker(env: dict, log: Path) -> Worker:
+def start_worker(env: dict, log: Path, web_host: str = "127.0.0.1") -> Worker:
     port = env["TRADELOOP_WORKER_PORT"]
     fh = open(log, "ab")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "faust"), "-A", "streaming.app", "worker", "-l", "info",
-         "--web-host", "127.0.0.1", "--web-port", port],
+         "--web-host", web_host, "--web-port", port],
         cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     return Worker(proc, f"http://127.0.0.1:{port}", env, log)
 

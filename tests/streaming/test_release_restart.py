@@ -9,18 +9,16 @@ import json
 import signal
 import subprocess
 import sys
-import urllib.request
 
 import sqlalchemy as sa
 
-from tests.streaming.conftest import TOKEN, produce_ticks, sim_ticks, wait_until
+from tests.streaming.conftest import post_control, produce_ticks, signed_control, sim_ticks, wait_until
 
 
 def _post(w, action: str, body: dict) -> dict:
-    req = urllib.request.Request(w.url + f"/control/{action}", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+    status, answer = post_control(w.url, action, signed_control(w.env, action, **body))
+    assert status == 200, answer
+    return answer
 
 
 def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -54,10 +52,10 @@ def test_worker_restart_keeps_release_swaps_limits_and_shadow(stream_env, worker
     assert w.get("/risk")["slots"]["t"]["params"]["fast"] == 4
 
     # run-time changes through the control endpoint: a strategy swap and two limit changes
-    _post(w, "swap_strategy", {"who": "tester", "reason": "calmer", "slot": "m", "strategy": "breakout",
+    _post(w, "swap_strategy", {"reason": "calmer", "slot": "m", "strategy": "breakout",
                                "params": {"window": 30, "exit_window": 12}})
-    _post(w, "set_limits", {"who": "tester", "reason": "tighter", "params": {"account": {"max_open_orders": 7}}})
-    _post(w, "set_limits", {"who": "tester", "reason": "slower",
+    _post(w, "set_limits", {"reason": "tighter", "params": {"account": {"max_open_orders": 7}}})
+    _post(w, "set_limits", {"reason": "slower",
                             "params": {"strategy_defaults": {"max_orders_per_minute": 99}}})
     # the old release runs in shadow beside the new one
     r = _cli(stream_env, "shadow", "sma_cross", "1", "--reason", "A/B")

@@ -93,37 +93,39 @@ def test_worker_trades_stores_serves_and_obeys_the_kill_switch(worker_factory, s
     assert 'tradeloop_order_events_total{status="filled"}' in metrics
     assert "tradeloop_decision_seconds_bucket" in metrics
 
-    # control: no token -> 401; CLI kill switch -> halted and audited; resume -> active
+    # control: unsigned -> 401 (refused, audited); CLI kill switch (signed as cli:<user>) -> halted and audited
+    import getpass
     import urllib.error
     import urllib.request
-    req = urllib.request.Request(w.url + "/control/kill_switch", data=b"{}", method="POST")
+    req = urllib.request.Request(w.url + "/control/kill_switch", data=b'{"who": "me"}', method="POST")
     try:
         urllib.request.urlopen(req, timeout=5)
-        raise AssertionError("control without a token was accepted")
+        raise AssertionError("an unsigned control message was accepted")
     except urllib.error.HTTPError as exc:
-        assert exc.code == 401
+        assert exc.code == 401 and json.loads(exc.read())["reason"] == "unsigned"
+    assert w.get("/risk")["state"] == "active"
 
     cli = [sys.executable, "-c", "from orchestration.cli.control import kill_switch, resume, risk; import sys;"
            " {'kill': kill_switch, 'resume': resume, 'risk': risk}[sys.argv[1]](sys.argv[2:])"]
     env = {**stream_env}
-    r = subprocess.run(cli + ["kill", "--reason", "test halt", "--who", "tester"], env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(cli + ["kill", "--reason", "test halt"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "halted" in r.stdout
     assert w.get("/risk")["state"] == "halted"
     r = subprocess.run(cli + ["risk", "report"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "HALTED" in r.stdout, r.stderr
     with engine.connect() as c:
-        row = c.execute(sa.text("SELECT actor, reason FROM audit_log WHERE scope=:s AND action='kill_switch'"),
-                        {"s": f"account:{account}"}).one()
-    assert tuple(row) == ("tester", "test halt")
+        row = c.execute(sa.text("SELECT actor, reason, identity, source FROM audit_log WHERE scope=:s"
+                                " AND action='kill_switch'"), {"s": f"account:{account}"}).one()
+    assert tuple(row)[:3] == (f"cli:{getpass.getuser()}", "test halt", f"cli:{getpass.getuser()}")
+    assert row.source.startswith("cli@")
 
     # while halted, new decisions are rejected by risk
     produce_ticks(kafka_bootstrap, prefix, [t for t in sim_ticks(150, ex)[len(ticks):]])
     w.wait_ticks(len(sim_ticks(150, ex)))
     assert any(k.startswith("account_halted") for k in w.get("/risk")["rejects"]), w.get("/risk")["rejects"]
 
-    r = subprocess.run(cli + ["resume", "--who", "tester"], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(cli + ["resume"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "active" in r.stdout, r.stderr
 
     # a poisoned message is parked on the deadletter topic with its error; the agent goes on
