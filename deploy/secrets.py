@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 VENUES = ("binance", "coinbase")
 PERMISSIONS = ("read", "trade")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
+# the platform's own secrets (signing keys), apart from the exchange keys: in the file under this entry (a name no
+# exchange key can have), in vault under <vault_path>/_secrets/<name>, in the environment as TRADELOOP_SECRET_<NAME>
+SECRET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+SECRETS_ENTRY = "_secrets"
 PASSPHRASE_ENV = "TRADELOOP_SECRETS_PASSPHRASE"
 # Scrypt cost: 2**15 x 8 x 128 B = 32 MiB and ~0.1 s per derivation (OWASP's minimum is 2**17 x 8 x 1 for
 # password hashing at a login rate; a key file is opened once per process start)
@@ -103,6 +107,16 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_secret_name(name: str) -> str:
+    if not SECRET_NAME_RE.match(name or ""):
+        raise SecretsError(f"secret name {name!r} must be 1-32 lower-case letters, digits or '-'")
+    return name
+
+
+def secret_env_var(name: str) -> str:
+    return "TRADELOOP_SECRET_" + check_secret_name(name).upper().replace("-", "_")
+
+
 def check_venue(venue: str) -> str:
     if venue not in VENUES:
         raise SecretsError(f"venue {venue!r} is not one of {', '.join(VENUES)}")
@@ -147,6 +161,8 @@ class Backend(Protocol):
     def list(self) -> list[KeyRecord]: ...
     def put(self, record: KeyRecord) -> None: ...
     def remove(self, name: str) -> None: ...
+    def get_secret(self, name: str) -> str | None: ...
+    def put_secret(self, name: str, value: str) -> str: ...
 
 
 # ---- env ------------------------------------------------------------------------------------------------
@@ -185,6 +201,13 @@ class EnvBackend:
     def remove(self, name: str) -> None:
         raise SecretsError(f"the env key store is read-only: unset TRADELOOP_KEY_{name.upper()}_* in the "
                            f"environment to remove key {name!r}")
+
+    def get_secret(self, name: str) -> str | None:
+        return self.environ.get(secret_env_var(name)) or None
+
+    def put_secret(self, name: str, value: str) -> str:
+        raise SecretsError(f"the env key store is read-only: set {secret_env_var(name)} (32 random bytes, e.g. "
+                           f"`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
 
 
 # ---- file -----------------------------------------------------------------------------------------------
@@ -282,7 +305,20 @@ class FileBackend:
         return _from_stored(name, records[name], self.name)
 
     def list(self) -> list[KeyRecord]:
-        return [_from_stored(n, d, self.name) for n, d in sorted(self._load().items())]
+        return [_from_stored(n, d, self.name) for n, d in sorted(self._load().items()) if n != SECRETS_ENTRY]
+
+    def get_secret(self, name: str) -> str | None:
+        return (self._load().get(SECRETS_ENTRY) or {}).get(check_secret_name(name))
+
+    def put_secret(self, name: str, value: str) -> str:
+        """Store ``value`` unless the name exists; returns what is stored (a concurrent first writer wins)."""
+        with self._locked():
+            records = self._load()
+            stored = records.setdefault(SECRETS_ENTRY, {})
+            if check_secret_name(name) not in stored:
+                stored[name] = value
+                self._save(records)
+            return stored[name]
 
     def _locked(self):
         """An exclusive lock around read-modify-write, so two `keys add` at once cannot lose a key."""
@@ -383,6 +419,30 @@ class VaultBackend:
         self._call(f"store key {record.name!r}", self.client.secrets.kv.v2.create_or_update_secret,
                    path=self._key_path(record.name), secret=record._stored(), cas=0, mount_point=self.mount)
 
+    def get_secret(self, name: str) -> str | None:
+        import hvac.exceptions as hx
+
+        try:
+            answer = self._call(f"read secret {name!r}", self.client.secrets.kv.v2.read_secret_version,
+                                path=f"{self.path}/{SECRETS_ENTRY}/{check_secret_name(name)}",
+                                mount_point=self.mount, raise_on_deleted_version=True)
+        except hx.InvalidPath:
+            return None
+        return answer["data"]["data"].get("value")
+
+    def put_secret(self, name: str, value: str) -> str:
+        try:  # cas=0: written only if absent; a concurrent first writer wins and its value is read back
+            self._call(f"store secret {name!r}", self.client.secrets.kv.v2.create_or_update_secret,
+                       path=f"{self.path}/{SECRETS_ENTRY}/{check_secret_name(name)}", secret={"value": value},
+                       cas=0, mount_point=self.mount)
+        except SecretsError:
+            if self.get_secret(name) is None:
+                raise
+        stored = self.get_secret(name)
+        if stored is None:
+            raise SecretsError(f"vault at {self.url} did not keep secret {name!r}")
+        return stored
+
     def remove(self, name: str) -> None:
         if check_name(name) not in self._names():
             raise SecretsError(f"no key {name!r} in vault at {self.mount}/{self.path}")
@@ -417,6 +477,20 @@ class SecretProvider:
 
     def remove(self, name: str) -> None:
         self.backend.remove(name)
+
+    def get_secret(self, name: str) -> Secret | None:
+        value = self.backend.get_secret(check_secret_name(name))
+        return Secret(value) if value else None
+
+    def ensure_secret(self, name: str, nbytes: int = 32) -> Secret:
+        """The platform secret ``name`` (e.g. ``gateway-jwt``, ``control-signing``), generated from ``nbytes``
+        random bytes and stored on first use. The value is registered for redaction and never printed."""
+        found = self.get_secret(name)
+        if found is not None:
+            return found
+        import secrets
+
+        return Secret(self.backend.put_secret(name, secrets.token_urlsafe(nbytes)))
 
 
 def check_mode(settings: Settings, provider: SecretProvider | None = None) -> KeyRecord | None:
