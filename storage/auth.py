@@ -190,11 +190,13 @@ def active(conn: sa.Connection, kind: str, subject: str) -> bool:
 
 
 # ---- refresh tokens -------------------------------------------------------------------------------------
-def store_refresh(conn: sa.Connection, token_hash: str, family: str, subject: str, kind: str, ttl_s: float) -> None:
+def store_refresh(conn: sa.Connection, token_hash: str, family: str, subject: str, kind: str, ttl_s: float,
+                  scopes: list[str] | tuple[str, ...] | None = None) -> None:
     conn.execute(sa.text("""
-        INSERT INTO refresh_tokens (token_hash, family, subject, kind, expires_at)
-        VALUES (:h, :f, :s, :k, now() + make_interval(secs => :ttl))
-    """), {"h": token_hash, "f": family, "s": subject, "k": kind, "ttl": float(ttl_s)})
+        INSERT INTO refresh_tokens (token_hash, family, subject, kind, scopes, expires_at)
+        VALUES (:h, :f, :s, :k, :sc, now() + make_interval(secs => :ttl))
+    """), {"h": token_hash, "f": family, "s": subject, "k": kind, "ttl": float(ttl_s),
+           "sc": list(scopes) if scopes is not None else None})
 
 
 RotateOutcome = Literal["ok", "unknown", "expired", "revoked", "reused"]
@@ -206,6 +208,7 @@ class RefreshRow:
     family: str
     subject: str
     kind: str
+    scopes: tuple[str, ...] | None
     expires_at: datetime
 
 
@@ -213,13 +216,14 @@ def rotate_refresh(conn: sa.Connection, token_hash: str) -> tuple[RotateOutcome,
     """Use a refresh token once. ``ok``: it is marked rotated (the caller issues its successor in the same family).
     ``reused``: it was rotated before -- a copy is in someone else's hands -- and its whole family is revoked."""
     row = conn.execute(sa.text("""
-        SELECT token_hash, family, subject, kind, expires_at, rotated_at IS NOT NULL AS rotated,
+        SELECT token_hash, family, subject, kind, scopes, expires_at, rotated_at IS NOT NULL AS rotated,
                revoked_at IS NOT NULL AS revoked, expires_at <= now() AS expired
         FROM refresh_tokens WHERE token_hash = :h FOR UPDATE
     """), {"h": token_hash}).first()
     if row is None:
         return "unknown", None
-    found = RefreshRow(row.token_hash, row.family, row.subject, row.kind, row.expires_at)
+    found = RefreshRow(row.token_hash, row.family, row.subject, row.kind,
+                       tuple(row.scopes) if row.scopes is not None else None, row.expires_at)
     if row.revoked:
         return "revoked", found
     if row.rotated:

@@ -50,6 +50,7 @@ def upgrade() -> None:
             family      text        NOT NULL,
             subject     text        NOT NULL,
             kind        text        NOT NULL CHECK (kind IN ('user', 'api_key')),
+            scopes      text[],     -- the scopes the login asked for; NULL: all of the role's
             issued_at   timestamptz NOT NULL DEFAULT now(),
             expires_at  timestamptz NOT NULL,
             rotated_at  timestamptz,
