@@ -178,8 +178,6 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = Field(None, description="TLS certificate (PEM) of the gateway; with "
                                                          "tls_key_file it serves HTTPS (`tradeloop certs`).")
     tls_key_file: Path | None = Field(None, description="TLS private key (PEM) of the gateway.")
-    control_max_age_s: float = Field(30.0, gt=0, description="Oldest signed control message the worker accepts, "
-                                                             "seconds (replay window).")
 
     # ---- autonomy: the loop's cadence (orchestration/automation.py); every schedule and sensor runs by default --
     cron_market_data: str = Field("10 0 * * *", description="Yesterday's market data, every symbol (cron, UTC).")
