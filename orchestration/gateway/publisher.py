@@ -1,12 +1,15 @@
 """The one place the gateway hands a control action to the worker.
 
-Today: POST <worker_url>/control/{action} with the worker's bearer token (deploy.settings.get_control_token), the
-authenticated identity as ``who`` and its address as ``source``. When signed control lands (streaming/signing.py),
-this function signs the same body and publishes it instead; its callers do not change.
+POST <worker_url>/control/{action} with the worker's bearer token (deploy.settings.get_control_token). The body:
+- with signed control (streaming/signing.py, branch h/signing): an envelope signed with the secret provider's
+  ``control-signing`` key, whose identity is the authenticated subject and whose source is the caller's address
+  -- the worker takes who did it from the verified signature;
+- before that module is merged: the plain body with the subject as ``who`` (the worker of today).
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,20 +24,35 @@ class PublishError(Exception):
         self.status = status
 
 
+def _body(settings, payload: dict[str, Any], identity: Identity) -> bytes:
+    try:
+        from streaming.signing import encode, sign
+    except ModuleNotFoundError as exc:
+        if exc.name != "streaming.signing":
+            raise
+        return json.dumps({**payload, "who": identity.subject, "source": identity.source}).encode()
+    from deploy.secrets import SecretsError, control_signing_key
+
+    try:
+        kid, key = control_signing_key(settings, create=True)
+    except SecretsError as exc:
+        raise PublishError(503, f"cannot sign the control message: {exc}") from None
+    return encode(sign(payload, key, kid=kid, identity=identity.subject, source=identity.source))
+
+
 def publish_control(settings, body: dict, identity: Identity) -> dict:
-    """Send ``body`` (``action`` plus the action's fields) to the worker as ``identity``; the worker's answer.
-    Raises PublishError: 503 the worker is unreachable, 409 it refused the action, 502 it failed."""
+    """Send ``body`` (``action`` plus the action's fields; ``account`` defaults to the configured one) to the
+    worker as ``identity``; the worker's answer. Raises PublishError: 503 the worker is unreachable (or the
+    signing key unreadable), 409 it refused the action, 502 it failed."""
     import httpx
 
-    payload: dict[str, Any] = {k: v for k, v in body.items() if k != "action"}
     action = str(body["action"])
-    payload.update(who=identity.subject, source=identity.source,
-                   identity={"subject": identity.subject, "kind": identity.kind, "role": identity.role,
-                             "owner": identity.owner})
-    url = f"{settings.worker_url}/control/{action}"
+    payload = {**body, "account": body.get("account") or settings.account}
+    data = _body(settings, payload, identity)
     try:
-        resp = httpx.post(url, json=payload, timeout=10.0,
-                          headers={"Authorization": f"Bearer {settings.get_control_token()}"})
+        resp = httpx.post(f"{settings.worker_url}/control/{action}", content=data, timeout=10.0,
+                          headers={"Authorization": f"Bearer {settings.get_control_token()}",
+                                   "Content-Type": "application/json"})
     except httpx.HTTPError as exc:
         raise PublishError(503, f"the worker is unreachable at {settings.worker_url} ({type(exc).__name__})") from None
     try:

@@ -1,7 +1,7 @@
 """Access tokens (JWT, HS256), refresh tokens and API key secrets.
 
-Access tokens: pyjwt, HS256 with the secret-provider entry ``gateway-jwt`` (32 random bytes, generated on first
-use); decoding accepts HS256 only (no ``none``, no algorithm confusion) and requires exp, iat, iss, sub, jti.
+Access tokens: pyjwt, HS256 with the secret provider's named secret ``gateway-jwt`` (32 random bytes, generated on
+first use); decoding accepts HS256 only (no ``none``, no algorithm confusion) and requires exp, iat, iss, sub, jti.
 Refresh tokens and API key secrets: 32 random bytes; only their SHA-256 is stored (storage/auth.py says why).
 """
 
@@ -32,10 +32,11 @@ class TokenError(Exception):
 
 
 def signing_key(settings: Settings) -> bytes:
-    """The JWT key from the configured secret provider (created there on first use; registered for redaction)."""
+    """The JWT key: the secret provider's named secret ``gateway-jwt`` (32 random bytes, generated on first use;
+    its value is registered for redaction)."""
     from deploy.secrets import SecretProvider
 
-    return SecretProvider.from_settings(settings).ensure_secret(KEY_NAME).reveal().encode()
+    return SecretProvider.from_settings(settings).named_secret(KEY_NAME, create=True).key_bytes()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """`tradeloop users` and `tradeloop api-keys` as a user runs them (real processes, real database), the first
-admin's bootstrap on an empty database, and the platform secrets (gateway-jwt) in each key store."""
+admin's bootstrap on an empty database, and the JWT key in the secret provider."""
 
 from __future__ import annotations
 
@@ -125,28 +125,15 @@ def test_first_admin_is_created_once_with_a_one_time_password(empty_db, settings
         assert got.status_code == 200 and got.json()["must_change_password"] is True
 
 
-def test_platform_secrets_in_each_key_store(tmp_path, monkeypatch):
-    from deploy.secrets import EnvBackend, FileBackend, SecretProvider, SecretsError, VaultBackend
-    from tests.deploy.fake_vault import FakeVault
+def test_the_jwt_key_is_a_named_secret_generated_once(settings, tmp_path):
+    from deploy.secrets import FileBackend, SecretsError
+    from orchestration.gateway.tokens import signing_key
+    from tests.gateway.conftest import gateway_settings
 
-    # file: generated once, the same afterwards, encrypted at rest, invisible to `keys list`
-    path = tmp_path / "secrets.enc"
-    provider = SecretProvider(FileBackend(path, passphrase=lambda new: "a passphrase"))
-    first = provider.ensure_secret("gateway-jwt").reveal()
-    assert len(first) >= 43 and first not in path.read_text()
-    again = SecretProvider(FileBackend(path, passphrase=lambda new: "a passphrase")).ensure_secret("gateway-jwt")
-    assert again.reveal() == first and repr(again) == "Secret('****')"
-    assert provider.list() == []
-    with pytest.raises(SecretsError, match="secret name"):
-        provider.ensure_secret("Bad Name")
-    # env: read-only, a clear line naming the variable
-    env = SecretProvider(EnvBackend({"TRADELOOP_SECRET_GATEWAY_JWT": "v" * 43}))
-    assert env.ensure_secret("gateway-jwt").reveal() == "v" * 43
-    with pytest.raises(SecretsError, match="set TRADELOOP_SECRET_CONTROL_SIGNING"):
-        SecretProvider(EnvBackend({})).ensure_secret("control-signing")
-    # vault: kept under <path>/_secrets/<name>, not among the exchange keys
-    with FakeVault(token="s.root-token-123456") as vault:
-        backend = VaultBackend(vault.url, "secret", "tradeloop/keys", token="s.root-token-123456")
-        made = SecretProvider(backend).ensure_secret("gateway-jwt").reveal()
-        assert SecretProvider(backend).ensure_secret("gateway-jwt").reveal() == made
-        assert SecretProvider(backend).list() == []
+    key = signing_key(settings)
+    assert len(key) == 32 and signing_key(settings) == key  # generated once, then read back
+    path = settings.home / "secrets.enc"
+    assert key.hex() not in path.read_text() and FileBackend(path).list() == []  # encrypted; not an exchange key
+    env_only = gateway_settings(tmp_path, "postgresql://x@127.0.0.1:1/x", 1, secrets_backend="env")
+    with pytest.raises(SecretsError, match="TRADELOOP_SECRET_GATEWAY_JWT"):
+        signing_key(env_only)

@@ -165,9 +165,14 @@ def test_control_reaches_the_worker_with_the_identity(client, tokens, people, wo
     assert resp.json()["worker"]["state"] == "halted"
     sent = worker.requests[before]
     assert sent["path"] == "/control/kill_switch" and sent["auth"].startswith("Bearer ")
-    assert sent["body"]["who"] == people["risk_officer"] and sent["body"]["flatten"] is True
-    assert sent["body"]["identity"]["role"] == "risk_officer" and sent["body"]["source"] == "testclient"
-    assert sent["body"]["account"] == "paper" and sent["body"]["reason"] == "drill"
+    body = sent["body"]
+    if "sig" in body:  # signed control (streaming/signing.py): who and where are the envelope's
+        assert body["identity"] == people["risk_officer"] and body["source"] == "testclient"
+        body = body["body"]
+    else:
+        assert body["who"] == people["risk_officer"] and body["source"] == "testclient"
+    assert body["action"] == "kill_switch" and body["flatten"] is True
+    assert body["account"] == "paper" and body["reason"] == "drill"
     # a field the body does not declare is refused (no mass assignment), and nothing reaches the worker
     n = len(worker.requests)
     extra = client.post("/api/v1/control/kill-switch", headers=bearer(tokens["risk_officer"]),
