@@ -3,8 +3,13 @@ a risk officer's kill switch through /api/v1 halts the worker, and the audit row
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
+
+from deploy.secrets import PASSPHRASE_ENV
 
 from tests.gateway.conftest import bearer, gateway_settings, make_client, new_user, login
 from tests.streaming.conftest import TOKEN, stream_env, worker_factory  # noqa: F401 -- fixtures used below
@@ -12,11 +17,17 @@ from tests.streaming.conftest import TOKEN, stream_env, worker_factory  # noqa: 
 
 @pytest.mark.slow
 def test_kill_switch_and_resume_through_the_gateway_reach_the_real_worker(worker_factory, stream_env, engine,  # noqa: F811
-                                                                          pg_url, gw_home):
-    w = worker_factory()
+                                                                          pg_url):
+    from deploy.secrets import control_signing_key
+
+    # the gateway and the worker share a home (one key file: the control-signing key), as under `tradeloop up`
+    home = Path(stream_env["TRADELOOP_HOME"])
+    stream_env.update(TRADELOOP_SECRETS_BACKEND="file", TRADELOOP_SECRETS_PASSPHRASE=os.environ[PASSPHRASE_ENV])
     account = stream_env["TRADELOOP_ACCOUNT"]
-    settings = gateway_settings(gw_home, pg_url, int(stream_env["TRADELOOP_WORKER_PORT"]), control_token=TOKEN,
+    settings = gateway_settings(home, pg_url, int(stream_env["TRADELOOP_WORKER_PORT"]), control_token=TOKEN,
                                 account=account)
+    control_signing_key(settings, create=True)  # `up` creates it before starting the worker
+    w = worker_factory()
     with make_client(settings, engine) as client:
         officer, viewer = new_user(engine, "risk_officer"), new_user(engine, "viewer")
         officer_auth = bearer(login(client, officer).json()["access_token"])
