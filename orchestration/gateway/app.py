@@ -184,7 +184,7 @@ def create_app(settings=None, *, engine: sa.Engine | None = None) -> FastAPI:
     provider (entry ``gateway-jwt``, created on first use)."""
     from deploy.settings import get_settings
     from orchestration.gateway.limits import Limits
-    from orchestration.gateway.routes import admin, auth, control, read
+    from orchestration.gateway.routes import admin, auth, control, read, ws
     from orchestration.gateway.tokens import TokenService, signing_key
     from storage import db
 
@@ -213,6 +213,7 @@ def create_app(settings=None, *, engine: sa.Engine | None = None) -> FastAPI:
     api.include_router(read.router)
     api.include_router(control.router)
     api.include_router(admin.router)
+    api.include_router(ws.router)
     app.include_router(api)
 
     if settings.gateway_cors_origins:  # closed unless origins are configured: no CORS headers at all
@@ -241,4 +242,5 @@ def main() -> None:
         if settings.tls_cert_file else {}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
-                proxy_headers=False, server_header=False, log_level="info", **tls)
+                proxy_headers=False, server_header=False, log_level="info",
+                ws_max_size=settings.gateway_max_body_bytes, **tls)

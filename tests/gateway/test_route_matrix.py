@@ -191,3 +191,23 @@ def test_control_without_a_worker_is_a_clear_503(pg_url, engine, gw_home, tokens
     with make_client(gateway_settings(gw_home, pg_url, free_port()), engine) as client:
         resp = client.post("/api/v1/control/resume", headers=bearer(tokens["risk_officer"]), json={})
     assert resp.status_code == 503 and resp.json()["error"].startswith("the worker is unreachable")
+
+
+@pytest.mark.timeout(60)
+def test_the_websocket_route_answers_as_the_role_table_says(client, tokens):
+    """WebSocket routes have no methods: walked here. Every role holds read; no token is refused."""
+    from fastapi.routing import iter_route_contexts
+    from starlette.websockets import WebSocketDisconnect
+
+    paths = {ctx.path for ctx in iter_route_contexts(client.app.routes) if not ctx.methods}
+    assert paths == {"/api/v1/stream"}
+    for caller in CALLERS:
+        with client.websocket_connect("/api/v1/stream") as ws:
+            ws.send_json({"access_token": tokens[caller] if caller else ""})
+            first = ws.receive_json()
+            if caller is None:
+                assert first["type"] == "error"
+                with pytest.raises(WebSocketDisconnect):
+                    ws.receive_json()
+            else:
+                assert first["type"] == "hello", (caller, first)
