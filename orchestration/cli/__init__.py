@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "keys": "orchestration.cli.keys:keys",
     "users": "orchestration.cli.users:users",
     "api-keys": "orchestration.cli.users:api_keys",
+    "certs": "orchestration.cli.certs:certs",
 }
 
 
