@@ -241,6 +241,12 @@ def main() -> None:
     tls = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)} \
         if settings.tls_cert_file else {}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
+    from deploy.secrets import SecretsError
+
+    try:
+        app = create_app(settings)
+    except SecretsError as exc:  # e.g. the env key store without TRADELOOP_SECRET_GATEWAY_JWT: one line, no trace
+        raise SystemExit(f"error: gateway: {exc}") from None
+    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port,
                 proxy_headers=False, server_header=False, log_level="info",
                 ws_max_size=settings.gateway_max_body_bytes, **tls)
