@@ -20,7 +20,8 @@ class RateLimited(HTTPException):
 
 class Limits:
     def __init__(self, rate_per_min: int, login_rate_per_min: int) -> None:
-        self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        # sliding window counter: O(1) per hit (a moving window keeps and shifts one timestamp per request)
+        self._limiter = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
         self._per_identity = RateLimitItemPerMinute(rate_per_min)
         self._per_address = RateLimitItemPerMinute(login_rate_per_min)
 
