@@ -145,3 +145,19 @@ def test_model_aliases_without_mlflow_is_a_clear_503(client, tokens):
     resp = client.get("/api/v1/models/aliases", headers=bearer(tokens["viewer"]))
     assert resp.status_code == 503
     assert resp.json() == {"error": "the MLflow registry is unreachable: model aliases are not available"}
+
+
+def test_pipeline_runs_without_dagster_is_a_clear_503(client, tokens):
+    resp = client.get("/api/v1/pipeline/runs", headers=bearer(tokens["viewer"]))
+    assert resp.status_code == 503
+    assert resp.json() == {"error": "the Dagster webserver is unreachable: pipeline runs are not available"}
+
+
+def test_the_pipeline_runs_query_is_valid_for_this_dagster():
+    # checked against Dagster's own GraphQL schema, so a renamed field fails here rather than in production
+    from dagster_graphql.schema import create_schema
+    from graphql import parse, validate
+
+    from orchestration.gateway.routes.read import RUNS_QUERY
+
+    assert validate(create_schema().graphql_schema, parse(RUNS_QUERY)) == []

@@ -264,3 +264,35 @@ def audit(request: Request, f: Annotated[AuditFilter, Query()],
           AND (CAST(:since AS timestamptz) IS NULL OR ts >= :since)
           AND (CAST(:until AS timestamptz) IS NULL OR ts < :until)
         ORDER BY ts DESC, event_id""", f.model_dump(exclude={"limit", "offset"}), f)
+
+
+RUNS_QUERY = """
+query($limit: Int) {
+  runsOrError(limit: $limit) {
+    __typename
+    ... on Runs { results { runId status jobName creationTime startTime endTime } }
+    ... on PythonError { message }
+    ... on InvalidPipelineRunsFilterError { message }
+  }
+}"""
+
+
+class RunsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(20, ge=1, le=100)
+
+
+@router.get("/pipeline/runs", summary="The batch pipeline's latest Dagster runs (503 when Dagster is unreachable)")
+def pipeline_runs(request: Request, q: Annotated[RunsQuery, Query()],
+                  identity: Identity = Depends(require("read"))) -> dict:
+    from orchestration.dagster_client import DagsterClientError, graphql
+
+    settings = request.app.state.gateway.settings
+    try:
+        data = graphql(f"http://{settings.host}:{settings.dagster_port}", RUNS_QUERY, {"limit": q.limit}, timeout=5)
+    except DagsterClientError:
+        raise HTTPException(503, "the Dagster webserver is unreachable: pipeline runs are not available") from None
+    answer = data["runsOrError"]
+    if answer.get("__typename") != "Runs":
+        raise HTTPException(502, "Dagster could not list its runs")
+    return {"items": answer["results"]}
