@@ -82,8 +82,11 @@ def add_user(conn: sa.Connection, username: str, password_hash: str, role: str, 
     return _user(row)
 
 
-def get_user(conn: sa.Connection, username: str) -> User | None:
-    row = conn.execute(sa.text(f"SELECT {_USER_COLS} FROM users WHERE username = :u"), {"u": username}).first()
+def get_user(conn: sa.Connection, username: str, *, lock: bool = False) -> User | None:
+    """``lock``: FOR UPDATE, so concurrent logins of one user take turns (parallel guesses cannot all slip in
+    before the failure that locks the user is counted)."""
+    sql = f"SELECT {_USER_COLS} FROM users WHERE username = :u" + (" FOR UPDATE" if lock else "")
+    row = conn.execute(sa.text(sql), {"u": username}).first()
     return _user(row) if row else None
 
 

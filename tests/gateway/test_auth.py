@@ -265,3 +265,18 @@ def test_requests_are_limited_per_identity(pg_url, engine, worker, tmp_path):
         codes = [client.get("/api/v1/auth/me", headers=bearer(ta)).status_code for _ in range(6)]
         assert codes == [200] * 5 + [429]
         assert client.get("/api/v1/auth/me", headers=bearer(tb)).status_code == 200  # another identity: unaffected
+
+
+def test_parallel_guesses_cannot_outrun_the_lockout(pg_url, engine, worker, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = gateway_settings(tmp_path, pg_url, worker.port, gateway_login_max_failures=3, gateway_lockout_s=60)
+    with make_client(settings, engine) as client:
+        name = new_user(engine, "viewer")
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: login(client, name, "wrong password!!").json()["error_description"],
+                                    range(8)))
+    # exactly three guesses were checked; every later one met the lock
+    assert answers.count("wrong username or password") == 3, answers
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT locked_until > now() FROM users WHERE username = :u"), {"u": name}).scalar()

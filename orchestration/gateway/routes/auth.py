@@ -71,7 +71,7 @@ def _password_grant(gw, source: str, username: str | None, password: str | None,
     settings = gw.settings
     failure = None
     with gw.engine.begin() as conn:
-        user = store.get_user(conn, username)
+        user = store.get_user(conn, username, lock=True)
         if user is None or user.disabled:
             burn_time(password)
             failure = OAuthError("invalid_grant", "wrong username or password")
