@@ -31,12 +31,14 @@ class User:
     created_at: datetime
     failed_logins: int
     locked_until: datetime | None
+    accounts: tuple[str, ...] | None = None  # None: every account
 
     def brief(self) -> dict[str, Any]:
         """Everything but the hash: what lists, the API and audit rows may show."""
         return {"username": self.username, "role": self.role, "disabled": self.disabled,
                 "must_change": self.must_change, "created_at": self.created_at.isoformat(),
-                "locked_until": self.locked_until.isoformat() if self.locked_until else None}
+                "locked_until": self.locked_until.isoformat() if self.locked_until else None,
+                "accounts": list(self.accounts) if self.accounts is not None else None}
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,15 @@ class ApiKey:
                 "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None}
 
 
-_USER_COLS = "username, password_hash, role, disabled, must_change, created_at, failed_logins, locked_until"
+_USER_COLS = ("username, password_hash, role, disabled, must_change, created_at, failed_logins, locked_until,"
+              " accounts")
 _KEY_COLS = "key_id, name, owner, secret_hash, scopes, created_at, last_used_at, revoked_at"
 
 
 def _user(row: Any) -> User:
-    return User(*row)
+    r = list(row)
+    r[8] = tuple(r[8]) if r[8] is not None else None
+    return User(*r)
 
 
 def _key(row: Any) -> ApiKey:
@@ -72,11 +77,13 @@ def _key(row: Any) -> ApiKey:
 
 
 # ---- users ----------------------------------------------------------------------------------------------
-def add_user(conn: sa.Connection, username: str, password_hash: str, role: str, *, must_change: bool = False) -> User:
+def add_user(conn: sa.Connection, username: str, password_hash: str, role: str, *, must_change: bool = False,
+             accounts: list[str] | tuple[str, ...] | None = None) -> User:
     row = conn.execute(sa.text(f"""
-        INSERT INTO users (username, password_hash, role, must_change) VALUES (:u, :h, :r, :m)
+        INSERT INTO users (username, password_hash, role, must_change, accounts) VALUES (:u, :h, :r, :m, :a)
         ON CONFLICT (username) DO NOTHING RETURNING {_USER_COLS}
-    """), {"u": username, "h": password_hash, "r": role, "m": must_change}).first()
+    """), {"u": username, "h": password_hash, "r": role, "m": must_change,
+           "a": list(accounts) if accounts is not None else None}).first()
     if row is None:
         raise AuthStoreError(f"user {username!r} exists")
     return _user(row)

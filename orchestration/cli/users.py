@@ -78,13 +78,18 @@ def users() -> None:
               help="viewer: reads; trader: + strategies, orders; risk_officer: + kill switch, limits; admin: all.")
 @click.option("--must-change/--no-must-change", default=False, show_default=True,
               help="The user must change the password at the first login.")
-def add(username: str, role: str, must_change: bool) -> None:
+@click.option("--account", "accounts", multiple=True,
+              help="A trading account the user may see and act on (repeatable; default: every account).")
+def add(username: str, role: str, must_change: bool, accounts: tuple[str, ...]) -> None:
     """Add USERNAME with --role; the password is asked for (or TRADELOOP_PASSWORD)."""
     from orchestration.gateway import users as u
 
     _call(u.check_username, username)
-    user = _call(u.add_user, _engine(), username, _password(), role, must_change=must_change, actor=_who())
-    click.echo(f"user {user.username!r} added ({user.role})")
+    _call(u.check_accounts, accounts)
+    user = _call(u.add_user, _engine(), username, _password(), role, must_change=must_change, accounts=accounts,
+                 actor=_who())
+    scope = f", accounts {','.join(user.accounts)}" if user.accounts else ""
+    click.echo(f"user {user.username!r} added ({user.role}{scope})")
 
 
 @users.command(name="list")

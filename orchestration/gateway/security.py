@@ -38,10 +38,15 @@ class Identity:
     jti: str = ""
     expires_at: int = 0
     must_change: bool = field(default=False, compare=False)
+    accounts: frozenset[str] | None = None  # the trading accounts it may see and act on; None: every one
+
+    def may_see(self, account: str) -> bool:
+        return self.accounts is None or account in self.accounts
 
     def brief(self) -> dict:
         return {"subject": self.subject, "kind": self.kind, "role": self.role, "scopes": sorted(self.scopes),
-                "owner": self.owner, "source": self.source, "must_change": self.must_change}
+                "owner": self.owner, "source": self.source, "must_change": self.must_change,
+                "accounts": sorted(self.accounts) if self.accounts is not None else None}
 
 
 def client_address(request: Request) -> str:
@@ -70,10 +75,12 @@ def authenticate(request: Request, token: str | None) -> Identity:
     if gw.is_denied(claims["jti"]):
         gw.limits.auth_failure(source)
         raise unauthorized("token revoked")
+    accounts = claims.get("accounts")
     identity = Identity(subject=claims["sub"], kind=claims["kind"], role=str(claims.get("role", "")),
                         scopes=frozenset(claims["scope"].split()) & frozenset(SCOPES), source=source,
                         owner=claims.get("owner"), jti=claims["jti"], expires_at=int(claims["exp"]),
-                        must_change=bool(claims.get("pwd_change")))
+                        must_change=bool(claims.get("pwd_change")),
+                        accounts=frozenset(map(str, accounts)) if isinstance(accounts, list) else None)
     gw.limits.identity(identity.kind + ":" + identity.subject)
     if not gw.is_active(identity.kind, identity.subject):
         raise unauthorized("identity disabled or revoked")

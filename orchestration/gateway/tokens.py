@@ -61,6 +61,8 @@ class TokenService:
                                   "exp": iat + self.access_ttl_s, "iss": ISSUER}
         if identity.owner:
             claims["owner"] = identity.owner
+        if identity.accounts is not None:
+            claims["accounts"] = sorted(identity.accounts)
         if must_change:
             claims["pwd_change"] = True
         return AccessToken(jwt.encode(claims, self._key, algorithm=ALGORITHM), jti, iat + self.access_ttl_s)

@@ -18,6 +18,7 @@ from storage.auth import AuthStoreError
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.:/\-]{1,64}$")
 FIRST_ADMIN = "admin"
 
 
@@ -56,22 +57,36 @@ def check_scopes(scopes) -> tuple[str, ...]:
     return found
 
 
+def check_accounts(accounts) -> tuple[str, ...] | None:
+    """None or empty: every account; else plain account names."""
+    if not accounts:
+        return None
+    bad = [a for a in accounts if not ACCOUNT_RE.match(a or "")]
+    if bad:
+        raise UserError(f"account names {bad} are not plain names (letters, digits, '_', '.', ':', '/', '-')")
+    return tuple(dict.fromkeys(accounts))
+
+
 def add_user(engine: sa.Engine, username: str, password: str, role: str, *, must_change: bool = False,
-             actor: str = "cli", source: str = "cli") -> store.User:
+             accounts=None, actor: str = "cli", source: str = "cli") -> store.User:
+    """``accounts``: the trading accounts the user may see and act on (None: every one)."""
     from orchestration.gateway.passwords import PasswordError, hash_password
 
     check_username(username)
     check_role(role)
+    accounts = check_accounts(accounts)
     try:
         password_hash = hash_password(password)
     except PasswordError as exc:
         raise UserError(str(exc)) from None
     with engine.begin() as conn:
         try:
-            user = store.add_user(conn, username, password_hash, role, must_change=must_change)
+            user = store.add_user(conn, username, password_hash, role, must_change=must_change, accounts=accounts)
         except AuthStoreError as exc:
             raise UserError(str(exc)) from None
-        _audit(conn, actor, "user_added", f"user:{username}", {"role": role, "must_change": must_change}, source)
+        _audit(conn, actor, "user_added", f"user:{username}", {"role": role, "must_change": must_change,
+                                                              "accounts": list(accounts) if accounts else None},
+               source)
     return user
 
 

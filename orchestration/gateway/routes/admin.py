@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +22,8 @@ class NewUser(BaseModel):
     password: str = Field(max_length=1024)
     role: Role
     must_change: bool = True
+    accounts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/\-]{1,64}$")]] | None = Field(
+        None, description="The trading accounts the user may see and act on; null: every one.")
 
 
 class NewKey(BaseModel):
@@ -52,7 +54,7 @@ def add_user(request: Request, body: NewUser, identity: Identity = Depends(requi
 
     try:
         user = u.add_user(_engine(request), body.username, body.password, body.role, must_change=body.must_change,
-                          actor=identity.subject, source=identity.source)
+                          accounts=body.accounts, actor=identity.subject, source=identity.source)
     except u.UserError as exc:
         raise _refuse(exc) from None
     return user.brief()

@@ -48,6 +48,10 @@ def _scopes(granted: frozenset[str], requested: str | None) -> frozenset[str]:
     return asked
 
 
+def _accounts(user) -> frozenset[str] | None:
+    return frozenset(user.accounts) if user.accounts is not None else None
+
+
 def _issue(gw, identity: Identity, conn, *, must_change: bool = False, family: str | None = None,
            refresh: bool = True, asked: frozenset[str] | None = None) -> TokenResponse:
     from orchestration.gateway import tokens
@@ -88,7 +92,8 @@ def _password_grant(gw, source: str, username: str | None, password: str | None,
             store.reset_failures(conn, username)
             granted = ROLES[user.role]
             asked = _scopes(granted, scope) if scope else None
-            identity = Identity(user.username, "user", user.role, asked or granted, source)
+            identity = Identity(user.username, "user", user.role, asked or granted, source,
+                                accounts=_accounts(user))
             return _issue(gw, identity, conn, must_change=user.must_change, asked=asked)
     raise failure  # after the transaction: a counted failure is committed, not rolled back
 
@@ -113,7 +118,8 @@ def _client_credentials(request: Request, gw, source: str, client_id: str | None
         if not valid or key.revoked_at is not None or owner is None or owner.disabled:
             raise OAuthError("invalid_client", "unknown, revoked or wrong client credentials", 401)
         granted = frozenset(key.scopes) & ROLES[owner.role]  # a key never holds more than its owner's role
-        identity = Identity(key.key_id, "api_key", "api_key", _scopes(granted, scope), source, owner=key.owner)
+        identity = Identity(key.key_id, "api_key", "api_key", _scopes(granted, scope), source, owner=key.owner,
+                            accounts=_accounts(owner))
         store.touch_api_key(conn, key.key_id)
         # RFC 6749 4.4.3: no refresh token for client credentials -- the program holds its secret
         return _issue(gw, identity, conn, refresh=False)
@@ -141,7 +147,8 @@ def _refresh_grant(gw, source: str, refresh_token: str | None, scope: str | None
             else:
                 granted = ROLES[user.role] & frozenset(row.scopes) if row.scopes is not None else ROLES[user.role]
                 asked = _scopes(granted, scope) if scope else (frozenset(row.scopes) if row.scopes else None)
-                identity = Identity(user.username, "user", user.role, asked or granted, source)
+                identity = Identity(user.username, "user", user.role, asked or granted, source,
+                                    accounts=_accounts(user))
                 return _issue(gw, identity, conn, must_change=user.must_change, family=row.family, asked=asked)
     raise failure  # after the transaction: a family revoked for reuse stays revoked
 

@@ -60,6 +60,8 @@ def _send(request: Request, identity: Identity, action: str, body: BaseModel, **
     settings = request.app.state.gateway.settings
     fields = body.model_dump(mode="json", exclude_none=True)
     fields.setdefault("account", settings.account)
+    if not identity.may_see(fields["account"]):
+        raise HTTPException(403, f"forbidden: no access to account {fields['account']!r}")
     try:
         answer = publish_control(settings, {"action": action, **fields, **extra}, identity)
     except PublishError as exc:

@@ -100,6 +100,31 @@ def _page(gw, sql: str, params: dict[str, Any], page: Page) -> dict[str, Any]:
             "next_offset": page.offset + page.limit if more else None}
 
 
+def visible_accounts(identity: Identity, requested: str | None) -> list[str] | None:
+    """The accounts a query may touch: the requested one if the identity may see it (403 otherwise: object-level
+    authorisation), else every account it may see (None: no restriction)."""
+    if requested is not None:
+        if not identity.may_see(requested):
+            raise HTTPException(403, f"forbidden: no access to account {requested!r}")
+        return [requested]
+    return sorted(identity.accounts) if identity.accounts is not None else None
+
+
+def one_account(identity: Identity, requested: str | None, default: str) -> str:
+    account = requested or default
+    visible_accounts(identity, account)
+    return account
+
+
+def _filters(f: BaseModel, identity: Identity) -> dict[str, Any]:
+    params = f.model_dump(exclude={"limit", "offset", "account"})
+    params["accounts"] = visible_accounts(identity, getattr(f, "account", None))
+    return params
+
+
+ACCOUNT_IN = "(CAST(:accounts AS text[]) IS NULL OR account = ANY(:accounts))"
+
+
 @router.get("/accounts", summary="Accounts with positions or orders")
 def accounts(request: Request, identity: Identity = Depends(require("read"))) -> dict:
     gw = request.app.state.gateway
@@ -109,61 +134,62 @@ def accounts(request: Request, identity: Identity = Depends(require("read"))) ->
                    (SELECT count(*) FROM positions p WHERE p.account = a.account AND p.quantity <> 0) AS open_positions,
                    (SELECT count(*) FROM orders o WHERE o.account = a.account
                      AND o.status IN ('new', 'submitting', 'ack', 'partially_filled', 'cancel_pending', 'unknown')) AS open_orders
-            FROM (SELECT account FROM positions UNION SELECT account FROM orders) a ORDER BY a.account
-        """)))
+            FROM (SELECT account FROM positions UNION SELECT account FROM orders) a
+            WHERE (CAST(:accounts AS text[]) IS NULL OR a.account = ANY(:accounts)) ORDER BY a.account
+        """), {"accounts": visible_accounts(identity, None)}))
     return {"items": items, "configured": gw.settings.account}
 
 
 @router.get("/positions", summary="Positions per account, strategy and symbol")
 def positions(request: Request, f: Annotated[PositionFilter, Query()],
               identity: Identity = Depends(require("read"))) -> dict:
-    return _page(request.app.state.gateway, """
+    return _page(request.app.state.gateway, f"""
         SELECT account, strategy, symbol, quantity, avg_price, realized_pnl, fees, updated_at FROM positions
-        WHERE (CAST(:account AS text) IS NULL OR account = :account)
+        WHERE {ACCOUNT_IN}
           AND (CAST(:strategy AS text) IS NULL OR strategy = :strategy)
           AND (CAST(:symbol AS text) IS NULL OR symbol = :symbol)
           AND (NOT :open_only OR quantity <> 0)
-        ORDER BY account, strategy, symbol""", f.model_dump(exclude={"limit", "offset"}), f)
+        ORDER BY account, strategy, symbol""", _filters(f, identity), f)
 
 
 @router.get("/orders", summary="Orders, newest first")
 def orders(request: Request, f: Annotated[OrderFilter, Query()],
            identity: Identity = Depends(require("read"))) -> dict:
-    return _page(request.app.state.gateway, """
+    return _page(request.app.state.gateway, f"""
         SELECT client_order_id, account, strategy, exchange, symbol, side, order_type, quantity, price, stop_price,
                time_in_force, status, filled_quantity, reason, parent_id, mode, venue_order_id, created_at, updated_at
         FROM orders
-        WHERE (CAST(:account AS text) IS NULL OR account = :account)
+        WHERE {ACCOUNT_IN}
           AND (CAST(:strategy AS text) IS NULL OR strategy = :strategy)
           AND (CAST(:symbol AS text) IS NULL OR symbol = :symbol)
           AND (CAST(:side AS text) IS NULL OR side = :side)
           AND (CAST(:status AS text) IS NULL OR status = :status)
           AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
           AND (CAST(:until AS timestamptz) IS NULL OR created_at < :until)
-        ORDER BY created_at DESC, client_order_id""", f.model_dump(exclude={"limit", "offset"}), f)
+        ORDER BY created_at DESC, client_order_id""", _filters(f, identity), f)
 
 
 @router.get("/fills", summary="Fills (trades), newest first")
 def fills(request: Request, f: Annotated[FillFilter, Query()],
           identity: Identity = Depends(require("read"))) -> dict:
-    return _page(request.app.state.gateway, """
+    return _page(request.app.state.gateway, f"""
         SELECT fill_id, client_order_id, account, strategy, exchange, symbol, side, price, quantity, fee,
                fee_currency, liquidity, ts, mode
         FROM trades
-        WHERE (CAST(:account AS text) IS NULL OR account = :account)
+        WHERE {ACCOUNT_IN}
           AND (CAST(:strategy AS text) IS NULL OR strategy = :strategy)
           AND (CAST(:symbol AS text) IS NULL OR symbol = :symbol)
           AND (CAST(:side AS text) IS NULL OR side = :side)
           AND (CAST(:since AS timestamptz) IS NULL OR ts >= :since)
           AND (CAST(:until AS timestamptz) IS NULL OR ts < :until)
-        ORDER BY ts DESC, fill_id""", f.model_dump(exclude={"limit", "offset"}), f)
+        ORDER BY ts DESC, fill_id""", _filters(f, identity), f)
 
 
 @router.get("/risk", summary="Latest risk metrics of an account, and the worker's live view when it answers")
 def risk(request: Request, q: Annotated[AccountQuery, Query()],
          identity: Identity = Depends(require("read"))) -> dict:
     gw = request.app.state.gateway
-    account = q.account or gw.settings.account
+    account = one_account(identity, q.account, gw.settings.account)
     with gw.engine.connect() as conn:
         rows = _rows(conn.execute(sa.text("""
             SELECT DISTINCT ON (scope, metric) scope, metric, value, ts FROM risk_metrics
@@ -191,7 +217,8 @@ def _worker_risk(settings) -> dict:
 def releases(request: Request, f: Annotated[ReleaseFilter, Query()],
              identity: Identity = Depends(require("read"))) -> dict:
     gw = request.app.state.gateway
-    params = {"account": f.account or gw.settings.account, "strategy": f.strategy, "status": f.status}
+    params = {"account": one_account(identity, f.account, gw.settings.account), "strategy": f.strategy,
+              "status": f.status}
     page = _page(gw, """
         SELECT account, strategy, version, params, source, status, shadow, reason, created_at, promoted_at
         FROM strategy_releases
@@ -208,7 +235,7 @@ def running(request: Request, q: Annotated[AccountQuery, Query()],
     from storage import releases as rel
 
     gw = request.app.state.gateway
-    account = q.account or gw.settings.account
+    account = one_account(identity, q.account, gw.settings.account)
     with gw.engine.connect() as conn:
         found = rel.running(conn, account)
     return {"account": account,
@@ -263,7 +290,16 @@ def audit(request: Request, f: Annotated[AuditFilter, Query()],
           AND (CAST(:scope AS text) IS NULL OR scope = :scope)
           AND (CAST(:since AS timestamptz) IS NULL OR ts >= :since)
           AND (CAST(:until AS timestamptz) IS NULL OR ts < :until)
-        ORDER BY ts DESC, event_id""", f.model_dump(exclude={"limit", "offset"}), f)
+          AND (CAST(:scopes AS text[]) IS NULL OR scope = ANY(:scopes))
+        ORDER BY ts DESC, event_id""", _audit_filters(f, identity), f)
+
+
+def _audit_filters(f: AuditFilter, identity: Identity) -> dict[str, Any]:
+    """An identity limited to some accounts sees only their audit rows (scope account:<name>)."""
+    params = _filters(f, identity)
+    accounts = params.pop("accounts")
+    params["scopes"] = [f"account:{a}" for a in accounts] if accounts is not None else None
+    return params
 
 
 RUNS_QUERY = """

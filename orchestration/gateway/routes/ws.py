@@ -84,6 +84,8 @@ async def stream(websocket: WebSocket) -> None:
         topics = set(hello.get("topics") or TOPICS)
         if not isinstance(account, str) or not ACCOUNT_RE.match(account) or not topics <= set(TOPICS):
             raise ValueError(f"account must be a plain name and topics some of {', '.join(TOPICS)}")
+        if not identity.may_see(account):
+            raise HTTPException(403, f"forbidden: no access to account {account!r}")
     except (asyncio.TimeoutError, ValueError, KeyError, HTTPException, WebSocketDisconnect) as exc:
         reason = exc.detail if isinstance(exc, HTTPException) else (
             "no access token within 5 s" if isinstance(exc, asyncio.TimeoutError) else str(exc) or "bad first message")

@@ -28,7 +28,8 @@ def upgrade() -> None:
             must_change    boolean     NOT NULL DEFAULT false,
             created_at     timestamptz NOT NULL DEFAULT now(),
             failed_logins  integer     NOT NULL DEFAULT 0 CHECK (failed_logins >= 0),
-            locked_until   timestamptz
+            locked_until   timestamptz,
+            accounts       text[]      -- the trading accounts the user may see and act on; NULL: every one
         )
     """)
     op.execute("""
