@@ -235,7 +235,14 @@ def main() -> None:
     from deploy.settings import get_settings
 
     install()
-    settings = get_settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # a bad setting: one line per problem naming the variable, as the CLI does
+        from deploy.settings import error_lines
+
+        raise SystemExit("\n".join(error_lines(exc))) from None
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         raise SystemExit("error: configuration: TRADELOOP_TLS_CERT_FILE and TRADELOOP_TLS_KEY_FILE go together")
     tls = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)} \
