@@ -31,13 +31,29 @@ def _body(settings, payload: dict[str, Any], identity: Identity) -> bytes:
         if exc.name != "streaming.signing":
             raise
         return json.dumps({**payload, "who": identity.subject, "source": identity.source}).encode()
+    kid, key = _signing_key(settings)
+    return encode(sign(payload, key, kid=kid, identity=identity.subject, source=identity.source))
+
+
+_KEY_CACHE: dict[tuple, tuple[float, str, bytes]] = {}
+KEY_CACHE_S = 60.0  # opening the key file costs a Scrypt derivation (~0.1 s); a rotated key is seen within this
+
+
+def _signing_key(settings) -> tuple[str, bytes]:
+    import time
+
     from deploy.secrets import SecretsError, control_signing_key
 
+    where = (settings.secrets_backend, str(settings.secrets_file or settings.home), settings.vault_url)
+    cached = _KEY_CACHE.get(where)
+    if cached and cached[0] > time.monotonic():
+        return cached[1], cached[2]
     try:
         kid, key = control_signing_key(settings, create=True)
     except SecretsError as exc:
         raise PublishError(503, f"cannot sign the control message: {exc}") from None
-    return encode(sign(payload, key, kid=kid, identity=identity.subject, source=identity.source))
+    _KEY_CACHE[where] = (time.monotonic() + KEY_CACHE_S, kid, key)
+    return kid, key
 
 
 def publish_control(settings, body: dict, identity: Identity) -> dict:

@@ -64,21 +64,22 @@ class RecordingWorker:
         self.server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def worker():
     w = RecordingWorker()
     yield w
     w.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gw_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("gateway-home")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _passphrase():
-    # the file key store's passphrase, as `up` hands it to the services it starts
+    # the file key store's passphrase, as `up` hands it to the services it starts; package scope: the variable is
+    # gone again when the tests of this folder are done (later folders must not inherit it)
     old = os.environ.get("TRADELOOP_SECRETS_PASSPHRASE")
     os.environ["TRADELOOP_SECRETS_PASSPHRASE"] = "gateway tests passphrase"
     yield
@@ -97,8 +98,8 @@ def gateway_settings(home: Path, pg_url: str, worker_port: int, **overrides):
     return settings.model_copy(update={"database_url": pg_url, "mlflow_tracking_uri": "http://127.0.0.1:9"})
 
 
-@pytest.fixture(scope="session")
-def settings(gw_home, pg_url, worker):
+@pytest.fixture(scope="package")
+def settings(gw_home, pg_url, worker, _passphrase):
     return gateway_settings(gw_home, pg_url, worker.port)
 
 
@@ -110,13 +111,13 @@ def make_client(settings, engine):
     return TestClient(create_app(settings, engine=engine), raise_server_exceptions=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client(settings, engine):
     with make_client(settings, engine) as c:
         yield c
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def people(engine) -> dict[str, str]:
     """One user per role (unique names for this session): role -> username."""
     from orchestration.gateway import users
@@ -135,7 +136,7 @@ def login(client, username: str, password: str = PASSWORD, **extra):
                                                    "password": password, **extra})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tokens(client, people) -> dict[str, str]:
     """role -> a valid access token."""
     out = {}
