@@ -275,6 +275,28 @@ class Settings(BaseSettings):
     vault_mount: str = Field("secret", description="Mount point of Vault's KV v2 engine.")
     vault_path: str = Field("tradeloop/keys", description="Folder under the mount holding one secret per key.")
 
+    # ---- the API gateway (orchestration/gateway) ----
+    gateway_host: str = Field("127.0.0.1", description="Interface the API gateway binds (loopback by default; "
+                                                       "expose it only with TLS: tls_cert_file/tls_key_file).")
+    gateway_port: int = Field(18000, ge=0, le=65535, description="Port of the API gateway.")
+    gateway_access_ttl_s: int = Field(900, ge=30, le=86400, description="Lifetime of a gateway access token "
+                                                                       "(JWT), seconds.")
+    gateway_refresh_ttl_s: int = Field(14 * 86400, ge=60, description="Lifetime of a refresh token, seconds; each "
+                                                                      "use replaces it with a new one.")
+    gateway_cors_origins: list[str] = Field([], description="Browser origins allowed to call the gateway (CORS), "
+                                                           "e.g. [\"https://console.example\"]; empty: none.")
+    gateway_max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body the gateway "
+                                                                          "reads; larger ones get 413.")
+    gateway_rate_per_min: int = Field(600, ge=1, description="Requests per minute one identity (and, before "
+                                                             "it is known, one address) may make.")
+    gateway_login_rate_per_min: int = Field(30, ge=1, description="Token requests per minute from one address.")
+    gateway_login_max_failures: int = Field(5, ge=1, description="Wrong passwords in a row before a user is "
+                                                                 "locked out.")
+    gateway_lockout_s: int = Field(900, ge=1, description="How long a locked-out user stays locked, seconds.")
+    tls_cert_file: Path | None = Field(None, description="TLS certificate (PEM) of the gateway; with "
+                                                         "tls_key_file it serves HTTPS (`tradeloop certs`).")
+    tls_key_file: Path | None = Field(None, description="TLS private key (PEM) of the gateway.")
+
     @model_validator(mode="after")
     def _mode_has_what_it_needs(self) -> "Settings":
         # the configuration alone decides this, so every entry point (CLI, `up`, a worker started by hand)
@@ -362,6 +384,11 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        scheme = "https" if self.tls_cert_file and self.tls_key_file else "http"
+        return f"{scheme}://{self.gateway_host}:{self.gateway_port}"
 
     @property
     def worker_url(self) -> str:

@@ -28,6 +28,9 @@ COMMANDS: dict[str, str] = {
     "simulate": "orchestration.cli.simulate:simulate",
     "recon": "orchestration.cli.recon:recon",
     "keys": "orchestration.cli.keys:keys",
+    "users": "orchestration.cli.users:users",
+    "api-keys": "orchestration.cli.users:api_keys",
+    "certs": "orchestration.cli.certs:certs",
 }
 
 
