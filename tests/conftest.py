@@ -28,7 +28,7 @@ def make_settings(home: Path, **overrides) -> Settings:
     ports = {
         "pg_port": free_port(), "broker_port": free_port(), "mlflow_port": free_port(),
         "dagster_port": free_port(), "worker_port": free_port(), "docs_port": free_port(),
-        "supervisor_port": free_port(),
+        "supervisor_port": free_port(), "gateway_port": free_port(),
     }
     # _env_file=None: a developer's .env must not leak into the tests
     return Settings(_env_file=None, home=home, database_url=None, kafka_bootstrap=None, **{**ports, **overrides})

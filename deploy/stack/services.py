@@ -137,6 +137,33 @@ def start_worker(settings: Settings, pg_url: str, bootstrap: str) -> ServiceReco
     return record
 
 
+def start_gateway(settings: Settings, pg_url: str, bootstrap: str) -> ServiceRecord:
+    """The API gateway (orchestration/gateway): the one authenticated door for people and programs."""
+    port = settings.gateway_port
+    url = settings.gateway_url
+    argv = [sys.executable, "-m", "orchestration.gateway"]
+    record = spawn("gateway", argv, port=port, url=url, log_dir=settings.log_dir, run_dir=settings.run_dir,
+                   env=_env(settings, pg_url, bootstrap), cwd=REPO_ROOT)
+    wait_healthy(record, lambda: gateway_ok(settings), settings.start_timeout_s)
+    return record
+
+
+def gateway_ok(settings: Settings) -> bool:
+    if not settings.gateway_url.startswith("https"):
+        return http_ok(f"{settings.gateway_url}/api/v1/health")
+    import ssl
+
+    # our own certificate (maybe self-signed by `tradeloop certs`): the health probe checks liveness, not identity
+    context = ssl.create_default_context(cafile=str(settings.tls_cert_file))
+    context.check_hostname = False
+    try:
+        with urllib.request.urlopen(f"{settings.gateway_url}/api/v1/health", timeout=1.0,  # noqa: S310
+                                    context=context) as resp:
+            return resp.status == 200
+    except (OSError, ValueError):
+        return False
+
+
 def start_docs(settings: Settings) -> ServiceRecord:
     """A static file server for the site: Data Docs and reports, linked from Dagster asset metadata."""
     settings.site_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from deploy.stack.process import ServiceRecord, StackError, http_ok, port_in_use
 
 # start order; `down` goes in reverse
 ORDER = ("postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker", "feed",
-         "supervisor")
+         "gateway", "supervisor")
 
 
 @dataclass
@@ -36,6 +36,7 @@ def _ports(settings: Settings) -> dict[str, int]:
         "dagster-daemon": 0,
         "worker": settings.worker_port,
         "feed": 0,
+        "gateway": settings.gateway_port,
         "supervisor": settings.supervisor_port,
     }
 
@@ -43,6 +44,11 @@ def _ports(settings: Settings) -> dict[str, int]:
 def _running(settings: Settings, name: str) -> ServiceRecord | None:
     record = ServiceRecord.load(settings.run_dir, name)
     return record if record is not None and record.process() is not None else None
+
+
+def database_url(settings: Settings) -> str:
+    """The system of record's URL: the user's DATABASE_URL, or the embedded server's."""
+    return _urls(settings)[0]
 
 
 def _urls(settings: Settings) -> tuple[str, str]:
@@ -109,6 +115,7 @@ def starters(settings: Settings) -> dict[str, Callable[[], ServiceRecord]]:
         "dagster-daemon": lambda: services.start_dagster_daemon(settings, pg_url, bootstrap),
         "worker": lambda: services.start_worker(settings, pg_url, bootstrap),
         "feed": lambda: services.start_feed(settings, pg_url, bootstrap),
+        "gateway": lambda: services.start_gateway(settings, pg_url, bootstrap),
         "supervisor": lambda: supervisor.start(settings),
     }
 
@@ -145,7 +152,7 @@ def _stop_signal(name: str) -> int:
 
 # `down` stops each wave in parallel, waves in order: the clients first, then the broker, then the database
 # the supervisor goes first, so nothing is started again while the rest stops
-DOWN_WAVES = (("supervisor",), ("feed",), ("worker", "dagster-daemon", "dagster-webserver", "mlflow", "docs"), ("broker",),
+DOWN_WAVES = (("supervisor",), ("feed", "gateway"), ("worker", "dagster-daemon", "dagster-webserver", "mlflow", "docs"), ("broker",),
               ("postgres",))
 
 
@@ -203,6 +210,7 @@ def _healthy(settings: Settings, record: ServiceRecord) -> bool:
         "dagster-daemon": lambda: True,  # alive is all we can ask of it cheaply
         "worker": lambda: http_ok(f"{record.url}/health"),
         "feed": lambda: True,  # alive is its health; it exits when it cannot publish
+        "gateway": lambda: services.gateway_ok(settings),
         "supervisor": lambda: http_ok(f"{record.url}/metrics"),
     }
     return checks[record.name]()

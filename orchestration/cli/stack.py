@@ -16,7 +16,7 @@ def _settings():
 @click.command()
 def up() -> None:
     """Start the embedded stack (PostgreSQL, broker, MLflow, Dagster, a Faust worker) and wait until healthy."""
-    from deploy.secrets import SecretProvider, SecretsError, check_mode, export_passphrase
+    from deploy.secrets import SecretProvider, SecretsError, check_mode, ensure_platform_secrets, export_passphrase
     from deploy.stack.process import StackError
     from deploy.stack.stack import up as stack_up
 
@@ -27,6 +27,8 @@ def up() -> None:
         keyless = settings.mode == "paper" or settings.venue == "ib"
         provider = None if keyless else SecretProvider.from_settings(settings)
         key = check_mode(settings, provider)
+        # the control-signing key (gateway -> worker) and the gateway's token key, before any service needs them
+        ensure_platform_secrets(settings)
     except SecretsError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -42,13 +44,34 @@ def up() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: stopped what this run had started", err=True)
         sys.exit(130)
+    admin_password = _first_admin(settings)
     click.echo("")
+    click.echo(f"  Gateway      {records['gateway'].url}/api/docs (the API; log in there)")
     click.echo(f"  Dagster UI   {records['dagster-webserver'].url}")
     click.echo(f"  MLflow UI    {records['mlflow'].url}")
     click.echo(f"  Worker web   {records['worker'].url}/health")
     click.echo(f"  Data Docs    {records['docs'].url}/data_docs/index.html")
     click.echo(f"  Supervisor   {records['supervisor'].url}/metrics (restarts a service that dies)")
     click.echo("tradeloop is up. `tradeloop status` shows each service; `tradeloop down` stops them.")
+    if admin_password:
+        click.echo("")
+        click.echo(f"  First login: user 'admin', one-time password {admin_password}")
+        click.echo("  It is shown only now and stored only as a hash; change it at the first login "
+                   "(POST /api/v1/auth/password).")
+
+
+def _first_admin(settings) -> str | None:
+    """The first admin's one-time password when this `up` created the admin (None afterwards)."""
+    import sqlalchemy as sa
+
+    from deploy.stack.stack import database_url
+    from orchestration.gateway.users import ensure_first_admin
+
+    engine = sa.create_engine(database_url(settings))
+    try:
+        return ensure_first_admin(engine)
+    finally:
+        engine.dispose()
 
 
 @click.command()

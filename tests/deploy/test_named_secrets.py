@@ -73,3 +73,32 @@ def test_vault_backend_stores_it_in_a_sub_folder(tmp_path):
         assert set(vault.data) == {"tradeloop/keys/_secrets/control-signing"}
         assert control_signing_key(settings, create=True, provider=store) == (kid, key)
         assert store.list() == []  # key listings skip the folder
+
+
+def test_up_makes_the_platform_secrets_with_a_generated_passphrase_only_for_a_new_key_file(tmp_path, monkeypatch):
+    """`up` starts unattended: with no passphrase configured, a new key file gets a generated passphrase beside it
+    (owner only) that every process of the home finds; a passphrase in the environment or a key file created with a
+    typed passphrase are never overridden."""
+    from deploy.secrets import PASSPHRASE_ENV, PLATFORM_SECRETS, ensure_platform_secrets
+
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    settings = make_settings(tmp_path / "home")
+    ensure_platform_secrets(settings)
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)  # `up` exports it for its children; a new process has none
+    side = settings.home / "secrets.enc.passphrase"
+    assert side.stat().st_mode & 0o777 == 0o600
+    # a later process (the worker, the gateway, the CLI) reads the same secrets through the file beside it
+    fresh = SecretProvider.from_settings(settings)
+    assert [fresh.named_secret(n).key_bytes() for n in PLATFORM_SECRETS] == [
+        SecretProvider.from_settings(settings).named_secret(n).key_bytes() for n in PLATFORM_SECRETS]
+    assert control_signing_key(settings, create=False)[1] == fresh.named_secret("control-signing").key_bytes()
+    # a passphrase set by the operator: used, nothing written beside the new file
+    other = make_settings(tmp_path / "other")
+    monkeypatch.setenv(PASSPHRASE_ENV, PHRASE)
+    ensure_platform_secrets(other)
+    assert not (other.home / "secrets.enc.passphrase").exists()
+    # a key file that exists without one (typed passphrase): never replaced by a generated one
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    with pytest.raises(SecretsError, match="set TRADELOOP_SECRETS_PASSPHRASE or run in a terminal"):
+        ensure_platform_secrets(other)
+    assert not (other.home / "secrets.enc.passphrase").exists()

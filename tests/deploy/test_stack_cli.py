@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def env_for(settings) -> dict[str, str]:
         "TRADELOOP_WORKER_PORT": str(settings.worker_port),
         "TRADELOOP_DOCS_PORT": str(settings.docs_port),
         "TRADELOOP_SUPERVISOR_PORT": str(settings.supervisor_port),
+        "TRADELOOP_GATEWAY_PORT": str(settings.gateway_port),
     })
     return env
 
@@ -62,14 +64,25 @@ def test_up_status_down_and_data_survives_a_restart(home):
     first = tradeloop(home, "up", extra_env=AUTONOMY)
     assert first.returncode == 0, first.stderr + first.stdout
     for url in (f"http://127.0.0.1:{home.dagster_port}", f"http://127.0.0.1:{home.mlflow_port}",
-                f"http://127.0.0.1:{home.worker_port}/health"):
+                f"http://127.0.0.1:{home.worker_port}/health", f"http://127.0.0.1:{home.gateway_port}/api/docs"):
         assert url in first.stdout
+    # the first admin's one-time password, shown once: it logs in at the gateway (and must then be changed)
+    (line,) = [ln for ln in first.stdout.splitlines() if "one-time password" in ln]
+    password = line.rsplit(" ", 1)[1]
+    login = urllib.request.Request(
+        f"http://127.0.0.1:{home.gateway_port}/api/v1/auth/token", method="POST",
+        data=urllib.parse.urlencode({"grant_type": "password", "username": "admin", "password": password}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(login, timeout=10) as resp:
+        token = json.loads(resp.read())
+    assert token["access_token"] and token["must_change_password"] is True
+    assert (home.home / "secrets.enc.passphrase").stat().st_mode & 0o077 == 0  # generated, owner only
 
     status = tradeloop(home, "status", "--json")
     assert status.returncode == 0, status.stdout
     rows = {row["name"]: row for row in json.loads(status.stdout)}
     assert set(rows) == {"postgres", "broker", "mlflow", "docs", "dagster-webserver", "dagster-daemon", "worker",
-                         "feed", "supervisor"}
+                         "feed", "gateway", "supervisor"}
     assert {row["state"] for row in rows.values()} == {"running"}
     assert all(isinstance(row["pid"], int) for row in rows.values())
 
@@ -132,6 +145,7 @@ def test_up_status_down_and_data_survives_a_restart(home):
 
     second = tradeloop(home, "up", extra_env=AUTONOMY)
     assert second.returncode == 0, second.stderr + second.stdout
+    assert "one-time password" not in second.stdout and password not in second.stdout
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         reason = conn.execute(sa.text("SELECT reason FROM audit_log WHERE event_id = 'survives-restart'")).scalar()
