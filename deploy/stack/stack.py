@@ -46,11 +46,6 @@ def _running(settings: Settings, name: str) -> ServiceRecord | None:
     return record if record is not None and record.process() is not None else None
 
 
-def database_url(settings: Settings) -> str:
-    """The system of record's URL: the user's DATABASE_URL, or the embedded server's."""
-    return _urls(settings)[0]
-
-
 def _urls(settings: Settings) -> tuple[str, str]:
     pg_url = settings.database_url or postgres.url(settings, settings.pg_port)
     bootstrap = settings.kafka_bootstrap or f"{settings.host}:{settings.broker_port}"

@@ -64,7 +64,7 @@ def _first_admin(settings) -> str | None:
     """The first admin's one-time password when this `up` created the admin (None afterwards)."""
     import sqlalchemy as sa
 
-    from deploy.stack.stack import database_url
+    from orchestration.gateway.app import database_url
     from orchestration.gateway.users import ensure_first_admin
 
     engine = sa.create_engine(database_url(settings))
