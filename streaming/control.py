@@ -31,6 +31,7 @@ from trading.risk.limits import merge_overrides
 log = logging.getLogger(__name__)
 ACTIONS = ("kill_switch", "resume", "swap_strategy", "set_limits")
 KEY_RELOAD_S = 10.0  # an unknown kid re-reads the key store at most this often (a rotated key is picked up)
+NO_KEY_RELOAD_S = 0.1  # while no key could be read: soon again (one was just created; `up` creates it first)
 
 
 class ControlError(ValueError):
@@ -47,7 +48,7 @@ class _Keys:
         self.error = ""
 
     async def get(self, force: bool = False) -> dict[str, bytes]:
-        if (not self.keys or force) and time.monotonic() - self.loaded_at >= (KEY_RELOAD_S if self.keys else 1.0):
+        if (not self.keys or force) and time.monotonic() - self.loaded_at >= (KEY_RELOAD_S if self.keys else NO_KEY_RELOAD_S):
             from deploy.secrets import SecretsError, control_signing_key
 
             self.loaded_at = time.monotonic()

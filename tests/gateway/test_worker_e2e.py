@@ -3,7 +3,6 @@ a risk officer's kill switch through /api/v1 halts the worker, and the audit row
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,13 @@ from tests.streaming.conftest import TOKEN, stream_env, worker_factory  # noqa: 
 
 @pytest.mark.slow
 def test_kill_switch_and_resume_through_the_gateway_reach_the_real_worker(worker_factory, stream_env, engine,  # noqa: F811
-                                                                          pg_url):
+                                                                          pg_url, monkeypatch):
     from deploy.secrets import control_signing_key
 
-    # the gateway and the worker share a home (one key file: the control-signing key), as under `tradeloop up`
+    # the gateway and the worker share a home (one key file, one passphrase: the control-signing key), as under
+    # `tradeloop up`, which hands its passphrase to the services it starts
     home = Path(stream_env["TRADELOOP_HOME"])
-    stream_env.update(TRADELOOP_SECRETS_BACKEND="file", TRADELOOP_SECRETS_PASSPHRASE=os.environ[PASSPHRASE_ENV])
+    monkeypatch.setenv(PASSPHRASE_ENV, stream_env["TRADELOOP_SECRETS_PASSPHRASE"])
     account = stream_env["TRADELOOP_ACCOUNT"]
     settings = gateway_settings(home, pg_url, int(stream_env["TRADELOOP_WORKER_PORT"]), control_token=TOKEN,
                                 account=account)

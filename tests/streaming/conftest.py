@@ -177,6 +177,7 @@ def stream_env(pg_url, kafka_bootstrap, stack_settings, tmp_path):
            "TRADELOOP_SECRETS_PASSPHRASE": PASSPHRASE, "TRADELOOP_STREAM_EXCHANGE": f"sim-{tag}", "TRADELOOP_WORKER_PORT": str(free_port()),
            "TRADELOOP_TOPIC_PARTITIONS": str(stack_settings.topic_partitions),
            "TRADELOOP_STREAM_STRATEGIES": json.dumps(FAST), "PYTHONPATH": str(REPO)}
+    control_key(env)  # as `up` does before starting the worker: the control-signing key exists from the start
     return env
 
 
