@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestration.gateway import docs
+
 log = logging.getLogger("tradeloop.gateway")
 
 API_PREFIX = "/api/v1"
@@ -32,10 +34,7 @@ API_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
-# Swagger UI loads its script and style from a CDN (and runs an inline bootstrap script): only that page gets it
-DOCS_CSP = ("default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src data: https://fastapi.tiangolo.com; "
-            "connect-src 'self'; frame-ancestors 'none'")
+DOCS_CSP = docs.CSP  # the docs pages run Swagger UI / ReDoc from this origin's files: only they load scripts
 
 
 class Gateway:
@@ -191,7 +190,7 @@ def create_app(settings=None, *, engine: sa.Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or db.create_engine(database_url(settings), pool_size=5, max_overflow=5)
     app = FastAPI(title="tradeloop gateway", version="1", openapi_url=f"{API_PREFIX}/openapi.json",
-                  docs_url="/api/docs", redoc_url=None, swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+                  docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # docs.py: offline docs
                   description="The one authenticated door to tradeloop: reads for viewers, trading for traders, "
                               "kill switch and limits for risk officers, users and keys for admins.")
     app.state.gateway = Gateway(settings, engine, TokenService(signing_key(settings), settings.gateway_access_ttl_s),
@@ -215,6 +214,7 @@ def create_app(settings=None, *, engine: sa.Engine | None = None) -> FastAPI:
     api.include_router(admin.router)
     api.include_router(ws.router)
     app.include_router(api)
+    app.include_router(docs.router)
 
     if settings.gateway_cors_origins:  # closed unless origins are configured: no CORS headers at all
         from fastapi.middleware.cors import CORSMiddleware
