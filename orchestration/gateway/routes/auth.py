@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.gateway.security import ROLES, SCOPES, Identity, client_address, require
+from orchestration.gateway.users import audit
 from storage import auth as store
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -85,8 +86,8 @@ def _password_grant(gw, source: str, username: str | None, password: str | None,
             until = store.record_failure(conn, username, settings.gateway_login_max_failures,
                                          settings.gateway_lockout_s)
             if until is not None:
-                gw.audit(conn, "user_locked", f"user:{username}", "too many failed logins", source=source,
-                         details={"locked_until": until.isoformat()})
+                audit(conn, "user_locked", f"user:{username}", "too many failed logins", actor="gateway",
+                      identity=None, source=source, details={"locked_until": until.isoformat()})
             failure = OAuthError("invalid_grant", "wrong username or password")
         else:
             store.reset_failures(conn, username)
@@ -134,9 +135,9 @@ def _refresh_grant(gw, source: str, refresh_token: str | None, scope: str | None
     with gw.engine.begin() as conn:
         outcome, row = store.rotate_refresh(conn, tokens.digest(refresh_token))
         if outcome == "reused":
-            gw.audit(conn, "refresh_reuse", f"{row.kind}:{row.subject}",
-                     "a rotated refresh token was used again: every token of its login is revoked", source=source,
-                     details={"family": row.family})
+            audit(conn, "refresh_reuse", f"{row.kind}:{row.subject}",
+                  "a rotated refresh token was used again: every token of its login is revoked", actor="gateway",
+                  identity=None, source=source, details={"family": row.family})
             failure = OAuthError("invalid_grant", "refresh token reused: every token of this login is revoked")
         elif outcome != "ok":
             failure = OAuthError("invalid_grant", f"refresh token {'expired' if outcome == 'expired' else 'invalid'}")
@@ -237,8 +238,8 @@ def change_password(request: Request, body: PasswordChange,
             raise HTTPException(400, str(exc)) from None
         store.set_password(conn, identity.subject, new_hash, must_change=False)
         store.revoke_subject(conn, "user", identity.subject)
-        gw.audit(conn, "password_changed", f"user:{identity.subject}", "", source=identity.source,
-                 actor=identity.subject)
+        audit(conn, "password_changed", f"user:{identity.subject}", "", actor=identity.subject,
+              identity=identity.subject, source=identity.source)
     if identity.jti:
         gw.deny(identity.jti, identity.expires_at)  # the token carrying pwd_change is done
     return {"ok": True}

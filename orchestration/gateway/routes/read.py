@@ -284,7 +284,7 @@ def model_aliases(request: Request, q: Annotated[ModelQuery, Query()],
 def audit(request: Request, f: Annotated[AuditFilter, Query()],
           identity: Identity = Depends(require("read"))) -> dict:
     return _page(request.app.state.gateway, """
-        SELECT event_id, ts, actor, action, scope, reason, details FROM audit_log
+        SELECT event_id, ts, actor, action, scope, reason, details, identity, source FROM audit_log
         WHERE (CAST(:actor AS text) IS NULL OR actor = :actor)
           AND (CAST(:action AS text) IS NULL OR action = :action)
           AND (CAST(:scope AS text) IS NULL OR scope = :scope)
