@@ -123,7 +123,7 @@ def test_api2_only_an_access_token_in_the_authorization_header_authenticates(cli
     token = got["access_token"]
     assert client.get("/api/v1/auth/me", params={"access_token": token}).status_code == 401
     assert client.get("/api/v1/orders", params={"access_token": token}).status_code in (401, 422)
-    assert client.get("/api/v1/auth/me", cookies={"access_token": token, "Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/auth/me", headers={"Cookie": f"access_token={token}; Authorization=Bearer%20{token}"}
                       ).status_code == 401
     # the token endpoint's password grant takes the form body only, not the query string
     resp = client.post("/api/v1/auth/token", params={"grant_type": "password", "username": name, "password": PASSWORD})

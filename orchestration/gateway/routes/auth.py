@@ -8,16 +8,18 @@ username and a wrong password give the same answer and take as long (argon2 on a
 from __future__ import annotations
 
 import base64
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.gateway.security import ROLES, SCOPES, Identity, client_address, require
-from orchestration.gateway.users import audit
+from orchestration.gateway.users import USERNAME_RE, audit
 from storage import auth as store
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+KEY_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -43,7 +45,8 @@ def _scopes(granted: frozenset[str], requested: str | None) -> frozenset[str]:
     asked = frozenset(requested.split())
     unknown = asked - set(SCOPES)
     if unknown:
-        raise OAuthError("invalid_scope", f"unknown scope {' '.join(sorted(unknown))} (scopes: {' '.join(SCOPES)})")
+        # not echoed: the caller's text could be anything pasted into the wrong field
+        raise OAuthError("invalid_scope", f"unknown scope: the scopes are {' '.join(SCOPES)}")
     if not asked <= granted:
         raise OAuthError("invalid_scope", f"scope {' '.join(sorted(asked - granted))} is not granted to this identity")
     return asked
@@ -76,7 +79,8 @@ def _password_grant(gw, source: str, username: str | None, password: str | None,
     settings = gw.settings
     failure = None
     with gw.engine.begin() as conn:
-        user = store.get_user(conn, username, lock=True)
+        # a name that cannot be a username (e.g. with a NUL, which PostgreSQL text refuses) is an unknown user
+        user = store.get_user(conn, username, lock=True) if USERNAME_RE.match(username) else None
         if user is None or user.disabled:
             burn_time(password)
             failure = OAuthError("invalid_grant", "wrong username or password")
@@ -113,7 +117,7 @@ def _client_credentials(request: Request, gw, source: str, client_id: str | None
     if not client_id or not client_secret:
         raise OAuthError("invalid_client", "grant_type=client_credentials needs client_id and client_secret", 401)
     with gw.engine.begin() as conn:
-        key = store.get_api_key(conn, client_id)
+        key = store.get_api_key(conn, client_id) if KEY_ID_RE.match(client_id) else None
         owner = store.get_user(conn, key.owner) if key else None
         valid = key is not None and tokens.same_digest(client_secret, key.secret_hash)
         if not valid or key.revoked_at is not None or owner is None or owner.disabled:

@@ -21,6 +21,23 @@ class _Body(BaseModel):
     reason: str = Field("", max_length=500, description="Why (written to the audit log).")
     account: str | None = Field(None, pattern=NAME, description="Default: the configured account.")
 
+    @model_validator(mode="after")
+    def _no_nul(self) -> "_Body":
+        # the worker writes the body to audit_log, and PostgreSQL text and jsonb cannot hold NUL: refused here
+        if _has_nul(self.model_dump()):
+            raise ValueError("text may not contain NUL characters")
+        return self
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
 
 class KillSwitch(_Body):
     flatten: bool = Field(False, description="Also close every position.")

@@ -60,7 +60,8 @@ class FillFilter(TimeRange):
 class AuditFilter(TimeRange):
     actor: str | None = Field(None, pattern=NAME)
     action: str | None = Field(None, pattern=NAME)
-    scope: str | None = Field(None, max_length=128, description="Exact scope, e.g. account:paper.")
+    scope: str | None = Field(None, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$",  # no control bytes (NUL: a 500)
+                              description="Exact scope, e.g. account:paper.")
 
 
 class ReleaseFilter(Page):
