@@ -55,7 +55,8 @@ def test_api2_an_unknown_or_disabled_user_costs_as_long_as_a_wrong_password(clie
     off = _median_login_s(client, disabled, "wrong password one")
     assert wrong > 0.005, wrong  # a real argon2 verification happened
     for other in (unknown, off):
-        assert 0.5 < other / wrong < 2.0, (wrong, unknown, off)
+        # without the dummy hash an unknown user answers in ~1/50 of the time: a wide band is still decisive
+        assert 0.4 < other / wrong < 2.5, (wrong, unknown, off)
 
 
 def test_api2_tokens_signed_with_the_real_key_but_wrong_claims_are_refused(client, engine, settings):

@@ -96,6 +96,36 @@ def test_api8_trace_and_options_echo_nothing(client, tokens):
         assert MARKER not in options.text
 
 
+def test_api8_every_security_header_on_every_kind_of_answer(pg_url, engine, worker, gw_home, tokens):
+    """API8: the whole header set of app.API_HEADERS (test_app.py checks four of them) on success, 401, 403, 404,
+    405, 413, 422 and 429 answers; the docs pages and their files keep all but their own CSP (and the files
+    their cache time); no Server banner or framework header."""
+    from orchestration.gateway.app import API_HEADERS, DOCS_CSP
+
+    settings = gateway_settings(gw_home, pg_url, worker.port, gateway_rate_per_min=8, gateway_max_body_bytes=1024)
+    with make_client(settings, engine) as client:
+        viewer = bearer(tokens["viewer"])
+        answers = {
+            200: client.get("/api/v1/orders", headers=viewer), 401: client.get("/api/v1/orders"),
+            403: client.get("/api/v1/admin/users", headers=viewer), 404: client.get("/api/v1/nowhere"),
+            405: client.delete("/api/v1/orders"), 422: client.get("/api/v1/orders", params={"x": 1}, headers=viewer),
+            413: client.post("/api/v1/auth/token", data={"grant_type": "password", "password": "p" * 2000}),
+        }
+        for _ in range(8):
+            answers[429] = client.get("/api/v1/auth/me", headers=viewer)
+        docs = [client.get("/api/docs"), client.get("/api/docs/redoc"), client.get("/api/docs/assets/swagger-ui.css")]
+    for status, resp in answers.items():
+        assert resp.status_code == status, (status, resp.status_code)
+        for name, value in API_HEADERS.items():
+            assert resp.headers.get(name) == value, (status, name, resp.headers.get(name))
+        assert "server" not in resp.headers and "x-powered-by" not in resp.headers
+    for resp in docs:
+        assert resp.status_code == 200 and resp.headers["content-security-policy"] == DOCS_CSP
+        for name, value in API_HEADERS.items():
+            if name not in ("Content-Security-Policy", "Cache-Control"):
+                assert resp.headers.get(name) == value, (resp.url, name)
+
+
 def test_api8_a_stopped_database_gives_plain_errors(gw_home, worker, tokens):
     """API8: with PostgreSQL unreachable, health says so (503), and an authenticated read or a login is a 500
     with a request id only -- no driver message, host, port, user or password."""
