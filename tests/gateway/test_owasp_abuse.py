@@ -68,6 +68,35 @@ def test_api4_oversized_secrets_are_refused_before_any_hashing(client, tokens):
     assert resp.status_code == 422
 
 
+@pytest.mark.parametrize("depth", [17, 300, 900, 5000])
+def test_api4_deeply_nested_json_is_refused_not_a_500(client, tokens, worker, depth):
+    """API4: free-form ``params`` nested hundreds deep used to exhaust the serialiser's stack (a 500); nesting is
+    capped (422), and what the JSON parser itself refuses is a 400."""
+    from orchestration.gateway.routes.control import MAX_DEPTH
+
+    auth = {**bearer(tokens["risk_officer"]), "Content-Type": "application/json"}
+    n = len(worker.requests)
+    for inner in ("[" * depth + "]" * depth, '{"a": ' * depth + "1" + "}" * depth):
+        resp = client.post("/api/v1/control/limits", headers=auth, content='{"params": {"a": ' + inner + "}}")
+        assert resp.status_code in (400, 422), (depth, resp.status_code)
+        if resp.status_code == 422:
+            assert f"nested at most {MAX_DEPTH} levels" in resp.json()["error"]
+    assert len(worker.requests) == n
+    ok = '{"params": {"a": ' + "[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2) + "}}"
+    assert client.post("/api/v1/control/limits", headers=auth, content=ok).status_code == 200
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_api4_non_finite_numbers_in_control_params_are_refused(client, tokens, worker, number):
+    """API4/API8: Python's JSON parser takes NaN and Infinity (and 1e400 becomes Infinity); sent on they became
+    null -- a limit silently cleared. They are refused instead."""
+    n = len(worker.requests)
+    resp = client.post("/api/v1/control/limits", content='{"params": {"max_position": ' + number + "}}",
+                       headers={**bearer(tokens["risk_officer"]), "Content-Type": "application/json"})
+    assert resp.status_code == 422 and "numbers must be finite" in resp.json()["error"], resp.text
+    assert len(worker.requests) == n
+
+
 def test_api4_open_streams_per_identity_are_capped(client, engine):
     """API4: each open stream polls PostgreSQL twice a second; one identity gets at most a handful at once, and a
     closed one frees its place."""
