@@ -186,3 +186,19 @@ def test_api3_extra_form_fields_of_the_token_endpoint_change_nothing(client, eng
     assert resp.status_code == 200 and resp.json()["scope"] == "read"
     me = client.get("/api/v1/auth/me", headers=bearer(resp.json()["access_token"])).json()
     assert (me["role"], me["scopes"], me["accounts"], me["kind"]) == ("viewer", ["read"], ["acct-a"], "user")
+
+
+def test_api3_the_gateways_security_rows_of_the_audit_log_are_for_admins(client, engine, tokens):
+    """API3: lockouts, key creations (with key ids), refresh-token reuse and user changes are the admin's business:
+    a viewer's /audit has no ``user:`` rows, an admin's has them."""
+    from orchestration.gateway import users
+
+    name = new_user(engine, "viewer")
+    users.create_api_key(engine, name, "seen-by-admins", ["read"])
+    for role in ("viewer", "trader", "risk_officer"):
+        rows = client.get("/api/v1/audit", params={"limit": 500}, headers=bearer(tokens[role])).json()["items"]
+        assert not [r for r in rows if r["scope"].startswith("user:")], role
+        by_scope = client.get("/api/v1/audit", params={"scope": f"user:{name}"}, headers=bearer(tokens[role]))
+        assert by_scope.status_code == 200 and by_scope.json()["items"] == []
+    admin = client.get("/api/v1/audit", params={"scope": f"user:{name}"}, headers=bearer(tokens["admin"]))
+    assert [r["action"] for r in admin.json()["items"]] == ["api_key_created", "user_added"]

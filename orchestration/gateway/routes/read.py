@@ -292,14 +292,17 @@ def audit(request: Request, f: Annotated[AuditFilter, Query()],
           AND (CAST(:since AS timestamptz) IS NULL OR ts >= :since)
           AND (CAST(:until AS timestamptz) IS NULL OR ts < :until)
           AND (CAST(:scopes AS text[]) IS NULL OR scope = ANY(:scopes))
+          AND (CAST(:admin AS boolean) OR NOT starts_with(scope, 'user:'))
         ORDER BY ts DESC, event_id""", _audit_filters(f, identity), f)
 
 
 def _audit_filters(f: AuditFilter, identity: Identity) -> dict[str, Any]:
-    """An identity limited to some accounts sees only their audit rows (scope account:<name>)."""
+    """An identity limited to some accounts sees only their audit rows (scope account:<name>); the gateway's own
+    rows about users and keys (scope user:<name>: logins locked, keys made, tokens reused) need the admin scope."""
     params = _filters(f, identity)
     accounts = params.pop("accounts")
     params["scopes"] = [f"account:{a}" for a in accounts] if accounts is not None else None
+    params["admin"] = "admin" in identity.scopes
     return params
 
 
