@@ -191,6 +191,7 @@ def create_app(settings=None, *, engine: sa.Engine | None = None) -> FastAPI:
     engine = engine or db.create_engine(database_url(settings), pool_size=5, max_overflow=5)
     app = FastAPI(title="tradeloop gateway", version="1", openapi_url=f"{API_PREFIX}/openapi.json",
                   docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # docs.py: offline docs
+                  redirect_slashes=False,  # a slash redirect's Location is built from the caller's Host header
                   description="The one authenticated door to tradeloop: reads for viewers, trading for traders, "
                               "kill switch and limits for risk officers, users and keys for admins.")
     app.state.gateway = Gateway(settings, engine, TokenService(signing_key(settings), settings.gateway_access_ttl_s),

@@ -126,6 +126,16 @@ def test_api8_every_security_header_on_every_kind_of_answer(pg_url, engine, work
                 assert resp.headers.get(name) == value, (resp.url, name)
 
 
+def test_api8_no_answer_reflects_the_host_header(client, tokens):
+    """API8: no redirect (a trailing slash is a 404, not a 307 whose Location would name the caller's Host) and
+    no answer repeating the Host header."""
+    auth = {**bearer(tokens["viewer"]), "Host": "evil.example"}
+    for path in ("/api/v1/orders/", "/api/v1/health/", "/api/docs/", "/api/v1/orders", "/api/v1/nowhere"):
+        resp = client.get(path, headers=auth, follow_redirects=False)
+        assert resp.status_code in (200, 404) and "location" not in resp.headers, (path, resp.status_code)
+        assert "evil.example" not in resp.text
+
+
 def test_api8_a_stopped_database_gives_plain_errors(gw_home, worker, tokens):
     """API8: with PostgreSQL unreachable, health says so (503), and an authenticated read or a login is a 500
     with a request id only -- no driver message, host, port, user or password."""
