@@ -165,6 +165,7 @@ def test_api6_control_actions_count_against_the_identitys_rate(pg_url, engine, w
         codes = [client.post("/api/v1/control/orders", headers=auth,
                              json={"symbol": "BTC/USDT", "side": "buy", "quantity": "0.01"}).status_code
                  for _ in range(3)]
-        codes.append(client.post("/api/v1/control/kill-switch", headers=auth, json={"reason": "x"}).status_code)
-        assert codes == [200, 200, 200, 429]
+        limited = client.post("/api/v1/control/kill-switch", headers=auth, json={"reason": "x"})
+        assert codes + [limited.status_code] == [200, 200, 200, 429]
+        assert 1 <= int(limited.headers["retry-after"]) <= 60 and "per identity" in limited.json()["error"]
         assert len(worker.requests) == n + 3
