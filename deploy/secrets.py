@@ -9,6 +9,13 @@ Three backends, chosen by ``TRADELOOP_SECRETS_BACKEND``:
          token from VAULT_TOKEN.
 A key's secret values are ``Secret`` objects (masked when printed) and are registered with deploy.redaction as
 soon as they are read, so no log line of the process can show them.
+
+Besides exchange keys, each backend keeps *named secrets*: random values the platform generates for itself
+(``control-signing``, the HMAC key of signed control messages; ``gateway-jwt``). They are not KeyRecords (no
+venue, no permissions; a KeyRecord would need a fake venue and would show up in `tradeloop keys list`):
+  env    TRADELOOP_SECRET_<NAME> (upper case, '-' as '_'), base64url; read-only, so it cannot be generated
+  file   the same encrypted file, under the reserved entry ``secret/<name>`` (key names cannot contain '/')
+  vault  <vault_mount>/<vault_path>/_secrets/<name> (a sub-folder: key listings skip folders)
 """
 
 from __future__ import annotations
@@ -140,6 +147,59 @@ def _from_stored(name: str, data: dict, backend: str) -> KeyRecord:
         raise SecretsError(f"key {name!r} in the {backend} store is malformed ({type(exc).__name__})") from None
 
 
+SECRET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+SECRET_PREFIX = "secret/"
+SECRET_BYTES = 32
+
+
+def check_secret_name(name: str) -> str:
+    if not SECRET_NAME_RE.match(name or ""):
+        raise SecretsError(f"secret name {name!r} must be 1-32 lower-case letters, digits or '-'")
+    return name
+
+
+@dataclass(frozen=True)
+class NamedSecret:
+    """A random value the platform generated for itself (a signing key); ``value`` is its base64url text."""
+
+    name: str
+    value: Secret
+    created_at: datetime | None = None
+    backend: str = field(default="", compare=False)
+
+    def key_bytes(self) -> bytes:
+        return base64.urlsafe_b64decode(self.value.reveal() + "=" * (-len(self.value.reveal()) % 4))
+
+    def key_id(self) -> str:
+        """A fingerprint naming the value in signed messages (so that an old and a new key can be told apart
+        while they rotate); 64 bits of a SHA-256 over a label and the value reveal nothing usable."""
+        import hashlib
+
+        return hashlib.sha256(f"tradeloop-kid:{self.name}:".encode() + self.key_bytes()).hexdigest()[:16]
+
+    def _stored(self) -> dict[str, object]:
+        return {"kind": "secret", "value": self.value.reveal(),
+                "created_at": self.created_at.isoformat() if self.created_at else None}
+
+
+def _secret_from_stored(name: str, data: dict, backend: str) -> NamedSecret:
+    try:
+        secret = NamedSecret(name, Secret(data["value"]),
+                             datetime.fromisoformat(data["created_at"]) if data.get("created_at") else None, backend)
+        if len(secret.key_bytes()) < SECRET_BYTES:
+            raise ValueError
+        return secret
+    except (KeyError, TypeError, ValueError, SecretsError):
+        raise SecretsError(f"secret {name!r} in the {backend} store is malformed (it must be at least "
+                           f"{SECRET_BYTES} bytes in base64url)") from None
+
+
+def generate_secret(name: str) -> NamedSecret:
+    import secrets as _random
+
+    return NamedSecret(check_secret_name(name), Secret(_random.token_urlsafe(SECRET_BYTES)), now())
+
+
 class Backend(Protocol):
     name: str
 
@@ -147,6 +207,8 @@ class Backend(Protocol):
     def list(self) -> list[KeyRecord]: ...
     def put(self, record: KeyRecord) -> None: ...
     def remove(self, name: str) -> None: ...
+    def get_secret(self, name: str) -> NamedSecret | None: ...
+    def create_secret(self, secret: NamedSecret) -> NamedSecret: ...
 
 
 # ---- env ------------------------------------------------------------------------------------------------
@@ -185,6 +247,19 @@ class EnvBackend:
     def remove(self, name: str) -> None:
         raise SecretsError(f"the env key store is read-only: unset TRADELOOP_KEY_{name.upper()}_* in the "
                            f"environment to remove key {name!r}")
+
+    @staticmethod
+    def secret_var(name: str) -> str:
+        return "TRADELOOP_SECRET_" + check_secret_name(name).upper().replace("-", "_")
+
+    def get_secret(self, name: str) -> NamedSecret | None:
+        value = self.environ.get(self.secret_var(name))
+        return None if not value else _secret_from_stored(name, {"value": value.strip()}, self.name)
+
+    def create_secret(self, secret: NamedSecret) -> NamedSecret:
+        raise SecretsError(f"secret {secret.name!r} is missing and the env key store is read-only: set "
+                           f"{self.secret_var(secret.name)} to 32 random bytes in base64url (python -c \"import "
+                           f"secrets; print(secrets.token_urlsafe(32))\"), or use TRADELOOP_SECRETS_BACKEND=file")
 
 
 # ---- file -----------------------------------------------------------------------------------------------
@@ -282,7 +357,20 @@ class FileBackend:
         return _from_stored(name, records[name], self.name)
 
     def list(self) -> list[KeyRecord]:
-        return [_from_stored(n, d, self.name) for n, d in sorted(self._load().items())]
+        return [_from_stored(n, d, self.name) for n, d in sorted(self._load().items()) if "/" not in n]
+
+    def get_secret(self, name: str) -> NamedSecret | None:
+        data = self._load().get(SECRET_PREFIX + check_secret_name(name))
+        return None if data is None else _secret_from_stored(name, data, self.name)
+
+    def create_secret(self, secret: NamedSecret) -> NamedSecret:
+        with self._locked():  # another process may have created it meanwhile: the stored one wins
+            records = self._load()
+            entry = SECRET_PREFIX + secret.name
+            if entry not in records:
+                records[entry] = secret._stored()
+                self._save(records)
+            return _secret_from_stored(secret.name, records[entry], self.name)
 
     def _locked(self):
         """An exclusive lock around read-modify-write, so two `keys add` at once cannot lose a key."""
@@ -383,6 +471,34 @@ class VaultBackend:
         self._call(f"store key {record.name!r}", self.client.secrets.kv.v2.create_or_update_secret,
                    path=self._key_path(record.name), secret=record._stored(), cas=0, mount_point=self.mount)
 
+    def get_secret(self, name: str) -> NamedSecret | None:
+        import hvac.exceptions as hx
+
+        try:
+            answer = self._call(f"read secret {name!r}", self.client.secrets.kv.v2.read_secret_version,
+                                path=f"{self.path}/_secrets/{check_secret_name(name)}", mount_point=self.mount,
+                                raise_on_deleted_version=True)
+        except hx.InvalidPath:
+            return None
+        return _secret_from_stored(name, answer["data"]["data"], self.name)
+
+    def create_secret(self, secret: NamedSecret) -> NamedSecret:
+        import hvac.exceptions as hx
+
+        def write() -> None:
+            try:  # cas=0: only if absent; a concurrent creator's value wins and is read back below
+                self.client.secrets.kv.v2.create_or_update_secret(
+                    path=f"{self.path}/_secrets/{secret.name}", secret=secret._stored(), cas=0,
+                    mount_point=self.mount)
+            except hx.InvalidRequest:
+                pass
+
+        self._call(f"store secret {secret.name!r}", write)
+        stored = self.get_secret(secret.name)
+        if stored is None:
+            raise SecretsError(f"vault at {self.url}: secret {secret.name!r} could not be stored")
+        return stored
+
     def remove(self, name: str) -> None:
         if check_name(name) not in self._names():
             raise SecretsError(f"no key {name!r} in vault at {self.mount}/{self.path}")
@@ -417,6 +533,27 @@ class SecretProvider:
 
     def remove(self, name: str) -> None:
         self.backend.remove(name)
+
+    def named_secret(self, name: str, create: bool = False) -> NamedSecret:
+        """The named secret; with ``create``, generated (32 random bytes) and stored when missing. Its value is
+        registered for redaction; errors never contain it."""
+        found = self.backend.get_secret(name)
+        if found is not None:
+            return found
+        if not create:
+            raise SecretsError(f"no secret {name!r} in the {self.backend.name} store (`tradeloop up` generates it)")
+        return self.backend.create_secret(generate_secret(name))
+
+
+CONTROL_SIGNING = "control-signing"
+
+
+def control_signing_key(settings: Settings, create: bool, provider: SecretProvider | None = None
+                        ) -> tuple[str, bytes]:
+    """(kid, key) of signed control messages (streaming/signing.py): the gateway and the CLI sign with it, the
+    worker verifies with it. ``create``: generate it on first use. Raises SecretsError (one line, no value)."""
+    secret = (provider or SecretProvider.from_settings(settings)).named_secret(CONTROL_SIGNING, create)
+    return secret.key_id(), secret.key_bytes()
 
 
 def check_mode(settings: Settings, provider: SecretProvider | None = None) -> KeyRecord | None:
