@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("DATABASE_URL", "TRADELOOP_DATABASE_URL"),
-        description="External PostgreSQL (SQLAlchemy URL). Unset: the embedded server is started.",
+        description="External PostgreSQL (SQLAlchemy URL), used by every component as given (MLflow and Dagster in "
+                    "databases `mlflow` and `dagster` on the same server). Unset: the embedded server is started, "
+                    "with a role per component and generated passwords (settings.database_url_for).",
     )
     kafka_bootstrap: str | None = Field(
         None,
@@ -357,6 +359,27 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    def database_url_for(self, component: str) -> str:
+        """The PostgreSQL URL ``component`` connects with: ``stream`` (the worker), ``batch`` (Dagster runs, dbt, the
+        CLI's batch commands), ``read`` (read-only), ``gateway``, ``migrate`` (Alembic), ``mlflow``, ``dagster`` (their
+        own databases), ``admin`` (the superuser). An external DATABASE_URL is the one URL of every component (its
+        roles are the user's business); the embedded server has a role per component, whose password the secret
+        provider holds (deploy/stack/pgroles.py). The URL carries the password: never print it."""
+        from deploy.stack import pgroles
+
+        if component not in (pgroles.ADMIN, *pgroles.COMPONENTS):
+            raise ValueError(f"no database role for component {component!r}; one of "
+                             f"{', '.join((pgroles.ADMIN, *pgroles.COMPONENTS))}")
+        if self.database_url:
+            if component in pgroles.OWNS_DATABASE:
+                from sqlalchemy.engine import make_url
+
+                # same server, the component's own database, as before the roles
+                return make_url(self.database_url).set(database=pgroles.OWNS_DATABASE[component]
+                                                       ).render_as_string(hide_password=False)
+            return self.database_url
+        return pgroles.url(self, component)
 
     @property
     def worker_url(self) -> str:
