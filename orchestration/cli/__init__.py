@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "orchestration.cli.simulate:simulate",
     "recon": "orchestration.cli.recon:recon",
     "keys": "orchestration.cli.keys:keys",
+    "certs": "orchestration.cli.certs:certs",
 }
 
 

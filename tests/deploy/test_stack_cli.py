@@ -33,6 +33,9 @@ def env_for(settings) -> dict[str, str]:
         "TRADELOOP_WORKER_PORT": str(settings.worker_port),
         "TRADELOOP_DOCS_PORT": str(settings.docs_port),
         "TRADELOOP_SUPERVISOR_PORT": str(settings.supervisor_port),
+        # the key file in the home keeps the database passwords `up` generates (deploy/stack/pgroles.py)
+        "TRADELOOP_SECRETS_PASSPHRASE": os.environ["TRADELOOP_SECRETS_PASSPHRASE"],
+        "PYTHONPATH": str(Path(__file__).parents[2]),  # this tree's code, in `tradeloop` and what it starts
     })
     return env
 
@@ -100,7 +103,9 @@ def test_up_status_down_and_data_survives_a_restart(home):
     assert "1 partitions (1 days x 1 symbols)" in backfill.stdout
 
     # no human action since `up`: the cold-start sensor backfilled, built features, trained and gated a model
-    url = f"postgresql+psycopg://tradeloop@127.0.0.1:{home.pg_port}/tradeloop"
+    from deploy.stack import postgres
+
+    url = postgres.url(home, home.pg_port)  # the superuser's, with the password `up` generated
     engine = sa.create_engine(url)
     deadline = time.monotonic() + 900
     decision = None
