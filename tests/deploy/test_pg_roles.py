@@ -241,3 +241,49 @@ def test_an_external_database_url_is_every_components_url(stack_settings):
     assert settings.database_url_for("mlflow") == "postgresql+psycopg://me:pw@db.example:5432/mlflow"
     with pytest.raises(ValueError, match="no database role for component 'worker'"):
         settings.database_url_for("worker")
+
+
+def test_a_data_directory_from_before_the_roles_is_switched_to_passwords_and_adopted(tmp_path):
+    """A home whose server was initialised with trust (every `up` before the roles): the next start gives the
+    superuser its password and asks for it; the superuser's tables pass to the migrate role, dbt's schemas to
+    the batch role."""
+    import signal
+    import subprocess
+
+    from deploy.stack import postgres
+    from deploy.stack.process import as_user, stop
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "home")
+    bin_dir = postgres.find_bin_dir(settings)
+    pgdata = postgres.data_dir(settings)
+    pgdata.parent.mkdir(parents=True)
+    user = postgres.run_as()
+    if user:
+        postgres._give_to(user, pgdata.parent)
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(pgdata), "-U", settings.pg_user, "-A", "trust", "-E", "UTF8",
+                    "--locale=C"], check=True, capture_output=True, cwd=pgdata.parent, **as_user(user))
+    record = postgres.start(settings, settings.pg_port)
+    try:
+        admin = postgres.url(settings, settings.pg_port)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            _connect(admin, password=None)
+        eng = sa.create_engine(admin, poolclass=sa.pool.NullPool)
+        with eng.begin() as conn:  # what the superuser made before: the schema, a dbt schema
+            assert set(conn.execute(sa.text("SELECT auth_method FROM pg_hba_file_rules")).scalars()) == \
+                {"scram-sha-256"}
+            conn.execute(sa.text("CREATE TABLE legacy_probe (x int)"))
+            conn.execute(sa.text("CREATE SCHEMA analytics_marts"))
+            conn.execute(sa.text("CREATE TABLE analytics_marts.mart_probe (x int)"))
+        pgroles.migrate_and_grant(settings)
+        with eng.connect() as conn:
+            owners = dict(conn.execute(sa.text(
+                "SELECT tablename, tableowner FROM pg_tables WHERE tablename IN ('legacy_probe', 'mart_probe', "
+                "'orders')")).all())
+        eng.dispose()
+        assert owners == {"legacy_probe": "tradeloop_migrate", "orders": "tradeloop_migrate",
+                          "mart_probe": "tradeloop_batch"}
+        with _connect(settings.database_url_for("read")) as conn:
+            assert conn.execute("SELECT count(*) FROM analytics_marts.mart_probe").fetchone() == (0,)
+    finally:
+        stop(record, settings.run_dir, sig=signal.SIGINT)
