@@ -305,6 +305,21 @@ class Settings(BaseSettings):
                     "0 = the null market (nothing to learn; the gate must refuse every model). The historical "
                     "store's sim source and the stream's sim feed both use it.")
 
+    @field_validator("database_url")
+    @classmethod
+    def _mask_database_password(cls, value: str | None) -> str | None:
+        # a URL's password (a service's role, or the user's DATABASE_URL) never shows in a log line of this process
+        if value:
+            from sqlalchemy.engine import make_url
+
+            from deploy import redaction
+
+            try:
+                redaction.register(make_url(value).password)
+            except Exception:  # noqa: BLE001 - a malformed URL is reported where it is used
+                pass
+        return value
+
     @field_validator("history_start")
     @classmethod
     def _iso_date(cls, value: str) -> str:

@@ -102,6 +102,12 @@ def provider(settings: Settings):
     return _providers[key]
 
 
+def use_provider(settings: Settings, secret_provider) -> None:
+    """Keep the passwords of the server ``settings`` describe in ``secret_provider`` (a throwaway server's
+    throwaway key file) instead of the configured store."""
+    _providers[_store_key(settings)] = secret_provider
+
+
 def password(settings: Settings, component: str, create: bool = False) -> str:
     """The role's password from the secret provider; ``create``: generated and stored when missing (`up`).
     Raises StackError (one line, no value) when the store cannot give it."""

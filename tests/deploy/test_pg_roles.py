@@ -287,3 +287,11 @@ def test_a_data_directory_from_before_the_roles_is_switched_to_passwords_and_ado
             assert conn.execute("SELECT count(*) FROM analytics_marts.mart_probe").fetchone() == (0,)
     finally:
         stop(record, settings.run_dir, sig=signal.SIGINT)
+
+
+def test_a_database_urls_password_is_masked_in_this_processs_logs():
+    from deploy import redaction
+    from deploy.settings import Settings
+
+    Settings(_env_file=None, database_url="postgresql+psycopg://svc:Zq8-external-password-0001@db:5432/t")
+    assert redaction.scrub("could not connect: svc:Zq8-external-password-0001@db") == "could not connect: svc:****@db"
