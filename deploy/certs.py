@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+CERT_NAME, KEY_NAME = "gateway.crt", "gateway.key"  # PEM both
 MAX_DAYS = 825  # the longest validity browsers accept for a server certificate
 
 
@@ -48,7 +49,8 @@ def _san(host: str):
 
 def generate(out_dir: Path, hosts: tuple[str, ...] = DEFAULT_HOSTS, days: int = 365, force: bool = False,
              now: datetime | None = None) -> CertPair:
-    """Write ``cert.pem`` and ``key.pem`` into ``out_dir``; refuses to replace an existing pair unless ``force``."""
+    """Write ``gateway.crt`` and ``gateway.key`` into ``out_dir``; refuses to replace an existing pair unless
+    ``force``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -61,7 +63,7 @@ def generate(out_dir: Path, hosts: tuple[str, ...] = DEFAULT_HOSTS, days: int = 
         raise CertError("at least one --host is needed")
     names = [_san(h) for h in hosts]
     out_dir = Path(out_dir)
-    cert_file, key_file = out_dir / "cert.pem", out_dir / "key.pem"
+    cert_file, key_file = out_dir / CERT_NAME, out_dir / KEY_NAME
     existing = [p for p in (cert_file, key_file) if p.exists()]
     if existing and not force:
         raise CertError(f"{existing[0]} exists (--force replaces the pair)")

@@ -15,7 +15,7 @@ from orchestration.cli.certs import certs
 
 
 def _handshake(cert_file, key_file, server_name: str) -> str:
-    """A TLS handshake over loopback: the server loads the pair, the client trusts only cert.pem and checks the
+    """A TLS handshake over loopback: the server loads the pair, the client trusts only the certificate and checks the
     name. Returns the negotiated protocol."""
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert_file, key_file)
@@ -49,7 +49,7 @@ def test_the_pair_loads_and_carries_the_names_asked_for(tmp_path):
     result = CliRunner().invoke(certs, ["--out", str(out), "--host", "gw.lab.internal", "--host", "10.1.2.3",
                                         "--days", "30"])
     assert result.exit_code == 0, result.output
-    cert_file, key_file = out / "cert.pem", out / "key.pem"
+    cert_file, key_file = out / "gateway.crt", out / "gateway.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert f"TRADELOOP_TLS_CERT_FILE={cert_file}" in result.output and "PRIVATE KEY" not in result.output
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
@@ -64,9 +64,9 @@ def test_the_pair_loads_and_carries_the_names_asked_for(tmp_path):
 
 def test_defaults_serve_localhost_and_a_wrong_name_is_refused(tmp_path):
     assert CliRunner().invoke(certs, ["--out", str(tmp_path)]).exit_code == 0
-    assert _handshake(tmp_path / "cert.pem", tmp_path / "key.pem", "localhost")
+    assert _handshake(tmp_path / "gateway.crt", tmp_path / "gateway.key", "localhost")
     try:
-        _handshake(tmp_path / "cert.pem", tmp_path / "key.pem", "elsewhere.example")
+        _handshake(tmp_path / "gateway.crt", tmp_path / "gateway.key", "elsewhere.example")
     except ssl.SSLCertVerificationError as exc:
         assert "Hostname mismatch" in str(exc) or "doesn't match" in str(exc)
     else:
@@ -76,12 +76,12 @@ def test_defaults_serve_localhost_and_a_wrong_name_is_refused(tmp_path):
 def test_bad_input_is_one_line_and_an_existing_pair_is_kept(tmp_path):
     runner = CliRunner()
     assert runner.invoke(certs, ["--out", str(tmp_path)]).exit_code == 0
-    before = (tmp_path / "key.pem").read_bytes()
+    before = (tmp_path / "gateway.key").read_bytes()
     for args, message in ((["--out", str(tmp_path)], "exists (--force replaces the pair)"),
                           (["--out", str(tmp_path / "x"), "--days", "0"], "--days 0: must be between 1 and 825"),
                           (["--out", str(tmp_path / "x"), "--host", "not a name!"], "neither an IP address nor")):
         result = runner.invoke(certs, args)
-        assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
-    assert (tmp_path / "key.pem").read_bytes() == before
+        assert result.exit_code == 1 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert (tmp_path / "gateway.key").read_bytes() == before
     assert runner.invoke(certs, ["--out", str(tmp_path), "--force"]).exit_code == 0
-    assert (tmp_path / "key.pem").read_bytes() != before
+    assert (tmp_path / "gateway.key").read_bytes() != before
