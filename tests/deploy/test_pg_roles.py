@@ -295,3 +295,22 @@ def test_a_database_urls_password_is_masked_in_this_processs_logs():
 
     Settings(_env_file=None, database_url="postgresql+psycopg://svc:Zq8-external-password-0001@db:5432/t")
     assert redaction.scrub("could not connect: svc:Zq8-external-password-0001@db") == "could not connect: svc:****@db"
+
+
+def test_the_stream_role_may_have_a_months_audit_rows_moved_to_their_partition(engines):
+    """Rows that landed in a default partition move to their month's partition when the stream makes it: the
+    partition function runs as the owner, whom the append-only trigger (0013) lets move rows."""
+    from storage import stream
+
+    with engines["stream"].connect() as conn, conn.begin() as tx:
+        if conn.execute(sa.text("SELECT to_regclass('audit_log_default')")).scalar() is None:
+            pytest.skip("audit_log is a hypertable here")
+        event = f"roles-move-{uuid.uuid4().hex[:6]}"
+        stream.write_audit(conn, event, stream.ns_of(datetime(2045, 7, 3, tzinfo=timezone.utc)), "t", "probe", "x",
+                           "", {})
+        where = sa.text("SELECT tableoid::regclass::text FROM audit_log WHERE event_id = :e")
+        assert conn.execute(where, {"e": event}).scalar() == "audit_log_default"
+        stream.ensure_partitions_ahead(conn, stream.ns_of(datetime(2045, 7, 1, tzinfo=timezone.utc)))
+        assert conn.execute(where, {"e": event}).scalar() == "audit_log_p204507"
+        assert "permission denied" in _refused(conn, "DELETE FROM audit_log_p204507")
+        tx.rollback()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -59,5 +60,23 @@ def test_each_service_connects_as_its_own_role_and_no_password_leaks(home):  # n
     with engine.connect() as conn:
         users = set(conn.execute(sa.text("SELECT DISTINCT usename FROM pg_stat_activity WHERE usename IS NOT NULL"
                                          )).scalars())
+    assert "tradeloop_stream" in users, users
+    for database in ("mlflow", "dagster"):  # each made its schema as its own role
+        other = sa.create_engine(postgres.url(home, home.pg_port, database), poolclass=sa.pool.NullPool)
+        with other.connect() as conn:
+            owners = set(conn.execute(sa.text("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+                                              )).scalars())
+        other.dispose()
+        assert owners == {f"tradeloop_{database}"}, (database, owners)
+    # the worker, as its role, records the feed's bars and its signals (the first bar closes within a minute)
+    deadline = time.monotonic() + 150
+    written = 0
+    while not written and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            written = conn.execute(sa.text("SELECT (SELECT count(*) FROM market_data WHERE exchange = 'sim')"
+                                           " + (SELECT count(*) FROM signals)")).scalar()
+        time.sleep(3)
     engine.dispose()
-    assert {"tradeloop_stream", "tradeloop_mlflow", "tradeloop_dagster"} <= users, users
+    assert written, "the worker wrote nothing in 150 s"
+    refused = [p.name for p in home.log_dir.glob("*.log") if "permission denied" in p.read_text(errors="replace")]
+    assert not refused, f"a service was refused by PostgreSQL: see {refused}"
