@@ -191,9 +191,16 @@ def start(settings: Settings, port: int) -> ServiceRecord:
         log_dir=settings.log_dir, run_dir=settings.run_dir, user=user, cwd=socket_dir,
     )
     wait_healthy(record, lambda: _accepts(bin_dir, settings, port), settings.start_timeout_s)
-    _require_passwords(settings, bin_dir, port)
-    create_databases(settings, port)
-    pgroles.ensure_roles(settings, port)
+    try:
+        _require_passwords(settings, bin_dir, port)
+        create_databases(settings, port)  # the roles come with the migrations (pgroles.migrate_and_grant)
+    except BaseException:
+        import signal
+
+        from deploy.stack.process import stop
+
+        stop(record, settings.run_dir, sig=signal.SIGINT)  # `up` stops only what started completely
+        raise
     return record
 
 
@@ -206,6 +213,15 @@ def _accepts(bin_dir: Path, settings: Settings, port: int) -> bool:
 
 
 def create_databases(settings: Settings, port: int) -> None:
+    import sqlalchemy as sa
+
+    from deploy import redaction
     from storage.db import ensure_databases
 
-    ensure_databases(url(settings, port, "postgres"), list(DATABASES))
+    try:
+        ensure_databases(url(settings, port, "postgres"), list(DATABASES))
+    except sa.exc.OperationalError as exc:
+        reason = redaction.scrub_exception(exc.orig or exc)
+        hint = (" (the key store's pg-admin is not this data directory's password: a key file or store from "
+                "another home?)" if "password authentication failed" in reason else "")
+        raise StackError(f"postgres: cannot log in as {settings.pg_user}: {reason}{hint}") from None
