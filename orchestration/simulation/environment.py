@@ -95,8 +95,6 @@ def open_server(settings: Settings, workdir: Path) -> Server:
 def platform_database(settings: Settings) -> str:
     """The running platform's database (DATABASE_URL, else the embedded server's): where the stored history
     of ``--history stored`` is read from."""
-    from deploy.stack import postgres
-
     from deploy.stack.process import StackError
 
     try:
