@@ -341,3 +341,20 @@ def test_a_key_store_that_does_not_match_the_data_directory_is_one_clear_line(tm
             stop(left, settings.run_dir, sig=signal.SIGINT)
         pgroles._cache.clear()
         pgroles._providers.clear()
+
+
+def test_a_simulations_throwaway_server_needs_no_passphrase(tmp_path, monkeypatch):
+    from orchestration.simulation.environment import open_server
+    from tests.conftest import make_settings
+
+    monkeypatch.delenv("TRADELOOP_SECRETS_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    settings = make_settings(tmp_path / "home")  # nothing up there, no key file
+    server = open_server(settings, tmp_path / "work")
+    try:
+        with _connect(server.url) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == "tradeloop"
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            _connect(server.url, password=None)
+    finally:
+        server.stop()
