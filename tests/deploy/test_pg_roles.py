@@ -358,3 +358,33 @@ def test_a_simulations_throwaway_server_needs_no_passphrase(tmp_path, monkeypatc
             _connect(server.url, password=None)
     finally:
         server.stop()
+
+
+def test_the_batch_role_writes_what_the_assets_write(engines):
+    """The storage calls of the market-data, ML and portfolio assets, as the batch role (COPY included)."""
+    import polars as pl
+
+    from storage import market_data, ml, stream
+
+    exchange = f"roles-{uuid.uuid4().hex[:6]}"
+    ns = stream.ns_of(datetime(2026, 11, 20, 12, tzinfo=timezone.utc))
+    day = (ns - ns % (86_400 * 10**9), ns - ns % (86_400 * 10**9) + 86_400 * 10**9)
+    frame = pl.DataFrame({"exchange": exchange, "symbol": "ETH/USDT", "interval": "1m", "ts": [ns, ns + 60 * 10**9],
+                          "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5, "volume": 1.0,
+                          "record_id": ["r1", "r2"]})
+    with engines["batch"].connect() as conn, conn.begin() as tx:
+        market_data.replace_raw(conn, frame, exchange, "ETH/USDT", "1m", *day, "test", "2026-11-20")
+        raw = market_data.read_raw(conn, exchange, "ETH/USDT", "1m", *day)
+        market_data.replace_clean(conn, raw, raw.head(0).with_columns(pl.lit("").alias("reason")),
+                                  pl.DataFrame(schema={"exchange": pl.Utf8, "symbol": pl.Utf8, "interval": pl.Utf8,
+                                                       "gap_start": pl.Int64, "gap_end": pl.Int64,
+                                                       "missing": pl.Int64}),
+                                  exchange, "ETH/USDT", "1m", *day, "2026-11-20")
+        assert conn.execute(sa.text("SELECT count(*) FROM market_data_clean WHERE exchange = :e"),
+                            {"e": exchange}).scalar() == 2
+        features = pl.DataFrame({"symbol": ["ETH/USDT"], "ts": [ns], "f1": [0.5]})
+        assert ml.replace_features(conn, f"{exchange}-fs", 1, ["f1"], {}, ["ETH/USDT"], exchange, *day, features) == 1
+        ml.record_model(conn, f"{exchange}-model", "1", "run", "hash", "challenger", {"auc": 0.5})
+        ml.make_champion(conn, f"{exchange}-model", "1")
+        assert "permission denied" in _refused(conn, "INSERT INTO orders (client_order_id) VALUES ('x')")
+        tx.rollback()
