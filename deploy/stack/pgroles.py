@@ -164,14 +164,25 @@ def _admin_engine(settings: Settings, port: int, database: str) -> sa.Engine:
                             isolation_level="AUTOCOMMIT")
 
 
-def _run(settings: Settings, port: int, database: str, statements: list[str]) -> None:
+def scram_verifier(conn: sa.Connection, name: str, secret: str) -> str:
+    """The SCRAM-SHA-256 verifier of ``secret`` for role ``name``, computed by libpq on this side: the server
+    (and its log, should the statement fail) never sees the password itself."""
+    pgconn = conn.connection.driver_connection.pgconn
+    return pgconn.encrypt_password(secret.encode(), name.encode(), b"scram-sha-256").decode()
+
+
+def _run(settings: Settings, port: int, database: str, statements: list) -> None:
+    """Run ``statements`` as the admin; an item may be a function of the connection giving the SQL."""
     from deploy import redaction
 
     eng = _admin_engine(settings, port, database)
     try:
         with eng.connect() as conn:
             for sql in statements:
-                conn.execute(sa.text(sql))
+                if callable(sql):  # a verifier's ':' must not be read as a bind parameter: straight to the driver
+                    conn.exec_driver_sql(sql(conn))
+                else:
+                    conn.execute(sa.text(sql))
     except sa.exc.DBAPIError as exc:
         # the statement may carry a password: only the server's first line, scrubbed
         raise StackError(f"postgres: setting up roles in {database}: "
@@ -228,8 +239,9 @@ def ensure_roles(settings: Settings, port: int) -> None:
         statements.append(f"""DO $$ BEGIN
             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN CREATE ROLE {name}; END IF;
         END $$""")
-        statements.append(f"ALTER ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                          f"NOBYPASSRLS PASSWORD '{secret}'")
+        statements.append(lambda conn, name=name, secret=secret: (
+            f"ALTER ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+            f"PASSWORD '{scram_verifier(conn, name, secret)}'"))
     statements.append(f"ALTER ROLE {role('read')} SET default_transaction_read_only = on")
     for component, database in OWNS_DATABASE.items():
         statements += [f"ALTER DATABASE {database} OWNER TO {role(component)}",

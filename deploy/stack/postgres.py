@@ -155,7 +155,8 @@ def _require_passwords(settings: Settings, bin_dir: Path, port: int) -> None:
     secret = pgroles.password(settings, pgroles.ADMIN)
     try:
         with trusted.connect() as conn:
-            conn.execute(sa.text(f"ALTER ROLE {settings.pg_user} WITH PASSWORD '{secret}'"))
+            verifier = pgroles.scram_verifier(conn, settings.pg_user, secret)  # no password in the server's log
+            conn.exec_driver_sql(f"ALTER ROLE {settings.pg_user} WITH PASSWORD '{verifier}'")
             hba.write_text("\n".join(
                 line if line.lstrip().startswith("#") else line.replace("trust", "scram-sha-256")
                 for line in lines) + "\n")
