@@ -176,7 +176,7 @@ async def _refused(refused: signing.ControlRefused, envelope: Any, transport: st
         await _summarise(closed)
     if not write:
         if BUDGET.windows[refused.reason].suppressed == 1:  # the first one not audited: summarise at window end
-            _schedule_summary(BUDGET.seconds_left(refused.reason))
+            _schedule_summary(refused.reason)
         return
     ts = refusal_ts_ns or time.time_ns()
     digest = hashlib.sha256(raw).hexdigest()[:16]
@@ -188,11 +188,14 @@ async def _refused(refused: signing.ControlRefused, envelope: Any, transport: st
         refused.reason, details, identity=refused.identity, source=transport))
 
 
-def _schedule_summary(delay_s: float) -> None:
+def _schedule_summary(reason: str) -> None:
+    """Summarise the reason's window when it closes, even if no further refusal comes to close it."""
     async def later() -> None:
-        await asyncio.sleep(delay_s + 0.01)
-        for w in BUDGET.due():
-            await _summarise(w)
+        window = BUDGET.windows.get(reason)
+        while window is not None and BUDGET.windows.get(reason) is window:
+            await asyncio.sleep(BUDGET.seconds_left(reason) + 0.01)
+            for w in BUDGET.due():
+                await _summarise(w)
 
     task = asyncio.ensure_future(later())
     _SUMMARY_TASKS.add(task)
