@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.streaming.conftest import post_control, produce_ticks, signed_control, sim_ticks, start_worker, wait_until
@@ -154,3 +155,60 @@ def test_refusal_budget_counts_every_refusal_and_closes_windows():
     [due] = budget.due()  # no refusal came to close it: a timer asks
     assert (due.reason, due.written, due.suppressed) == ("bad_signature", 3, 3)
     assert budget.due() == [] and "replayed" not in budget.windows  # a window without suppressed refusals: dropped
+
+
+class _Exchange:
+    """The live venue port (what the ccxt adapters implement), recording what reaches it; answers nothing."""
+
+    external = True
+
+    def __init__(self) -> None:
+        self.sent, self.canceled = [], []
+
+    def submit(self, order):
+        self.sent.append(order.client_order_id)
+        return []
+
+    def cancel(self, cid, ts):
+        self.canceled.append(cid)
+        return []
+
+    def replace(self, *a):
+        return []
+
+    def on_tick(self, tick):
+        return []
+
+    def on_bar(self, bar):
+        return []
+
+    def open_orders(self, symbol=None):
+        return []
+
+
+def test_on_an_exchange_a_manual_order_leaves_only_after_its_intent_is_stored():
+    """Sandbox/live: the same OMS outbox as a strategy's order -- journalled, drained (stored), then sent."""
+    from streaming.trader import Trader
+    from trading.marketdata.sim import SimConfig, SimVenue
+    from trading.oms.manual import ManualOrderError, parse_manual_order
+    from trading.risk import RiskLimits
+    from trading.strategies import create_strategy
+
+    inst = {i.symbol: i for i in SimVenue(SimConfig(seed=7)).instruments()}
+    venue = _Exchange()
+    trader = Trader("acct", {"t": create_strategy("sma_cross", {"fast": 3, "slow": 8})}, cash=Decimal(100_000),
+                    limits=RiskLimits(), instruments=inst, venue=venue, mode="sandbox")
+    for t in sim_ticks(1)[:50]:
+        trader.on_tick(t)
+    order = parse_manual_order({"symbol": SYMBOL, "side": "sell", "quantity": "0.5", "order_type": "limit",
+                                "price": "43000"})
+    cid = trader.manual_order(order, "cmd-1").client_order_id
+    assert venue.sent == [] and trader.order_status(cid) == "new"
+    batch = trader.drain()  # what the worker stores before anything leaves
+    assert [(o.client_order_id, o.strategy) for o in batch.orders] == [(cid, "manual")]
+    trader.release()
+    assert venue.sent == [cid] and trader.order_status(cid) == "submitting"
+    with pytest.raises(ManualOrderError, match="already sent"):
+        trader.manual_order(order, "cmd-1")  # the same command again: never sent twice
+    trader.cancel_order(cid)
+    assert venue.canceled == [cid] and trader.order_status(cid) == "cancel_pending"
