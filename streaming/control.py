@@ -1,13 +1,13 @@
 """Operator actions -- kill switch, resume, strategy swap, limit changes, manual orders and cancels -- from the
-``control`` topic or
-POST /control/{action}: accepted only as envelopes signed with the ``control-signing`` key (streaming/signing.py),
-applied to the Trader, written to audit_log (the verified identity and source, why), effects flushed.
+``control`` topic or POST /control/{action}: accepted only as envelopes signed with the ``control-signing`` key
+(streaming/signing.py), applied to the Trader, written to audit_log (the verified identity and source, why),
+effects flushed.
 
 Whatever is not a valid, fresh, first-seen envelope is refused: counted (tradeloop_control_refused_total{reason})
 and written to audit_log as ``control_refused`` -- nothing applied; at most settings.control_refused_audit_rows
-rows per reason and window, the rest summarised (streaming/refusals.py says why). A replay is caught by the in-memory nonce
-cache within the age window and, across a worker restart, by the applied command's audit row: its event id is
-derived from the nonce and its ts is the signed ts, so one primary-key lookup finds it.
+rows per reason and window, the rest summarised (streaming/refusals.py says why). A replay is caught by the
+in-memory nonce cache within the age window and, across a worker restart, by the applied command's audit row:
+its event id is derived from the nonce and its ts is the signed ts, so one primary-key lookup finds it.
 
 Swaps and limit changes are also kept in ``stream_runtime`` (storage/releases.py), in the audit row's
 transaction, so that a restarted worker comes back with them (streaming/releases.py restores them); a
