@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     control_max_age_s: float = Field(
         30.0, gt=0, le=3600, description="A signed control message older (or further in the future) than this is "
                                          "refused as expired; its nonce is remembered this long against replays.")
+    control_refused_audit_rows: int = Field(
+        10, ge=0, le=10_000, description="Refused control messages written to audit_log per reason and window; the "
+                                         "rest are counted (tradeloop_control_refused_total) and summarised in one "
+                                         "row when the window closes.")
+    control_refused_window_s: float = Field(
+        60.0, gt=0, le=3600, description="The window of control_refused_audit_rows, in seconds.")
 
     # ---- autonomy: the loop's cadence (orchestration/automation.py); every schedule and sensor runs by default --
     cron_market_data: str = Field("10 0 * * *", description="Yesterday's market data, every symbol (cron, UTC).")
