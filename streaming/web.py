@@ -121,6 +121,6 @@ class ControlView(faust.web.View):
                                    refusal_id=(request.remote, time.time_ns()))
         except ControlRefused as exc:
             return _json(self.web, {"error": str(exc), "reason": exc.reason}, 400 if exc.reason == "malformed" else 401)
-        except (ControlError, ValueError) as exc:  # verified but not applicable
-            return _json(self.web, {"error": f"{type(exc).__name__}: {exc}"}, 400)
+        except (ControlError, ValueError) as exc:  # verified but not applicable: the reason, as the operator reads it
+            return _json(self.web, {"error": str(exc)}, 400)
         return _json(self.web, result)
