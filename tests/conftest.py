@@ -24,6 +24,27 @@ from deploy.settings import Settings, get_settings  # noqa: E402
 get_settings.cache_clear()
 
 
+def _partition_ports() -> None:
+    """Under pytest-xdist (`make test` runs two workers) each worker takes only the free ports congruent to its
+    index: a port one worker picked and has not bound yet is never the other's pick."""
+    from deploy.stack import process
+
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    if count < 2 or not worker.startswith("gw"):
+        return
+    index, any_free = int(worker[2:]), process.free_port
+
+    def free_port(host: str = "127.0.0.1") -> int:
+        while (port := any_free(host)) % count != index:
+            pass
+        return port
+
+    process.free_port = free_port
+
+
+_partition_ports()
+
+
 def make_settings(home: Path, **overrides) -> Settings:
     from deploy.stack.process import free_port
 

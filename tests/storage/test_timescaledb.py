@@ -42,7 +42,16 @@ def _unavailable(reason: str):
 
 
 def _timescale_bin_dir() -> Path:
+    from tests.os_packages import installing
+
     if CONTROL.exists() and (PG15_BIN / "postgres").exists():
+        return PG15_BIN
+    with installing():
+        return _build_timescaledb()
+
+
+def _build_timescaledb() -> Path:
+    if CONTROL.exists() and (PG15_BIN / "postgres").exists():  # built by another test worker meanwhile
         return PG15_BIN
     builder = _builder()
     if builder is None:
