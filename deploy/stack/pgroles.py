@@ -290,6 +290,19 @@ BEGIN
 END $$"""
 
 
+DROP_CHUNKS = f"""
+CREATE OR REPLACE FUNCTION tradeloop_drop_chunks(parent text, older_than timestamptz) RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    -- the same for TimescaleDB's hypertables (drop_chunks needs the owner): only the tables with retention
+    IF parent NOT IN ({", ".join(f"'{t}'" for t in RETENTION_PARENTS)}) THEN
+        RAISE EXCEPTION 'tradeloop_drop_chunks: % has no retention', parent USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN QUERY EXECUTE 'SELECT CAST(c AS text) FROM drop_chunks(CAST($1 AS regclass), older_than => $2) AS c'
+        USING parent, older_than;
+END $$"""
+
+
 def apply_grants(settings: Settings, port: int) -> None:
     """After the migrations (idempotent): table privileges, default privileges, the partition functions running as
     the schema's owner."""
@@ -331,6 +344,10 @@ def apply_grants(settings: Settings, port: int) -> None:
         f"ALTER FUNCTION tradeloop_drop_partition(text,text) OWNER TO {migrate}",
         "REVOKE EXECUTE ON FUNCTION tradeloop_drop_partition(text,text) FROM PUBLIC",
         f"GRANT EXECUTE ON FUNCTION tradeloop_drop_partition(text,text) TO {batch}",
+        DROP_CHUNKS,  # plpgsql resolves drop_chunks when called: defined with or without TimescaleDB
+        f"ALTER FUNCTION tradeloop_drop_chunks(text,timestamptz) OWNER TO {migrate}",
+        "REVOKE EXECUTE ON FUNCTION tradeloop_drop_chunks(text,timestamptz) FROM PUBLIC",
+        f"GRANT EXECUTE ON FUNCTION tradeloop_drop_chunks(text,timestamptz) TO {batch}",
     ]
     _run(settings, port, "tradeloop", statements)
 
