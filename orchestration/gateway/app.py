@@ -73,9 +73,8 @@ class Gateway:
 
 
 def database_url(settings) -> str:
-    from deploy.stack import postgres
-
-    return settings.database_url or postgres.url(settings, settings.pg_port)
+    """The gateway's own role (the only one that reads the login tables; deploy/stack/pgroles.py)."""
+    return settings.database_url_for("gateway")
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
