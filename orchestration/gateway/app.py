@@ -61,16 +61,6 @@ class Gateway:
         with self.engine.connect() as conn:
             return active(conn, kind, subject)
 
-    def audit(self, conn: sa.Connection, action: str, scope: str, reason: str, *, source: str,
-              actor: str = "gateway", details: dict | None = None) -> None:
-        """An audit_log row of a security event (lockout, refresh reuse, user and key changes)."""
-        from storage.stream import write_audit
-        from trading.records import stable_id
-
-        ts = time.time_ns()
-        write_audit(conn, stable_id("gateway", action, scope, ts), ts, actor, action, scope, reason,
-                    {**(details or {}), "source": source})
-
 
 def database_url(settings) -> str:
     """The gateway's own role (the only one that reads the login tables; deploy/stack/pgroles.py)."""
