@@ -25,24 +25,58 @@ get_settings.cache_clear()
 
 
 def _partition_ports() -> None:
-    """Under pytest-xdist (`make test` runs two workers) each worker takes only the free ports congruent to its
-    index: a port one worker picked and has not bound yet is never the other's pick."""
+    """Under pytest-xdist (`make test` runs two workers) each worker hands out free ports from its own range,
+    below the kernel's ephemeral ports (32768+) and above the platform's defaults: a port one worker picked and
+    has not bound yet is never the other's pick. (Not bind(0) filtered by port parity: Linux gives bind(0) even
+    ports only.)"""
+    import random
+    import socket
+
     from deploy.stack import process
 
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
     if count < 2 or not worker.startswith("gw"):
         return
-    index, any_free = int(worker[2:]), process.free_port
+    span = 12000 // count
+    low = 20000 + int(worker[2:]) * span
+    given: set[int] = set()
 
     def free_port(host: str = "127.0.0.1") -> int:
-        while (port := any_free(host)) % count != index:
-            pass
-        return port
+        for _ in range(10_000):
+            port = random.randrange(low, low + span)
+            if port in given:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            given.add(port)
+            return port
+        raise RuntimeError(f"no free port in {low}-{low + span - 1} for test worker {worker}")
 
     process.free_port = free_port
 
 
 _partition_ports()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long end-to-end tests (marked slow) start first, spread over the xdist workers: `--dist worksteal`
+    hands worker i the i-th contiguous share of this order, so each share begins with its part of the slow tests
+    (run last, they would run one after another while the other worker idles)."""
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    rest = [item for item in items if not item.get_closest_marker("slow")]
+    ordered, remaining = [], len(items)
+    for i in range(count):
+        size = remaining // (count - i)  # the share worksteal's first distribution sends worker i
+        mine = slow[i::count]
+        take = max(0, size - len(mine))
+        ordered += mine + rest[:take]
+        rest = rest[take:]
+        remaining -= size
+    items[:] = ordered + rest
 
 
 def make_settings(home: Path, **overrides) -> Settings:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from assets.ml import MLResource, ml_features, ml_labels
@@ -29,6 +30,7 @@ def _cli(args, env, cwd):
     return subprocess.run([str(TRADELOOP), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_retrain_cli_end_to_end(engine, pg_url, tmp_path):
     exchange, model_name = "clitest", "cli-m"
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"

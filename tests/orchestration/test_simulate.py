@@ -12,6 +12,7 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 TRADELOOP = Path(sys.executable).parent / "tradeloop"
@@ -69,6 +70,7 @@ def _timeline(out: Path) -> list[str]:
     return (out / "timeline.txt").read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_simulate_cli_timeline_tear_sheet_and_determinism(pg_url, engine, tmp_path):
     home = tmp_path / "home"
     platform_trades = _trades(engine)

@@ -16,6 +16,7 @@ import threading
 import time
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.streaming.conftest import produce_ticks, sim_ticks, start_worker, wait_until
@@ -74,6 +75,7 @@ def _faults(ctl, stop: threading.Event, rng: random.Random, log: list) -> None:
             return
 
 
+@pytest.mark.slow
 def test_soak_with_faults_and_a_killed_worker(stream_env, kafka_bootstrap, engine, tmp_path):
     from tests.fakes.binance import DEFAULT_KEY  # noqa: F401 -- the module the subprocess runs
     from tests.fakes.core import Control, spawn
