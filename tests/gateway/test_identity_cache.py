@@ -130,3 +130,17 @@ def test_an_answer_asked_before_an_invalidation_is_not_kept_after_it():
     cache.enabled = False  # listener down: nothing is trusted
     cache.put("user:b", now[0], cache.generation())
     assert not cache.get("user:b")
+
+
+def test_each_server_process_enforces_its_share_of_the_rate_limits():
+    from orchestration.gateway.limits import Limits, RateLimited
+
+    share = Limits(5, 3, processes=2)  # ceil(5 / 2) = 3 per identity, ceil(3 / 2) = 2 per address
+    for _ in range(3):
+        share.identity("user:a")
+    with pytest.raises(RateLimited):
+        share.identity("user:a")
+    share.token_request("10.0.0.1")
+    share.token_request("10.0.0.1")
+    with pytest.raises(RateLimited):
+        share.token_request("10.0.0.1")
