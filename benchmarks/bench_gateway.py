@@ -130,6 +130,25 @@ def wrk(url: str, path: str, headers: dict, seconds: float, connections: int) ->
             "errors": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (the gateway's server processes, PostgreSQL's
+    backends)."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
 def pct(xs: list[float], p: float) -> float:
     return sorted(xs)[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000
 
@@ -199,9 +218,12 @@ def main() -> None:
             lat = wrk(url, args.path, headers, args.seconds, 1) if generator == "wrk" else \
                 py_latency(url, args.path, headers, args.seconds)
             mid = loadavg()
+            gw0, pg0 = cpu_seconds(proc.pid), cpu_seconds(record.pid)
             thr = wrk(url, args.path, headers, args.seconds, conc) if generator == "wrk" else \
                 py_throughput(url, args.path, headers, args.seconds, conc)
             after = loadavg()
+            thr["gw_ms"] = (cpu_seconds(proc.pid) - gw0) * 1000 / max(1, thr["n"] + thr["errors"])
+            thr["pg_ms"] = (cpu_seconds(record.pid) - pg0) * 1000 / max(1, thr["n"] + thr["errors"])
             lat_runs.append(lat)
             thr_runs.append(thr)
             print(f"run {i + 1}: sequential (1 connection): p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  "
@@ -209,11 +231,13 @@ def main() -> None:
             print(f"run {i + 1}: {conc} {'connections' if generator == 'wrk' else 'client processes'}: "
                   f"{thr['rps']:,.0f} req/s" + (f"  p50 {thr['p50']:.2f} ms  p99 {thr['p99']:.2f} ms"
                                                if thr.get('p50') is not None else "")
+                  + f"  CPU per request: gateway {thr['gw_ms']:.2f} ms, PostgreSQL {thr['pg_ms']:.2f} ms"
                   + f"  ({thr['errors']} non-200{', socket errors ' + thr['socket_errors'] if thr.get('socket_errors') else ''})"
                   f"  [load {mid} -> {after}]")
         print(f"summary over {args.repeat} runs, median (min-max): sequential p50 "
               f"{spread([r['p50'] for r in lat_runs])} ms, p99 {spread([r['p99'] for r in lat_runs])} ms; "
-              f"throughput {spread([r['rps'] for r in thr_runs], '{:,.0f}')} req/s")
+              f"throughput {spread([r['rps'] for r in thr_runs], '{:,.0f}')} req/s; CPU per request: gateway "
+              f"{spread([r['gw_ms'] for r in thr_runs])} ms, PostgreSQL {spread([r['pg_ms'] for r in thr_runs])} ms")
         failed = sum(r["errors"] for r in lat_runs + thr_runs)
         if failed:
             raise SystemExit(f"error: {failed} answers were not 200 (see {log})")
