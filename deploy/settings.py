@@ -298,7 +298,8 @@ class Settings(BaseSettings):
     gateway_identity_cache_s: float = Field(2.0, ge=0, le=10, description="How long a gateway process trusts "
                                             "its last answer that an identity is active, seconds (0: ask the "
                                             "database on every request). Disabling and revoking through tradeloop "
-                                            "reach every gateway process at once; other changes within this time.")
+                                            "reach every gateway process at once (PostgreSQL NOTIFY); changes "
+                                            "made behind tradeloop's back within this time.")
     tls_cert_file: Path | None = Field(None, description="TLS certificate (PEM) of the gateway; with "
                                                          "tls_key_file it serves HTTPS (`tradeloop certs`).")
     tls_key_file: Path | None = Field(None, description="TLS private key (PEM) of the gateway.")

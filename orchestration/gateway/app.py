@@ -51,7 +51,7 @@ class Gateway:
         self.settings, self.engine, self.tokens, self.limits = settings, engine, tokens, limits
         self._denied: dict[str, int] = {}
         self._lock = threading.Lock()
-        self.identities = IdentityCache(getattr(settings, "gateway_identity_cache_s", 0.0))
+        self.identities = IdentityCache(settings.gateway_identity_cache_s)
         self.events = None  # revocation.Events, started by the app's lifespan
         from orchestration.gateway.aioreads import AsyncReads
 

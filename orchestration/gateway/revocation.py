@@ -11,7 +11,8 @@ logged-out access token. Asking PostgreSQL on every request cost a round trip ea
   `tradeloop users disable` / `tradeloop api-keys revoke` CLI) sends ``NOTIFY tradeloop_gateway`` in the same
   transaction; every gateway process LISTENs (``Events``) and empties its cache when the commit delivers it, and
   the process that made the change empties its own right after the commit, before it answers. So such a change
-  takes effect at once everywhere; a change made any other way (hand-written SQL) within ``ttl_s``.
+  takes effect at once in that process and as soon as the notification is delivered in the others (milliseconds
+  on one host); a change made any other way (hand-written SQL) within ``ttl_s``.
 - A process whose listener is not connected trusts no cached answer (it asks the database every time) and empties
   its cache when the listener connects again, so a notification missed while disconnected cannot keep a disabled
   identity alive. Without a listener (an app whose lifespan did not run) the cache is never used.
