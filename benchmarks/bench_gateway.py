@@ -131,13 +131,15 @@ def wrk(url: str, path: str, headers: dict, seconds: float, connections: int) ->
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its descendants (the gateway's server processes, PostgreSQL's
-    backends)."""
+    """User + system CPU of a process and its descendants, live (the gateway's server processes, PostgreSQL's
+    backends) or exited and reaped (a backend whose connection closed)."""
     import psutil
 
     total = 0.0
     try:
         root = psutil.Process(pid)
+        reaped = root.cpu_times()
+        total += reaped.children_user + reaped.children_system
         for p in [root, *root.children(recursive=True)]:
             try:
                 t = p.cpu_times()
