@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 UV_VERSION := 0.13.9
+# test sessions in parallel (pytest-xdist): each has its own PostgreSQL, broker and MLflow; most tests wait on
+# services, so two share 2 cores well. TEST_WORKERS=0 runs one session in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test down status lock bench clean-state help
 
@@ -34,7 +37,7 @@ status: $(STAMP)
 	$(BIN)/tradeloop status
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -83,14 +83,25 @@ def ensure_manifest() -> Path:
     fresh clone has no target/ yet. prepare_if_dev() only acts under `dagster dev`, and the platform runs
     the webserver and daemon instead, hence this. Also when a model, macro, seed or the project file is newer
     than the manifest (a pull or an edit): a stale manifest names fewer models than `dbt build` runs."""
+    import fcntl
+
     manifest = dbt_project.manifest_path
     sources = [DBT_PROJECT_DIR / "dbt_project.yml", *(f for d in ("models", "macros", "seeds", "tests")
                                                      for f in (DBT_PROJECT_DIR / d).rglob("*") if f.is_file())]
-    if not manifest.exists() or max(f.stat().st_mtime for f in sources) > manifest.stat().st_mtime:
-        done = run_dbt(["parse", "--quiet"])
-        if done.returncode != 0 or not dbt_project.manifest_path.exists():
-            raise WarehouseError(f"`dbt parse` of {DBT_PROJECT_DIR} failed:\n{done.stdout}\n{done.stderr}")
-    return dbt_project.manifest_path
+
+    def stale() -> bool:
+        return not manifest.exists() or max(f.stat().st_mtime for f in sources) > manifest.stat().st_mtime
+
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    # several processes may import this at once (parallel test workers, services): one parses, the others wait
+    # for it, then find its manifest fresh -- never one half-written
+    with open(manifest.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stale():
+            done = run_dbt(["parse", "--quiet"])
+            if done.returncode != 0 or not manifest.exists():
+                raise WarehouseError(f"`dbt parse` of {DBT_PROJECT_DIR} failed:\n{done.stdout}\n{done.stderr}")
+    return manifest
 
 
 class WarehouseTranslator(DagsterDbtTranslator):

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("DATABASE_URL", "TRADELOOP_DATABASE_URL"),
-        description="External PostgreSQL (SQLAlchemy URL). Unset: the embedded server is started.",
+        description="External PostgreSQL (SQLAlchemy URL), used by every component as given (MLflow and Dagster in "
+                    "databases `mlflow` and `dagster` on the same server). Unset: the embedded server is started, "
+                    "with a role per component and generated passwords (settings.database_url_for).",
     )
     kafka_bootstrap: str | None = Field(
         None,
@@ -161,6 +163,12 @@ class Settings(BaseSettings):
     control_max_age_s: float = Field(
         30.0, gt=0, le=3600, description="A signed control message older (or further in the future) than this is "
                                          "refused as expired; its nonce is remembered this long against replays.")
+    control_refused_audit_rows: int = Field(
+        10, ge=0, le=10_000, description="Refused control messages written to audit_log per reason and window; the "
+                                         "rest are counted (tradeloop_control_refused_total) and summarised in one "
+                                         "row when the window closes.")
+    control_refused_window_s: float = Field(
+        60.0, gt=0, le=3600, description="The window of control_refused_audit_rows, in seconds.")
 
     # ---- autonomy: the loop's cadence (orchestration/automation.py); every schedule and sensor runs by default --
     cron_market_data: str = Field("10 0 * * *", description="Yesterday's market data, every symbol (cron, UTC).")
@@ -337,6 +345,21 @@ class Settings(BaseSettings):
                     "0 = the null market (nothing to learn; the gate must refuse every model). The historical "
                     "store's sim source and the stream's sim feed both use it.")
 
+    @field_validator("database_url")
+    @classmethod
+    def _mask_database_password(cls, value: str | None) -> str | None:
+        # a URL's password (a service's role, or the user's DATABASE_URL) never shows in a log line of this process
+        if value:
+            from sqlalchemy.engine import make_url
+
+            from deploy import redaction
+
+            try:
+                redaction.register(make_url(value).password)
+            except Exception:  # noqa: BLE001 - a malformed URL is reported where it is used
+                pass
+        return value
+
     @field_validator("history_start")
     @classmethod
     def _iso_date(cls, value: str) -> str:
@@ -391,6 +414,27 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    def database_url_for(self, component: str) -> str:
+        """The PostgreSQL URL ``component`` connects with: ``stream`` (the worker), ``batch`` (Dagster runs, dbt, the
+        CLI's batch commands), ``read`` (read-only), ``gateway``, ``migrate`` (Alembic), ``mlflow``, ``dagster`` (their
+        own databases), ``admin`` (the superuser). An external DATABASE_URL is the one URL of every component (its
+        roles are the user's business); the embedded server has a role per component, whose password the secret
+        provider holds (deploy/stack/pgroles.py). The URL carries the password: never print it."""
+        from deploy.stack import pgroles
+
+        if component not in (pgroles.ADMIN, *pgroles.COMPONENTS):
+            raise ValueError(f"no database role for component {component!r}; one of "
+                             f"{', '.join((pgroles.ADMIN, *pgroles.COMPONENTS))}")
+        if self.database_url:
+            if component in pgroles.OWNS_DATABASE:
+                from sqlalchemy.engine import make_url
+
+                # same server, the component's own database, as before the roles
+                return make_url(self.database_url).set(database=pgroles.OWNS_DATABASE[component]
+                                                       ).render_as_string(hide_password=False)
+            return self.database_url
+        return pgroles.url(self, component)
 
     @property
     def gateway_url(self) -> str:

@@ -104,21 +104,37 @@ def drop_older_than(conn: sa.Connection, table: str, cutoff: datetime) -> list[D
             rows = conn.execute(sa.text(f'SELECT count(*) FROM "{schema}"."{name}"')).scalar()
             dropped.append(Dropped(table, f"{schema}.{name}", "chunk", start, end, int(rows)))
         if chunks:
-            # drop_chunks drops exactly the chunks whose range ends before or at older_than
-            gone = set(conn.execute(sa.text("SELECT drop_chunks(CAST(:t AS regclass), older_than => :c)"),
-                                    {"t": table, "c": cutoff}).scalars())
+            # drop_chunks drops exactly the chunks whose range ends before or at older_than; a role that does not
+            # own the hypertable (the batch jobs') calls it through the owner's function (deploy/stack/pgroles.py)
+            drop = ("SELECT tradeloop_drop_chunks(:t, :c)" if _through_owner(conn, table, "tradeloop_drop_chunks(text,"
+                    "timestamptz)") else "SELECT drop_chunks(CAST(:t AS regclass), older_than => :c)")
+            gone = set(conn.execute(sa.text(drop), {"t": table, "c": cutoff}).scalars())
             missing = {d.name for d in dropped} - {g.replace('"', "") for g in gone}
             if missing:
                 raise RuntimeError(f"drop_chunks on {table} left {sorted(missing)} in place")
         return dropped
+    # a role that does not own the table (the batch jobs' on the embedded server) drops through the owner's
+    # function, which allows only month partitions of the tables with retention (deploy/stack/pgroles.py)
+    by_owner = _through_owner(conn, table, "tradeloop_drop_partition(text,text)")
     for name, start, end in _partitions(conn, table):
         if end > cutoff:
             break
         rows = conn.execute(sa.text(f'SELECT count(*) FROM "{name}"')).scalar()
-        conn.execute(sa.text(f'ALTER TABLE "{table}" DETACH PARTITION "{name}"'))
-        conn.execute(sa.text(f'DROP TABLE "{name}"'))
+        if by_owner:
+            conn.execute(sa.text("SELECT tradeloop_drop_partition(:t, :p)"), {"t": table, "p": name})
+        else:
+            conn.execute(sa.text(f'ALTER TABLE "{table}" DETACH PARTITION "{name}"'))
+            conn.execute(sa.text(f'DROP TABLE "{name}"'))
         dropped.append(Dropped(table, name, "partition", start, end, int(rows)))
     return dropped
+
+
+def _through_owner(conn: sa.Connection, table: str, function: str) -> bool:
+    """Whether this role must drop through the owner's ``function``: it exists and we do not own ``table``."""
+    return bool(conn.execute(sa.text(
+        "SELECT to_regprocedure(:f) IS NOT NULL AND NOT pg_has_role(current_user,"
+        " (SELECT relowner FROM pg_class WHERE oid = CAST(:t AS regclass)), 'USAGE')"), {"f": function, "t": table}
+    ).scalar())
 
 
 def check_retention(retention_days: dict[str, int | None]) -> dict[str, int]:

@@ -183,7 +183,7 @@ class Signal(faust.Record, **_OPTS):
 
 
 class Control(faust.Record, **_OPTS):
-    """An operator action: kill_switch (flatten), resume, swap_strategy, set_limits."""
+    """An operator action: kill_switch (flatten), resume, swap_strategy, set_limits, manual_order, cancel."""
 
     command_id: str
     action: str
@@ -195,6 +195,13 @@ class Control(faust.Record, **_OPTS):
     strategy: str = ""
     params: str = "{}"  # JSON object (strategy params, or limit overrides)
     ts: int = 0
+    # manual_order (trading.oms.manual parses them; decimals as their text) and cancel
+    symbol: str = ""
+    side: str = ""
+    quantity: str = ""
+    order_type: str = ""
+    price: str = ""
+    client_order_id: str = ""
 
 
 class RiskAlert(faust.Record, **_OPTS):

@@ -24,6 +24,8 @@ from trading.ledger import Portfolio
 from trading.clock import BarClock
 from trading.marketdata.bars import BarAggregator
 from trading.oms.manager import REJECT_KNOWN_ORDER, OrderManager
+from trading.oms.manual import (ManualOrder, ManualOrderError, ManualOrderRefused, manual_request,
+                                not_cancellable)
 from trading.oms.router import ParentRecord, Router, rebuild
 from trading.ports import ExecutionVenue
 from trading.records import (
@@ -407,6 +409,47 @@ class Trader:
 
     def resume(self, reason: str, who: str) -> None:
         self.risk.resume(f"account:{self.account}", who, reason)
+
+    def _market_now(self) -> int:
+        """The time an operator's action takes effect: the market time of the latest event (the stream's
+        clock is market time, as for every decision -- the risk engine's price age is measured in it)."""
+        ts = max(self.clock.ts, self.last_tick_ns or 0, self.oms.clock)
+        self.clock.set(ts)
+        return ts
+
+    def manual_order(self, order: ManualOrder, command_id: str) -> OrderRequest:
+        """An operator's order, on the strategies' path: the risk engine's pre-trade check (kill switch,
+        HALTED/REDUCING, limits), then the OMS (journal, client order id, the venue). Raises ManualOrderError
+        (a symbol not traded here, a redelivered command) or ManualOrderRefused (risk, with its reason)."""
+        if order.symbol not in self.instruments:
+            raise ManualOrderError(f"symbol {order.symbol!r} is not traded by this worker "
+                                   f"(it trades {', '.join(self.instruments)})")
+        req = manual_request(order, account=self.account, exchange=self.exchange, command_id=command_id,
+                             ts=self._market_now())
+        if req.client_order_id in self.known_ids:
+            raise ManualOrderError(f"order {req.client_order_id} of this command was already sent")
+        decision = self.risk.check(req)
+        if not decision.approved:
+            self.counters[f"manual_rejected_{decision.reason}"] += 1
+            raise ManualOrderRefused(decision.reason or "risk", decision.detail)
+        self.counters["manual_orders"] += 1
+        self._record(self.engine.submit_approved(req))
+        return req
+
+    def cancel_order(self, client_order_id: str) -> None:
+        """Cancel one open order of the account (a strategy's, an operator's or a parent) through the OMS.
+        Raises ManualOrderError when the OMS holds no such open order (unknown, or already final)."""
+        if client_order_id not in self.oms.orders and client_order_id not in self.oms.parents:
+            closed = self.oms.closed.get(client_order_id)
+            raise ManualOrderError(not_cancellable(client_order_id, closed.status if closed else None))
+        self._record(self.engine.cancel(client_order_id, self._market_now()))
+
+    def order_status(self, client_order_id: str) -> str | None:
+        """The OMS's status of an order it holds ("working" for a parent order), None if it holds none."""
+        mo = self.oms.orders.get(client_order_id) or self.oms.closed.get(client_order_id)
+        if mo is not None:
+            return mo.status.value
+        return "working" if client_order_id in self.oms.parents else None
 
     def swap_strategy(self, slot: str, name: str, params: dict[str, Any], release: int | None = None) -> None:
         """Run ``name(**params)`` in ``slot`` from the next event (``release``: the strategy_releases version

@@ -105,9 +105,11 @@ async def model_page(web, request):
 
 @app.page("/control/{action}")
 class ControlView(faust.web.View):
-    """POST /control/kill_switch|resume|swap_strategy|set_limits; the body is a signed envelope whose body holds
-    {"action": <the URL's>, "account": ..., "reason": ..., "flatten": bool, "slot": ..., "strategy": ...,
-    "params": {...}}. Who did it is the envelope's verified identity."""
+    """POST /control/kill_switch|resume|swap_strategy|set_limits|manual_order|cancel; the body is a signed envelope
+    whose body holds {"action": <the URL's>, "account": ..., "reason": ..., "flatten": bool, "slot": ...,
+    "strategy": ..., "params": {...}} -- a manual order {"symbol", "side", "quantity", "order_type", "price"}, a
+    cancel {"client_order_id"}. Who did it is the envelope's verified identity. A verified action that cannot be
+    applied (a risk refusal, an unknown order) is 400 with the reason."""
 
     async def post(self, request, action: str):
         if not trusted(request):
@@ -119,6 +121,6 @@ class ControlView(faust.web.View):
                                    refusal_id=(request.remote, time.time_ns()))
         except ControlRefused as exc:
             return _json(self.web, {"error": str(exc), "reason": exc.reason}, 400 if exc.reason == "malformed" else 401)
-        except (ControlError, ValueError) as exc:  # verified but not applicable
-            return _json(self.web, {"error": f"{type(exc).__name__}: {exc}"}, 400)
+        except (ControlError, ValueError) as exc:  # verified but not applicable: the reason, as the operator reads it
+            return _json(self.web, {"error": str(exc)}, 400)
         return _json(self.web, result)

@@ -31,7 +31,16 @@ def _unavailable(reason: str):
 
 def ensure_chromium() -> str:
     """Path of the OS Chromium, installing it (root on Debian) when missing; skip (fail in CI) if we cannot."""
+    from tests.os_packages import installing
+
     if Path(CHROMIUM).exists():
+        return CHROMIUM
+    with installing():
+        return _install_chromium()
+
+
+def _install_chromium() -> str:
+    if Path(CHROMIUM).exists():  # another test worker installed it while this one waited
         return CHROMIUM
     if not Path("/etc/debian_version").exists() or shutil.which("apt-get") is None:
         _unavailable(f"no Chromium at {CHROMIUM} and this is not Debian (install the `chromium` package)")

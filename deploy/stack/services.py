@@ -14,7 +14,10 @@ from deploy.stack.process import ServiceRecord, StackError, http_ok, log_since_s
 BIN = Path(sys.executable).parent  # the venv's bin: mlflow, dagster-webserver, dbt, faust live here
 
 
-def _env(settings: Settings, pg_url: str, bootstrap: str) -> dict[str, str]:
+def _env(settings: Settings, pg_url: str, bootstrap: str, dagster_url: str | None = None) -> dict[str, str]:
+    """The service's environment. ``pg_url`` is the URL of the service's own database role (settings.
+    database_url_for), ``dagster_url`` Dagster's instance storage (default: the same role, database dagster).
+    URLs with passwords go to children through the environment (readable by this user only), never argv."""
     import os
 
     return {
@@ -25,7 +28,7 @@ def _env(settings: Settings, pg_url: str, bootstrap: str) -> dict[str, str]:
         "KAFKA_BOOTSTRAP": bootstrap,
         "MLFLOW_TRACKING_URI": f"http://{settings.host}:{settings.mlflow_port}",
         "DAGSTER_HOME": str(dagster_home(settings)),
-        "TRADELOOP_DAGSTER_PG_URL": _with_database(pg_url, "dagster", driver="postgresql+psycopg2"),
+        "TRADELOOP_DAGSTER_PG_URL": _with_database(dagster_url or pg_url, "dagster", driver="postgresql+psycopg2"),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -47,14 +50,15 @@ def start_mlflow(settings: Settings, pg_url: str, bootstrap: str) -> ServiceReco
     artifacts.mkdir(parents=True, exist_ok=True)
     port = settings.mlflow_port
     url = f"http://{settings.host}:{port}"
+    # the store's URL (with its password) through the environment: a command line is visible to every user
     argv = [
         str(BIN / "mlflow"), "server",
-        "--backend-store-uri", _with_database(pg_url, "mlflow"),
         "--artifacts-destination", str(artifacts),
         "--host", settings.host, "--port", str(port), "--workers", "1",
     ]
+    env = {**_env(settings, pg_url, bootstrap), "MLFLOW_BACKEND_STORE_URI": _with_database(pg_url, "mlflow")}
     record = spawn("mlflow", argv, port=port, url=url, log_dir=settings.log_dir, run_dir=settings.run_dir,
-                   env=_env(settings, pg_url, bootstrap))
+                   env=env)
     wait_healthy(record, lambda: http_ok(f"{url}/health"), settings.start_timeout_s)
     return record
 
@@ -66,14 +70,15 @@ def _prepare_dagster_home(settings: Settings) -> Path:
     return home
 
 
-def start_dagster_webserver(settings: Settings, pg_url: str, bootstrap: str) -> ServiceRecord:
+def start_dagster_webserver(settings: Settings, pg_url: str, bootstrap: str, dagster_url: str | None = None
+                            ) -> ServiceRecord:
     _prepare_dagster_home(settings)
     port = settings.dagster_port
     url = f"http://{settings.host}:{port}"
     argv = [str(BIN / "dagster-webserver"), "-h", settings.host, "-p", str(port),
             "-w", str(REPO_ROOT / "workspace.yaml")]
     record = spawn("dagster-webserver", argv, port=port, url=url, log_dir=settings.log_dir,
-                   run_dir=settings.run_dir, env=_env(settings, pg_url, bootstrap), cwd=REPO_ROOT)
+                   run_dir=settings.run_dir, env=_env(settings, pg_url, bootstrap, dagster_url), cwd=REPO_ROOT)
     wait_healthy(record, lambda: http_ok(f"{url}/server_info"), settings.start_timeout_s)
     _check_code_location(record, url)
     return record
@@ -112,11 +117,12 @@ def _check_code_location(record: ServiceRecord, url: str) -> None:
     raise StackError(f"dagster-webserver: code location 'orchestration' did not load; see {record.log}")
 
 
-def start_dagster_daemon(settings: Settings, pg_url: str, bootstrap: str) -> ServiceRecord:
+def start_dagster_daemon(settings: Settings, pg_url: str, bootstrap: str, dagster_url: str | None = None
+                         ) -> ServiceRecord:
     _prepare_dagster_home(settings)
     argv = [str(BIN / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")]
     record = spawn("dagster-daemon", argv, port=0, url="", log_dir=settings.log_dir,
-                   run_dir=settings.run_dir, env=_env(settings, pg_url, bootstrap), cwd=REPO_ROOT)
+                   run_dir=settings.run_dir, env=_env(settings, pg_url, bootstrap, dagster_url), cwd=REPO_ROOT)
     wait_healthy(record, lambda: _daemon_heartbeat(record), settings.start_timeout_s)
     return record
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from deploy.settings import REPO_ROOT, Settings
-from deploy.stack import broker, postgres, services
+from deploy.stack import broker, pgroles, postgres, services
 from deploy.stack.process import ServiceRecord, StackError, http_ok, port_in_use, stop
 
 # start order; `down` goes in reverse
@@ -46,16 +46,16 @@ def _running(settings: Settings, name: str) -> ServiceRecord | None:
     return record if record is not None and record.process() is not None else None
 
 
-def _urls(settings: Settings) -> tuple[str, str]:
-    pg_url = settings.database_url or postgres.url(settings, settings.pg_port)
-    bootstrap = settings.kafka_bootstrap or f"{settings.host}:{settings.broker_port}"
-    return pg_url, bootstrap
+def _bootstrap(settings: Settings) -> str:
+    return settings.kafka_bootstrap or f"{settings.host}:{settings.broker_port}"
 
 
 def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, ServiceRecord]:
     """Start what is not running, in order; on any failure stop what this call started and raise."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    pg_url, bootstrap = _urls(settings)
+    bootstrap = _bootstrap(settings)
+    if not settings.database_url:
+        pgroles.ensure_passwords(settings)  # generated on a first `up`; each service gets its role's URL
     started: list[ServiceRecord] = []
     records: dict[str, ServiceRecord] = {}
 
@@ -81,7 +81,7 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, Ser
             echo(f"  {'postgres':<18} external ({_redact(settings.database_url)})")
         else:
             run("postgres", start["postgres"])
-        _migrate(pg_url)
+        _migrate(settings)
         if settings.kafka_bootstrap:
             echo(f"  {'broker':<18} external ({settings.kafka_bootstrap})")
         else:
@@ -100,28 +100,40 @@ def starters(settings: Settings) -> dict[str, Callable[[], ServiceRecord]]:
     """How each service starts (and waits until healthy): used by `up` and by the supervisor's restarts."""
     from deploy.stack import supervisor
 
-    pg_url, bootstrap = _urls(settings)
+    bootstrap = _bootstrap(settings)
+    # each service connects as its own role (deploy/stack/pgroles.py); URLs are looked up when a service starts
+    db = settings.database_url_for
     return {
         "postgres": lambda: postgres.start(settings, settings.pg_port),
         "broker": lambda: broker.start(settings, settings.broker_port),
-        "mlflow": lambda: services.start_mlflow(settings, pg_url, bootstrap),
+        "mlflow": lambda: services.start_mlflow(settings, db("mlflow"), bootstrap),
         "docs": lambda: services.start_docs(settings),
-        "dagster-webserver": lambda: services.start_dagster_webserver(settings, pg_url, bootstrap),
-        "dagster-daemon": lambda: services.start_dagster_daemon(settings, pg_url, bootstrap),
-        "worker": lambda: services.start_worker(settings, pg_url, bootstrap),
-        "feed": lambda: services.start_feed(settings, pg_url, bootstrap),
-        "gateway": lambda: services.start_gateway(settings, pg_url, bootstrap),
+        "dagster-webserver": lambda: services.start_dagster_webserver(settings, db("batch"), bootstrap,
+                                                                      dagster_url=db("dagster")),
+        "dagster-daemon": lambda: services.start_dagster_daemon(settings, db("batch"), bootstrap,
+                                                                dagster_url=db("dagster")),
+        "worker": lambda: services.start_worker(settings, db("stream"), bootstrap),
+        "feed": lambda: services.start_feed(settings, db("read"), bootstrap),
+        "gateway": lambda: services.start_gateway(settings, db("gateway"), bootstrap),
         "supervisor": lambda: supervisor.start(settings),
     }
 
 
-def _migrate(pg_url: str) -> None:
+def _migrate(settings: Settings) -> None:
+    """The schema at head: as the migrate role on the embedded server (then its roles' grants), as given on an
+    external DATABASE_URL."""
+    from deploy import redaction
     from storage import migrations
 
     try:
-        migrations.upgrade(pg_url)
+        if settings.database_url:
+            migrations.upgrade(settings.database_url)
+        else:
+            pgroles.migrate_and_grant(settings)
+    except StackError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure here is reported as one line
-        raise StackError(f"schema: migrations failed: {str(exc).splitlines()[0]}") from exc
+        raise StackError(f"schema: migrations failed: {redaction.scrub_exception(exc)}") from None
 
 
 def _topics(bootstrap: str, settings: Settings) -> None:

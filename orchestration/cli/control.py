@@ -1,20 +1,29 @@
-"""`tradeloop kill-switch`, `tradeloop resume` and `tradeloop risk report`: talk to the running worker.
+"""`tradeloop kill-switch`, `tradeloop resume` and `tradeloop risk report`.
 
-Plain HTTP to the worker's web server (Settings.worker_url) with the control bearer token; no Faust
-import, so the commands start fast.  A worker that is not running gives one line and exit status 1.
-Control actions are signed envelopes (streaming/signing.py) with the ``control-signing`` key of the secret
-provider (generated on first use); the worker takes who did it from the signature: ``cli:<os user>``.
+Control actions go through the gateway, as every other control path: the command logs in (an API key from
+TRADELOOP_API_CLIENT_ID / TRADELOOP_API_CLIENT_SECRET, else a user from TRADELOOP_USERNAME / TRADELOOP_PASSWORD,
+else a prompt), and the gateway checks the role (risk) and signs the message for the worker with the caller's
+identity. ``--break-glass`` is for a gateway that is down: it signs on this machine with the key store's
+``control-signing`` key (whoever can open the key store can do it) as ``break-glass:<os user>``, and the audit
+row says so. `risk report` reads the worker's page (loopback, or the control token). Plain HTTP; no Faust or
+FastAPI import, so the commands start fast.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
+import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
 import click
+
+CLIENT_ID_ENV, CLIENT_SECRET_ENV = "TRADELOOP_API_CLIENT_ID", "TRADELOOP_API_CLIENT_SECRET"
+USERNAME_ENV, PASSWORD_ENV = "TRADELOOP_USERNAME", "TRADELOOP_PASSWORD"
 
 
 def _settings() -> Any:
@@ -23,40 +32,87 @@ def _settings() -> Any:
     return get_settings()
 
 
-def _call(path: str, body: dict | None = None, timeout: float = 10.0) -> dict:
-    s = _settings()
-    url = s.worker_url + path
-    # the token: the worker's pages answer other hosts only with it (loopback needs none)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {s.get_control_token()}"}
-    data = None if body is None else _signed(s, body)
-    req = urllib.request.Request(url, data=data, headers=headers, method="POST" if body is not None else "GET")
+def _http(req: urllib.request.Request, who: str, timeout: float, context=None) -> dict:
+    """One request; its JSON answer, or one line naming what went wrong."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
-            detail = json.loads(exc.read()).get("error", "")
+            answer = json.loads(exc.read())
+            # OAuth2's (RFC 6749: error, error_description) or the API's ({"error": ...})
+            detail = ": ".join(str(answer[k]) for k in ("error", "error_description", "detail") if answer.get(k))
         except ValueError:
             detail = ""
-        raise click.ClickException(f"worker at {s.worker_url} answered {exc.code} {exc.reason}: {detail}") from None
+        raise click.ClickException(f"{who} answered {exc.code} {exc.reason}: {detail}") from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise click.ClickException(f"worker is not running at {s.worker_url} ({reason})") from None
+        raise click.ClickException(f"{who} is not reachable ({reason}): is the platform up? (tradeloop status)"
+                                   ) from None
+
+
+def _call(path: str, body: dict | None = None, timeout: float = 10.0) -> dict:
+    """The worker's own page (GET), or a control action signed here (--break-glass)."""
+    s = _settings()
+    # the token: the worker's pages answer other hosts only with it (loopback needs none)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {s.get_control_token()}"}
+    data = None if body is None else _signed(s, body)
+    req = urllib.request.Request(s.worker_url + path, data=data, headers=headers,
+                                 method="POST" if body is not None else "GET")
+    return _http(req, f"worker at {s.worker_url}", timeout)
 
 
 def _signed(settings: Any, body: dict) -> bytes:
-    """``body`` as an envelope signed for ``cli:<os user>`` (the lead will route this through the gateway)."""
+    """``body`` as an envelope signed on this machine for ``break-glass:<os user>``."""
     import socket
 
     from deploy.secrets import SecretsError, control_signing_key
     from streaming.signing import encode, sign
 
     try:
-        kid, key = control_signing_key(settings, create=True)
+        kid, key = control_signing_key(settings, create=False)
     except SecretsError as exc:
         raise click.ClickException(f"cannot sign the control message: {exc}") from None
-    return encode(sign({**body, "account": settings.account}, key, kid=kid, identity=f"cli:{_user()}",
+    return encode(sign({**body, "account": settings.account}, key, kid=kid, identity=f"break-glass:{_user()}",
                        source=f"cli@{socket.gethostname()}"))
+
+
+def _tls_context(settings: Any):
+    if not settings.gateway_url.startswith("https"):
+        return None
+    import ssl
+
+    # our own certificate (maybe self-signed by `tradeloop certs`) is the one to trust
+    return ssl.create_default_context(cafile=str(settings.tls_cert_file))
+
+
+def _credentials() -> dict[str, str]:
+    client_id, secret = os.environ.get(CLIENT_ID_ENV), os.environ.get(CLIENT_SECRET_ENV)
+    if client_id and secret:
+        return {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    username, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
+    if not (username and password):
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                f"log in to the gateway: set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} (an API key with scope risk) "
+                f"or {USERNAME_ENV} and {PASSWORD_ENV}; or --break-glass when the gateway is down")
+        username = username or click.prompt("gateway user")
+        password = password or click.prompt("password", hide_input=True)
+    return {"grant_type": "password", "username": username, "password": password}
+
+
+def _through_gateway(path: str, body: dict, timeout: float = 15.0) -> dict:
+    """Log in at the gateway and POST a control action; the worker's answer (the gateway passes it on)."""
+    s = _settings()
+    ctx, who = _tls_context(s), f"gateway at {s.gateway_url}"
+    login = urllib.request.Request(f"{s.gateway_url}/api/v1/auth/token", method="POST",
+                                   data=urllib.parse.urlencode(_credentials()).encode(),
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    token = _http(login, who, timeout, ctx)["access_token"]
+    req = urllib.request.Request(f"{s.gateway_url}/api/v1/control/{path}", method="POST",
+                                 data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    return _http(req, who, timeout, ctx)["worker"]
 
 
 def _user() -> str:
@@ -66,20 +122,33 @@ def _user() -> str:
         return "unknown"
 
 
+BREAK_GLASS = click.option(
+    "--break-glass", is_flag=True,
+    help="The gateway is down: sign on this machine with the key store's control key (audited as break-glass).")
+
+
 @click.command("kill-switch")
 @click.option("--flatten", is_flag=True, help="Also close every position (the risk engine's liquidation orders).")
 @click.option("--reason", default="operator kill switch", show_default=True, help="Why (written to audit_log).")
-def kill_switch(flatten: bool, reason: str) -> None:
-    """HALT trading of the account now; open orders are canceled."""
-    out = _call("/control/kill_switch", {"action": "kill_switch", "flatten": flatten, "reason": reason})
+@BREAK_GLASS
+def kill_switch(flatten: bool, reason: str, break_glass: bool) -> None:
+    """HALT trading of the account now; open orders are canceled (through the gateway: scope risk)."""
+    if break_glass:
+        out = _call("/control/kill_switch", {"action": "kill_switch", "flatten": flatten, "reason": reason})
+    else:
+        out = _through_gateway("flatten" if flatten else "kill-switch", {"reason": reason})
     click.echo(f"trading state: {out['state']} (audit event {out['event_id']})")
 
 
 @click.command("resume")
 @click.option("--reason", default="operator resume", show_default=True, help="Why (written to audit_log).")
-def resume(reason: str) -> None:
-    """Clear the kill switch (and every other halt cause) of the account."""
-    out = _call("/control/resume", {"action": "resume", "reason": reason})
+@BREAK_GLASS
+def resume(reason: str, break_glass: bool) -> None:
+    """Clear the kill switch (and every other halt cause) of the account (through the gateway: scope risk)."""
+    if break_glass:
+        out = _call("/control/resume", {"action": "resume", "reason": reason})
+    else:
+        out = _through_gateway("resume", {"reason": reason})
     click.echo(f"trading state: {out['state']} (audit event {out['event_id']})")
 
 

@@ -18,18 +18,24 @@ def _db_url() -> str:
     is not running is one line, not a traceback from deep inside a command."""
     import sqlalchemy as sa
 
+    from deploy.redaction import scrub
     from deploy.settings import get_settings
-    from deploy.stack import postgres
+    from deploy.stack.pgroles import redacted
+    from deploy.stack.process import StackError
     from storage import db
 
     settings = get_settings()
-    url = settings.database_url or postgres.url(settings, settings.pg_port)
+    try:
+        url = settings.database_url_for("batch")  # the embedded server: the batch jobs' role
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         with db.engine(url).connect():
             pass
     except sa.exc.OperationalError as exc:
         hint = "" if settings.database_url else " (the embedded one: is the platform up? `tradeloop up`)"
-        raise click.ClickException(f"cannot reach PostgreSQL at {url}{hint}: {str(exc.orig).strip().splitlines()[0]}") from None
+        raise click.ClickException(f"cannot reach PostgreSQL at {redacted(url)}{hint}: "
+                                   f"{scrub(str(exc.orig).strip().splitlines()[0])}") from None
     return url
 
 

@@ -104,15 +104,22 @@ def status(as_json: bool) -> None:
 
 @click.command()
 def migrate() -> None:
-    """Apply database migrations to DATABASE_URL (or the embedded server, which must be up)."""
+    """Apply database migrations to DATABASE_URL (or the embedded server, which must be up: as its migrate role,
+    then the roles' grants)."""
+    from deploy import redaction
+    from deploy.stack import pgroles
     from storage import migrations
-    from deploy.stack import postgres
 
     settings = _settings()
-    url = settings.database_url or postgres.url(settings, settings.pg_port)
     try:
-        migrations.upgrade(url)
-    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
-        click.echo(f"error: migrations failed on {url}: {str(exc).splitlines()[0]}", err=True)
+        url = settings.database_url_for("migrate")
+        if settings.database_url:
+            migrations.upgrade(url)
+        else:
+            pgroles.migrate_and_grant(settings)
+        revision = migrations.current(url)
+    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback (nor a password)
+        where = pgroles.redacted(settings.database_url) if settings.database_url else "the embedded server"
+        click.echo(f"error: migrations failed on {where}: {redaction.scrub_exception(exc)}", err=True)
         sys.exit(1)
-    click.echo(f"schema at revision {migrations.current(url)}")
+    click.echo(f"schema at revision {revision}")

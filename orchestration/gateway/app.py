@@ -20,6 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestration.gateway import docs
+
 log = logging.getLogger("tradeloop.gateway")
 
 API_PREFIX = "/api/v1"
@@ -33,10 +35,7 @@ API_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
-# Swagger UI loads its script and style from a CDN (and runs an inline bootstrap script): only that page gets it
-DOCS_CSP = ("default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src data: https://fastapi.tiangolo.com; "
-            "connect-src 'self'; frame-ancestors 'none'")
+DOCS_CSP = docs.CSP  # the docs pages run Swagger UI / ReDoc from this origin's files: only they load scripts
 
 
 class Gateway:
@@ -108,21 +107,10 @@ class Gateway:
             cache.put(key, asked_at, generation)
         return found
 
-    def audit(self, conn: sa.Connection, action: str, scope: str, reason: str, *, source: str,
-              actor: str = "gateway", details: dict | None = None) -> None:
-        """An audit_log row of a security event (lockout, refresh reuse, user and key changes)."""
-        from storage.stream import write_audit
-        from trading.records import stable_id
-
-        ts = time.time_ns()
-        write_audit(conn, stable_id("gateway", action, scope, ts), ts, actor, action, scope, reason,
-                    {**(details or {}), "source": source})
-
 
 def database_url(settings) -> str:
-    from deploy.stack import postgres
-
-    return settings.database_url or postgres.url(settings, settings.pg_port)
+    """The gateway's own role (the only one that reads the login tables; deploy/stack/pgroles.py)."""
+    return settings.database_url_for("gateway")
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -237,6 +225,7 @@ def create_app(settings=None, *, engine: sa.Engine | None = None, processes: int
 
     settings = settings or get_settings()
     engine = engine or db.create_engine(database_url(settings), pool_size=5, max_overflow=5)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         from starlette.concurrency import run_in_threadpool
@@ -249,8 +238,9 @@ def create_app(settings=None, *, engine: sa.Engine | None = None, processes: int
             await gateway.reads.close()
             await run_in_threadpool(gateway.stop_events)
 
-    app = FastAPI(title="tradeloop gateway", lifespan=lifespan, version="1", openapi_url=f"{API_PREFIX}/openapi.json",
-                  docs_url="/api/docs", redoc_url=None, swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+    app = FastAPI(title="tradeloop gateway", version="1", openapi_url=f"{API_PREFIX}/openapi.json", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # docs.py: offline docs
+                  redirect_slashes=False,  # a slash redirect's Location is built from the caller's Host header
                   description="The one authenticated door to tradeloop: reads for viewers, trading for traders, "
                               "kill switch and limits for risk officers, users and keys for admins.")
     app.state.gateway = Gateway(settings, engine, TokenService(signing_key(settings), settings.gateway_access_ttl_s),
@@ -274,6 +264,7 @@ def create_app(settings=None, *, engine: sa.Engine | None = None, processes: int
     api.include_router(admin.router)
     api.include_router(ws.router)
     app.include_router(api)
+    app.include_router(docs.router)
 
     if settings.gateway_cors_origins:  # closed unless origins are configured: no CORS headers at all
         from fastapi.middleware.cors import CORSMiddleware

@@ -75,9 +75,9 @@ def publish_control(settings, body: dict, identity: Identity) -> dict:
         answer = resp.json()
     except ValueError:
         answer = {}
-    if resp.status_code >= 500:
+    if not (resp.is_success or resp.is_client_error):  # 5xx, and a redirect (not followed) took nothing either
         raise PublishError(502, f"the worker failed the action ({resp.status_code})")
     if resp.status_code >= 400:
         detail = answer.get("error", "") if isinstance(answer, dict) else ""
-        raise PublishError(409, f"the worker refused {action}: {detail or resp.status_code}")
+        raise PublishError(409, f"the worker refused {action}: {str(detail)[:300] or resp.status_code}")
     return answer if isinstance(answer, dict) else {"answer": answer}

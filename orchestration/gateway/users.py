@@ -27,13 +27,21 @@ class UserError(ValueError):
     """A one-line refusal naming the problem (never a password or secret)."""
 
 
-def _audit(conn: sa.Connection, actor: str, action: str, scope: str, details: dict, source: str = "cli") -> None:
+def audit(conn: sa.Connection, action: str, scope: str, reason: str, *, actor: str, identity: str | None,
+          source: str, details: dict | None = None) -> None:
+    """An audit_log row of the gateway's own: ``identity`` -- who was authenticated (an admin's or user's subject,
+    the CLI's ``cli:<os user>``; None when nobody was, as for a lockout, or for the platform's own act);
+    ``source`` -- the caller's address, or ``cli`` (also in ``details``, where rows before 0013 had it)."""
     from storage.stream import write_audit
     from trading.records import stable_id
 
     ts = time.time_ns()
-    write_audit(conn, stable_id("gateway", action, scope, ts), ts, actor, action, scope, "",
-                {**details, "source": source})
+    write_audit(conn, stable_id("gateway", action, scope, ts), ts, actor, action, scope, reason,
+                {**(details or {}), "source": source}, identity=identity, source=source)
+
+
+def _audit(conn: sa.Connection, actor: str, action: str, scope: str, details: dict, source: str = "cli") -> None:
+    audit(conn, action, scope, "", actor=actor, identity=actor, source=source, details=details)
 
 
 def check_username(username: str) -> str:
@@ -167,6 +175,6 @@ def ensure_first_admin(engine: sa.Engine) -> str | None:
             return None  # a user named admin exists with another role: an operator's choice, left alone
         password = secrets.token_urlsafe(18)
         store.add_user(conn, FIRST_ADMIN, hash_password(password), "admin", must_change=True)
-        _audit(conn, "tradeloop up", "user_added", f"user:{FIRST_ADMIN}", {"role": "admin", "must_change": True,
-                                                                          "first_admin": True})
+        audit(conn, "user_added", f"user:{FIRST_ADMIN}", "", actor="tradeloop up", identity=None, source="cli",
+              details={"role": "admin", "must_change": True, "first_admin": True})
     return password

@@ -67,13 +67,24 @@ def open_server(settings: Settings, workdir: Path) -> Server:
         if not _reachable(settings.database_url):
             raise SimulationError(f"cannot reach PostgreSQL at DATABASE_URL ({settings.database_url.split('@')[-1]})")
         return Server(settings.database_url)
-    embedded = postgres.url(settings, settings.pg_port)
-    if _reachable(embedded):
-        return Server(embedded)
+    from deploy.stack import pgroles
     from deploy.stack.process import StackError, free_port, stop
 
+    try:
+        embedded = postgres.url(settings, settings.pg_port)
+    except StackError:
+        embedded = None  # no password in the key store (never `up`, or no passphrase): not the embedded server
+    if embedded and _reachable(embedded):
+        return Server(embedded)
     tmp = Settings(_env_file=None, home=workdir / "pg", pg_port=free_port(), pg_bin_dir=settings.pg_bin_dir,
-                   host=settings.host, pg_user=settings.pg_user)
+                   host=settings.host, pg_user=settings.pg_user, secrets_backend="file")
+    # a throwaway server's passwords live in a throwaway key file, under a passphrase only this process knows
+    import secrets
+
+    from deploy.secrets import FileBackend, SecretProvider
+
+    phrase = secrets.token_urlsafe(32)
+    pgroles.use_provider(tmp, SecretProvider(FileBackend(tmp.home / "secrets.enc", passphrase=lambda new: phrase)))
     try:
         record = postgres.start(tmp, tmp.pg_port)
     except StackError as exc:
@@ -84,9 +95,12 @@ def open_server(settings: Settings, workdir: Path) -> Server:
 def platform_database(settings: Settings) -> str:
     """The running platform's database (DATABASE_URL, else the embedded server's): where the stored history
     of ``--history stored`` is read from."""
-    from deploy.stack import postgres
+    from deploy.stack.process import StackError
 
-    url = settings.database_url or postgres.url(settings, settings.pg_port)
+    try:
+        url = settings.database_url_for("read")
+    except StackError as exc:
+        raise SimulationError(f"--history stored reads the platform's market_data_clean: {exc}") from None
     if not _reachable(url):
         raise SimulationError(f"--history stored reads the platform's market_data_clean, but its database at "
                               f"{url.split('@')[-1]} does not answer: start it (`tradeloop up`) or set DATABASE_URL")

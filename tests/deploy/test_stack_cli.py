@@ -35,6 +35,9 @@ def env_for(settings) -> dict[str, str]:
         "TRADELOOP_DOCS_PORT": str(settings.docs_port),
         "TRADELOOP_SUPERVISOR_PORT": str(settings.supervisor_port),
         "TRADELOOP_GATEWAY_PORT": str(settings.gateway_port),
+        # no TRADELOOP_SECRETS_PASSPHRASE: as on a fresh machine, `up` generates the key file's passphrase beside
+        # it, and every process it starts (and the CLI) reads the database passwords through it
+        "PYTHONPATH": str(Path(__file__).parents[2]),  # this tree's code, in `tradeloop` and what it starts
     })
     return env
 
@@ -58,7 +61,7 @@ AUTONOMY = {"TRADELOOP_SYMBOLS": '["BTC/USDT", "SOL/USDT"]', "TRADELOOP_BOOTSTRA
 
 
 @pytest.mark.slow
-def test_up_status_down_and_data_survives_a_restart(home):
+def test_up_status_down_and_data_survives_a_restart(home, monkeypatch):
     """A fresh stack, left alone, reaches its first model gate decision; the supervisor restarts a killed
     worker; data survives down/up."""
     first = tradeloop(home, "up", extra_env=AUTONOMY)
@@ -113,7 +116,10 @@ def test_up_status_down_and_data_survives_a_restart(home):
     assert "1 partitions (1 days x 1 symbols)" in backfill.stdout
 
     # no human action since `up`: the cold-start sensor backfilled, built features, trained and gated a model
-    url = f"postgresql+psycopg://tradeloop@127.0.0.1:{home.pg_port}/tradeloop"
+    from deploy.stack import postgres
+
+    monkeypatch.delenv("TRADELOOP_SECRETS_PASSPHRASE")  # this home's key file opens with the generated one
+    url = postgres.url(home, home.pg_port)  # the superuser's, with the password `up` generated
     engine = sa.create_engine(url)
     deadline = time.monotonic() + 900
     decision = None

@@ -65,7 +65,8 @@ def test_security_headers_on_every_kind_of_answer(client, tokens):
                  client.get("/api/v1/nowhere"), client.post("/api/v1/auth/token", data={"grant_type": "magic"})):
         _has_security_headers(resp)
     docs = client.get("/api/docs")
-    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # only the docs page loads scripts
+    assert "script-src 'self'" in docs.headers["content-security-policy"]  # only the docs pages load scripts
+    assert "script-src" not in client.get("/api/v1/health").headers["content-security-policy"]
     assert "strict-transport-security" not in docs.headers  # no TLS here
 
 

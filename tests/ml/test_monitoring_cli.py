@@ -25,8 +25,9 @@ def test_cli_commands_are_wired():
     assert "shadow" in out
 
 
-def test_model_commands_use_the_embedded_server_and_say_when_it_is_down(monkeypatch, tmp_path):
-    """No DATABASE_URL: the embedded server's URL (as `tradeloop migrate`); not running: one line, exit 1."""
+def test_model_commands_use_the_embedded_server_and_say_when_it_is_down(monkeypatch, tmp_path, pg_url):
+    """No DATABASE_URL: the embedded server's URL, the batch role's (pg_url: its password exists); not running: one
+    line without the password, exit 1."""
     from deploy.settings import get_settings
     from deploy.stack.process import free_port
 
@@ -38,7 +39,7 @@ def test_model_commands_use_the_embedded_server_and_say_when_it_is_down(monkeypa
         for args in (["status"], ["shadow"], ["rollback", "--reason", "test"]):
             res = CliRunner().invoke(model, args)
             assert res.exit_code == 1, (args, res.output)
-            assert f"cannot reach PostgreSQL at postgresql+psycopg://tradeloop@127.0.0.1:{port}/tradeloop" in res.output
+            assert f"cannot reach PostgreSQL at postgresql+psycopg://tradeloop_batch:***@127.0.0.1:{port}/tradeloop" in res.output
             assert "is the platform up?" in res.output and "Traceback" not in res.output
     finally:
         get_settings.cache_clear()

@@ -42,7 +42,16 @@ def _unavailable(reason: str):
 
 
 def _timescale_bin_dir() -> Path:
+    from tests.os_packages import installing
+
     if CONTROL.exists() and (PG15_BIN / "postgres").exists():
+        return PG15_BIN
+    with installing():
+        return _build_timescaledb()
+
+
+def _build_timescaledb() -> Path:
+    if CONTROL.exists() and (PG15_BIN / "postgres").exists():  # built by another test worker meanwhile
         return PG15_BIN
     builder = _builder()
     if builder is None:
@@ -204,3 +213,43 @@ def test_migration_0007_moves_existing_signals_into_chunks(ts_engine):
 
     rows = signals_survive_migration_0007(ts_engine.url.render_as_string(hide_password=False))
     assert len(rows) == 2 and all(r[2].startswith("_timescaledb_internal._hyper_") for r in rows)
+
+
+def test_retention_as_the_batch_role_drops_chunks_through_the_owners_function():
+    """A TimescaleDB server set up as `up` sets one up (a role per component, deploy/stack/pgroles.py): the batch
+    jobs' role owns no hypertable, yet retention drops whole chunks past the cutoff -- and nothing else."""
+    from deploy.stack import pgroles, postgres
+    from deploy.stack.process import stop
+    from storage import lifecycle, stream
+    from streaming.trader import SignalOut
+    from tests.conftest import make_settings
+    from trading.records import stable_id
+
+    bin_dir = _timescale_bin_dir()
+    home = Path(tempfile.mkdtemp(prefix="tradeloop-timescale-roles-", dir=os.environ["TRADELOOP_HOME"]))
+    settings = make_settings(home, pg_bin_dir=bin_dir)
+    record = postgres.start(settings, settings.pg_port)
+    engines = {}
+    try:
+        pgroles.migrate_and_grant(settings)
+        engines = {c: sa.create_engine(settings.database_url_for(c), poolclass=sa.pool.NullPool)
+                   for c in ("stream", "batch")}
+        times = [datetime(2001, 1, 3, tzinfo=timezone.utc), datetime(2001, 3, 1, tzinfo=timezone.utc)]
+        sigs = [SignalOut(stable_id("signal", "ts-roles", "s", "X/Y", _ns(t)), "s", "X/Y", 0.0, _ns(t), "rule", "1")
+                for t in times]
+        with engines["stream"].begin() as conn:
+            stream.write_batch(conn, mode="paper", account="ts-roles", signals=sigs)
+        with engines["batch"].begin() as conn:
+            owner = conn.execute(sa.text("SELECT tableowner FROM pg_tables WHERE tablename = 'signals'")).scalar()
+            assert owner == pgroles.role("migrate")
+            dropped = lifecycle.apply_retention(conn, {"signals": 30}, datetime(2001, 3, 5, tzinfo=timezone.utc))
+        assert [(d.table, d.kind, d.rows) for d in dropped] == [("signals", "chunk", 1)]
+        with engines["batch"].connect() as conn:
+            kept = conn.execute(sa.text("SELECT ts::date FROM signals WHERE account = 'ts-roles'")).scalars().all()
+            assert kept == [date(2001, 3, 1)]
+            with pytest.raises(sa.exc.DBAPIError, match="has no retention"):
+                conn.execute(sa.text("SELECT tradeloop_drop_chunks('orders', now())")).all()
+    finally:
+        for eng in engines.values():
+            eng.dispose()
+        stop(record, settings.run_dir, sig=signal.SIGINT)

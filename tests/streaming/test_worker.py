@@ -108,7 +108,11 @@ def test_worker_trades_stores_serves_and_obeys_the_kill_switch(worker_factory, s
     cli = [sys.executable, "-c", "from orchestration.cli.control import kill_switch, resume, risk; import sys;"
            " {'kill': kill_switch, 'resume': resume, 'risk': risk}[sys.argv[1]](sys.argv[2:])"]
     env = {**stream_env}
-    r = subprocess.run(cli + ["kill", "--reason", "test halt"], env=env, capture_output=True, text=True, timeout=60)
+    # the gateway is not running here: the break-glass path signs with the key store (the gateway's is tested in
+    # tests/gateway/test_serve.py); without it the command refuses rather than send anything unauthenticated
+    r = subprocess.run(cli + ["kill"], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "--break-glass" in r.stderr and w.get("/risk")["state"] == "active", r.stderr
+    r = subprocess.run(cli + ["kill", "--break-glass", "--reason", "test halt"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "halted" in r.stdout
     assert w.get("/risk")["state"] == "halted"
@@ -117,7 +121,7 @@ def test_worker_trades_stores_serves_and_obeys_the_kill_switch(worker_factory, s
     with engine.connect() as c:
         row = c.execute(sa.text("SELECT actor, reason, identity, source FROM audit_log WHERE scope=:s"
                                 " AND action='kill_switch'"), {"s": f"account:{account}"}).one()
-    assert tuple(row)[:3] == (f"cli:{getpass.getuser()}", "test halt", f"cli:{getpass.getuser()}")
+    assert tuple(row)[:3] == (f"break-glass:{getpass.getuser()}", "test halt", f"break-glass:{getpass.getuser()}")
     assert row.source.startswith("cli@")
 
     # while halted, new decisions are rejected by risk
@@ -125,7 +129,7 @@ def test_worker_trades_stores_serves_and_obeys_the_kill_switch(worker_factory, s
     w.wait_ticks(len(sim_ticks(150, ex)))
     assert any(k.startswith("account_halted") for k in w.get("/risk")["rejects"]), w.get("/risk")["rejects"]
 
-    r = subprocess.run(cli + ["resume"], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(cli + ["resume", "--break-glass"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "active" in r.stdout, r.stderr
 
     # a poisoned message is parked on the deadletter topic with its error; the agent goes on
@@ -150,7 +154,8 @@ def test_cli_says_when_the_worker_is_not_running(tmp_path):
     env = {**os.environ, "TRADELOOP_WORKER_PORT": str(free_port()), "TRADELOOP_HOME": str(tmp_path)}
     r = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
-    assert "worker is not running" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "worker at http://" in r.stderr and "is not reachable" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_worker_trades_exactly_the_configured_symbols(stream_env, engine, kafka_bootstrap, tmp_path):

@@ -8,15 +8,18 @@ username and a wrong password give the same answer and take as long (argon2 on a
 from __future__ import annotations
 
 import base64
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.gateway.security import ROLES, SCOPES, Identity, client_address, require
+from orchestration.gateway.users import USERNAME_RE, audit
 from storage import auth as store
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+KEY_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -42,7 +45,8 @@ def _scopes(granted: frozenset[str], requested: str | None) -> frozenset[str]:
     asked = frozenset(requested.split())
     unknown = asked - set(SCOPES)
     if unknown:
-        raise OAuthError("invalid_scope", f"unknown scope {' '.join(sorted(unknown))} (scopes: {' '.join(SCOPES)})")
+        # not echoed: the caller's text could be anything pasted into the wrong field
+        raise OAuthError("invalid_scope", f"unknown scope: the scopes are {' '.join(SCOPES)}")
     if not asked <= granted:
         raise OAuthError("invalid_scope", f"scope {' '.join(sorted(asked - granted))} is not granted to this identity")
     return asked
@@ -75,7 +79,8 @@ def _password_grant(gw, source: str, username: str | None, password: str | None,
     settings = gw.settings
     failure = None
     with gw.engine.begin() as conn:
-        user = store.get_user(conn, username, lock=True)
+        # a name that cannot be a username (e.g. with a NUL, which PostgreSQL text refuses) is an unknown user
+        user = store.get_user(conn, username, lock=True) if USERNAME_RE.match(username) else None
         if user is None or user.disabled:
             burn_time(password)
             failure = OAuthError("invalid_grant", "wrong username or password")
@@ -85,8 +90,8 @@ def _password_grant(gw, source: str, username: str | None, password: str | None,
             until = store.record_failure(conn, username, settings.gateway_login_max_failures,
                                          settings.gateway_lockout_s)
             if until is not None:
-                gw.audit(conn, "user_locked", f"user:{username}", "too many failed logins", source=source,
-                         details={"locked_until": until.isoformat()})
+                audit(conn, "user_locked", f"user:{username}", "too many failed logins", actor="gateway",
+                      identity=None, source=source, details={"locked_until": until.isoformat()})
             failure = OAuthError("invalid_grant", "wrong username or password")
         else:
             store.reset_failures(conn, username)
@@ -112,7 +117,7 @@ def _client_credentials(request: Request, gw, source: str, client_id: str | None
     if not client_id or not client_secret:
         raise OAuthError("invalid_client", "grant_type=client_credentials needs client_id and client_secret", 401)
     with gw.engine.begin() as conn:
-        key = store.get_api_key(conn, client_id)
+        key = store.get_api_key(conn, client_id) if KEY_ID_RE.match(client_id) else None
         owner = store.get_user(conn, key.owner) if key else None
         valid = key is not None and tokens.same_digest(client_secret, key.secret_hash)
         if not valid or key.revoked_at is not None or owner is None or owner.disabled:
@@ -134,9 +139,9 @@ def _refresh_grant(gw, source: str, refresh_token: str | None, scope: str | None
     with gw.engine.begin() as conn:
         outcome, row = store.rotate_refresh(conn, tokens.digest(refresh_token))
         if outcome == "reused":
-            gw.audit(conn, "refresh_reuse", f"{row.kind}:{row.subject}",
-                     "a rotated refresh token was used again: every token of its login is revoked", source=source,
-                     details={"family": row.family})
+            audit(conn, "refresh_reuse", f"{row.kind}:{row.subject}",
+                  "a rotated refresh token was used again: every token of its login is revoked", actor="gateway",
+                  identity=None, source=source, details={"family": row.family})
             failure = OAuthError("invalid_grant", "refresh token reused: every token of this login is revoked")
         elif outcome != "ok":
             failure = OAuthError("invalid_grant", f"refresh token {'expired' if outcome == 'expired' else 'invalid'}")
@@ -237,8 +242,8 @@ def change_password(request: Request, body: PasswordChange,
             raise HTTPException(400, str(exc)) from None
         store.set_password(conn, identity.subject, new_hash, must_change=False)
         store.revoke_subject(conn, "user", identity.subject)
-        gw.audit(conn, "password_changed", f"user:{identity.subject}", "", source=identity.source,
-                 actor=identity.subject)
+        audit(conn, "password_changed", f"user:{identity.subject}", "", actor=identity.subject,
+              identity=identity.subject, source=identity.source)
     if identity.jti:
         gw.deny(identity.jti, identity.expires_at)  # the token carrying pwd_change is done
     return {"ok": True}

@@ -4,6 +4,7 @@ authenticated identity; bodies are closed pydantic models (an unknown field is r
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -20,6 +21,38 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("", max_length=500, description="Why (written to the audit log).")
     account: str | None = Field(None, pattern=NAME, description="Default: the configured account.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sendable(cls, data: Any) -> Any:
+        problem = _unsendable(data)
+        if problem:
+            raise ValueError(problem)
+        return data
+
+
+MAX_DEPTH = 16
+
+
+def _unsendable(value: Any) -> str | None:
+    """Why a body cannot go to the worker, or None: a NUL (the worker writes the body to audit_log; PostgreSQL text
+    and jsonb cannot hold it), NaN or Infinity (JSON has neither), or free-form params nested deeper than MAX_DEPTH (serialising them would exhaust
+    the stack: a 500). Iterative, so a deep body cannot exhaust it here either."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"values may be nested at most {MAX_DEPTH} levels deep"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "text may not contain NUL characters"
+        elif isinstance(item, float) and not math.isfinite(item):  # else sent on as null, silently
+            return "numbers must be finite (no NaN or Infinity)"
+        elif isinstance(item, dict):
+            stack.extend((x, depth + 1) for pair in item.items() for x in pair)
+        elif isinstance(item, (list, tuple)):
+            stack.extend((x, depth + 1) for x in item)
+    return None
 
 
 class KillSwitch(_Body):

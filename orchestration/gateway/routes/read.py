@@ -60,7 +60,8 @@ class FillFilter(TimeRange):
 class AuditFilter(TimeRange):
     actor: str | None = Field(None, pattern=NAME)
     action: str | None = Field(None, pattern=NAME)
-    scope: str | None = Field(None, max_length=128, description="Exact scope, e.g. account:paper.")
+    scope: str | None = Field(None, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$",  # no control bytes (NUL: a 500)
+                              description="Exact scope, e.g. account:paper.")
 
 
 class ReleaseFilter(Page):
@@ -287,21 +288,24 @@ def model_aliases(request: Request, q: Annotated[ModelQuery, Query()],
 async def audit(request: Request, f: Annotated[AuditFilter, Query()],
           identity: Identity = Depends(require("read"))) -> dict:
     return await _page(request.app.state.gateway, """
-        SELECT event_id, ts, actor, action, scope, reason, details FROM audit_log
+        SELECT event_id, ts, actor, action, scope, reason, details, identity, source FROM audit_log
         WHERE (CAST(:actor AS text) IS NULL OR actor = :actor)
           AND (CAST(:action AS text) IS NULL OR action = :action)
           AND (CAST(:scope AS text) IS NULL OR scope = :scope)
           AND (CAST(:since AS timestamptz) IS NULL OR ts >= :since)
           AND (CAST(:until AS timestamptz) IS NULL OR ts < :until)
           AND (CAST(:scopes AS text[]) IS NULL OR scope = ANY(:scopes))
+          AND (CAST(:admin AS boolean) OR NOT starts_with(scope, 'user:'))
         ORDER BY ts DESC, event_id""", _audit_filters(f, identity), f)
 
 
 def _audit_filters(f: AuditFilter, identity: Identity) -> dict[str, Any]:
-    """An identity limited to some accounts sees only their audit rows (scope account:<name>)."""
+    """An identity limited to some accounts sees only their audit rows (scope account:<name>); the gateway's own
+    rows about users and keys (scope user:<name>: logins locked, keys made, tokens reused) need the admin scope."""
     params = _filters(f, identity)
     accounts = params.pop("accounts")
     params["scopes"] = [f"account:{a}" for a in accounts] if accounts is not None else None
+    params["admin"] = "admin" in identity.scopes
     return params
 
 

@@ -27,6 +27,10 @@ POLL_S = 0.5
 AUTH_TIMEOUT_S = 5.0
 ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.:/\-]{1,64}$")
 POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+# open streams per identity in one gateway process: each polls PostgreSQL every POLL_S, so an unbounded number
+# from one token would be an unbounded load (OWASP API4)
+MAX_STREAMS_PER_IDENTITY = 5
 
 
 def _since(conn: sa.Connection, account: str, topics: set[str], last: dict[str, datetime]) -> list[dict]:
@@ -86,14 +90,31 @@ async def stream(websocket: WebSocket) -> None:
             raise ValueError(f"account must be a plain name and topics some of {', '.join(TOPICS)}")
         if not identity.may_see(account):
             raise HTTPException(403, f"forbidden: no access to account {account!r}")
-    except (asyncio.TimeoutError, ValueError, KeyError, HTTPException, WebSocketDisconnect) as exc:
+    except (asyncio.TimeoutError, ValueError, TypeError, KeyError, HTTPException, WebSocketDisconnect) as exc:
         reason = exc.detail if isinstance(exc, HTTPException) else (
-            "no access token within 5 s" if isinstance(exc, asyncio.TimeoutError) else str(exc) or "bad first message")
+            "no access token within 5 s" if isinstance(exc, asyncio.TimeoutError) else
+            "bad first message" if isinstance(exc, TypeError) else str(exc) or "bad first message")
         if not isinstance(exc, WebSocketDisconnect):
             await websocket.send_json({"type": "error", "error": reason})
             await websocket.close(POLICY_VIOLATION, reason[:120])
         return
+    streams = getattr(websocket.app.state, "open_streams", None)
+    if streams is None:
+        streams = websocket.app.state.open_streams = {}
+    who = identity.kind + ":" + identity.subject
+    if streams.get(who, 0) >= MAX_STREAMS_PER_IDENTITY:  # no await between this check and the count below
+        reason = f"too many open streams for this identity (at most {MAX_STREAMS_PER_IDENTITY})"
+        await websocket.send_json({"type": "error", "error": reason})
+        await websocket.close(TRY_AGAIN_LATER, reason)
+        return
+    streams[who] = streams.get(who, 0) + 1
+    try:
+        await _serve(websocket, gw, identity, account, topics)
+    finally:
+        streams[who] -= 1
 
+
+async def _serve(websocket: WebSocket, gw, identity, account: str, topics: set[str]) -> None:
     def snapshot() -> tuple[list[dict], dict[str, datetime]]:
         epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
         with gw.engine.connect() as conn:

@@ -5,6 +5,7 @@ the same database never affect these results)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import sqlalchemy as sa
 
 ACCOUNT = "test-wh"
 DBT_VARS = json.dumps({"accounts": [ACCOUNT]})
+# dbt_project/target is shared by every pytest-xdist worker: each builds into its own folder
+BUILD_TARGET = f"target/test-build-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 # Days of the book (UTC). Marks are the last 1m bar of each day; 09:59 on D1 prices the algorithm's arrival.
 D1, D2, D3 = "2026-11-02", "2026-11-03", "2026-11-04"
@@ -114,9 +117,9 @@ def warehouse_book(engine, pg_url):
 
     insert_book(engine)
     started = time.monotonic()
-    done = run_dbt(["build", "--vars", DBT_VARS, "--target-path", "target/test-build"], pg_url)
+    done = run_dbt(["build", "--vars", DBT_VARS, "--target-path", BUILD_TARGET], pg_url)
     seconds = time.monotonic() - started
-    results = json.loads((Path(DBT_PROJECT_DIR) / "target/test-build/run_results.json").read_text())
+    results = json.loads((Path(DBT_PROJECT_DIR) / BUILD_TARGET / "run_results.json").read_text())
     assert done.returncode == 0, f"dbt build failed in {seconds:.1f}s:\n{done.stdout[-6000:]}"
     print(f"dbt build: {seconds:.1f}s")
     return {"results": results["results"], "seconds": seconds}

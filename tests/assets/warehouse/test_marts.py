@@ -4,6 +4,7 @@ in conftest.py."""
 from __future__ import annotations
 
 import math
+import os
 from decimal import Decimal
 
 import pytest
@@ -176,7 +177,7 @@ def test_position_that_is_not_the_sum_of_fills_fails_the_custom_test(engine, pg_
     from assets.warehouse import run_dbt
 
     select = ["test", "--select", "assert_positions_equal_sum_of_fills", "--vars", DBT_VARS,
-              "--target-path", "target/test-broken"]
+              "--target-path", f"target/test-broken-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"]
     with engine.begin() as conn:
         conn.execute(sa.text("update positions set quantity = -1 where account = :a and strategy = 'wh-alpha'"),
                      {"a": ACCOUNT})
