@@ -177,7 +177,9 @@ def main() -> None:
     elif generator == "wrk" and not shutil.which("wrk"):
         raise SystemExit("error: wrk is not on PATH (apt-get install wrk), or use --generator python")
     home = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    settings = Settings(_env_file=None, home=home, database_url=None, pg_port=free_port())
+    # the key file holds the database roles' passwords and the gateway's JWT key; both processes open it
+    os.environ["TRADELOOP_SECRETS_PASSPHRASE"] = "bench passphrase"
+    settings = Settings(_env_file=None, home=home, database_url=None, pg_port=free_port(), secrets_backend="file")
     record = postgres.start(settings, settings.pg_port)
     proc = None
     try:
