@@ -301,6 +301,13 @@ class Settings(BaseSettings):
     gateway_login_max_failures: int = Field(5, ge=1, description="Wrong passwords in a row before a user is "
                                                                  "locked out.")
     gateway_lockout_s: int = Field(900, ge=1, description="How long a locked-out user stays locked, seconds.")
+    gateway_workers: int = Field(0, ge=0, le=32, description="Gateway server processes; 0: one per CPU core "
+                                                          "(at most 4). Rate limits are split among them.")
+    gateway_identity_cache_s: float = Field(2.0, ge=0, le=10, description="How long a gateway process trusts "
+                                            "its last answer that an identity is active, seconds (0: ask the "
+                                            "database on every request). Disabling and revoking through tradeloop "
+                                            "reach every gateway process at once (PostgreSQL NOTIFY); changes "
+                                            "made behind tradeloop's back within this time.")
     tls_cert_file: Path | None = Field(None, description="TLS certificate (PEM) of the gateway; with "
                                                          "tls_key_file it serves HTTPS (`tradeloop certs`).")
     tls_key_file: Path | None = Field(None, description="TLS private key (PEM) of the gateway.")

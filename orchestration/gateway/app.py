@@ -7,6 +7,7 @@ nothing else -- no exception text, no traceback (the log has the exception, reda
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -39,27 +40,72 @@ DOCS_CSP = docs.CSP  # the docs pages run Swagger UI / ReDoc from this origin's 
 
 class Gateway:
     """What the routes share: settings, the database engine, the token service, limits, the access-token
-    deny list (in memory: one gateway process; entries leave when the token would have expired anyway)."""
+    deny list (in memory, shared with the gateway's other processes through PostgreSQL NOTIFY; entries leave when
+    the token would have expired anyway) and the identity cache (revocation.py says why neither weakens
+    revocation)."""
 
     def __init__(self, settings, engine: sa.Engine, tokens, limits) -> None:
+        from orchestration.gateway.revocation import IdentityCache
+
         self.settings, self.engine, self.tokens, self.limits = settings, engine, tokens, limits
         self._denied: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.identities = IdentityCache(settings.gateway_identity_cache_s)
+        self.events = None  # revocation.Events, started by the app's lifespan
+        from orchestration.gateway.aioreads import AsyncReads
 
-    def deny(self, jti: str, expires_at: int) -> None:
+        self.reads = AsyncReads(engine)  # the read routes' queries, on the event loop
+
+    def start_events(self) -> None:
+        from orchestration.gateway.revocation import Events
+
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.events = Events(conninfo, self.identities, self._deny_local)
+        self.events.start()
+
+    def stop_events(self) -> None:
+        if self.events is not None:
+            self.events.stop()
+            self.events = None
+
+    def _deny_local(self, jti: str, expires_at: int) -> None:
         now = int(time.time())
         with self._lock:
             self._denied = {j: e for j, e in self._denied.items() if e > now}
             self._denied[jti] = expires_at
 
+    def deny(self, jti: str, expires_at: int) -> None:
+        """Revoke an access token here at once, and in the gateway's other processes (NOTIFY); raises when the
+        database cannot be told (the caller's answer is then an error, not a false "revoked")."""
+        from orchestration.gateway.revocation import notify
+
+        self._deny_local(jti, expires_at)
+        with self.engine.begin() as conn:
+            notify(conn, f"deny {jti} {int(expires_at)}")
+
     def is_denied(self, jti: str) -> bool:
         return jti in self._denied
 
     def is_active(self, kind: str, subject: str) -> bool:
+        """Asks the database (no cache)."""
         from storage.auth import active
 
         with self.engine.connect() as conn:
             return active(conn, kind, subject)
+
+    def cached_active(self, kind: str, subject: str) -> bool:
+        """True when this process found the identity active less than gateway_identity_cache_s ago; False:
+        unknown (ask ``check_active``)."""
+        return self.identities.get(kind + ":" + subject)
+
+    def check_active(self, kind: str, subject: str) -> bool:
+        """Asks the database and remembers an "active" answer for the cache's time."""
+        key, cache = kind + ":" + subject, self.identities
+        asked_at, generation = cache.clock(), cache.generation()
+        found = self.is_active(kind, subject)
+        if found:
+            cache.put(key, asked_at, generation)
+        return found
 
 
 def database_url(settings) -> str:
@@ -166,10 +212,11 @@ class Guard:
                 await reply(500, {"error": "internal error", "request_id": request_id})
 
 
-def create_app(settings=None, *, engine: sa.Engine | None = None) -> FastAPI:
+def create_app(settings=None, *, engine: sa.Engine | None = None, processes: int = 1) -> FastAPI:
     """The gateway app. ``settings``: deploy.settings.Settings (default: get_settings()); ``engine``: a SQLAlchemy
-    engine of the system of record (default: one for settings' database). Reads the JWT key from the secret
-    provider (entry ``gateway-jwt``, created on first use)."""
+    engine of the system of record (default: one for settings' database); ``processes``: how many server
+    processes serve it (each enforces its share of the rate limits). Reads the JWT key from the secret provider
+    (entry ``gateway-jwt``, created on first use)."""
     from deploy.settings import get_settings
     from orchestration.gateway.limits import Limits
     from orchestration.gateway.routes import admin, auth, control, read, ws
@@ -178,13 +225,26 @@ def create_app(settings=None, *, engine: sa.Engine | None = None) -> FastAPI:
 
     settings = settings or get_settings()
     engine = engine or db.create_engine(database_url(settings), pool_size=5, max_overflow=5)
-    app = FastAPI(title="tradeloop gateway", version="1", openapi_url=f"{API_PREFIX}/openapi.json",
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from starlette.concurrency import run_in_threadpool
+
+        gateway = app.state.gateway
+        await run_in_threadpool(gateway.start_events)  # waits for the listener a few seconds at most
+        try:
+            yield
+        finally:
+            await gateway.reads.close()
+            await run_in_threadpool(gateway.stop_events)
+
+    app = FastAPI(title="tradeloop gateway", version="1", openapi_url=f"{API_PREFIX}/openapi.json", lifespan=lifespan,
                   docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # docs.py: offline docs
                   redirect_slashes=False,  # a slash redirect's Location is built from the caller's Host header
                   description="The one authenticated door to tradeloop: reads for viewers, trading for traders, "
                               "kill switch and limits for risk officers, users and keys for admins.")
     app.state.gateway = Gateway(settings, engine, TokenService(signing_key(settings), settings.gateway_access_ttl_s),
-                                Limits.from_settings(settings))
+                                Limits.from_settings(settings, processes))
     _install_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
@@ -217,8 +277,41 @@ def create_app(settings=None, *, engine: sa.Engine | None = None) -> FastAPI:
     return app
 
 
+def worker_count(settings) -> int:
+    """settings.gateway_workers, or one per CPU core (at most 4) when it is 0."""
+    import os
+
+    return settings.gateway_workers or max(1, min(4, os.cpu_count() or 1))
+
+
+def log_config() -> dict:
+    """uvicorn's logging, with a plain formatter for the access log: the redaction filter (deploy/redaction.py)
+    merges a record's arguments into its message, and uvicorn's AccessFormatter, which unpacks them again, then
+    failed on every request (a logging traceback per request: most of the gateway's time under load)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["access"] = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s",
+                                      "use_colors": False}
+    return config
+
+
+def worker_app() -> FastAPI:
+    """The app of one server process (uvicorn's factory): settings from the environment, as main() read them;
+    the rate limits split among worker_count processes (limits.py)."""
+    from deploy.redaction import install
+    from deploy.settings import get_settings
+
+    install()
+    settings = get_settings()
+    return create_app(settings, processes=worker_count(settings))
+
+
 def main() -> None:
-    """Serve the gateway on settings.gateway_host:gateway_port; HTTPS when tls_cert_file and tls_key_file are set."""
+    """Serve the gateway on settings.gateway_host:gateway_port with worker_count(settings) server processes
+    (uvicorn's supervisor restarts one that dies); HTTPS when tls_cert_file and tls_key_file are set."""
     import uvicorn
 
     from deploy.redaction import install
@@ -239,11 +332,16 @@ def main() -> None:
         if settings.tls_cert_file else {}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from deploy.secrets import SecretsError
+    from orchestration.gateway.tokens import signing_key
 
-    try:
-        app = create_app(settings)
+    try:  # here, once: processes started together must not each generate a different key
+        signing_key(settings)
     except SecretsError as exc:  # e.g. the env key store without TRADELOOP_SECRET_GATEWAY_JWT: one line, no trace
         raise SystemExit(f"error: gateway: {exc}") from None
-    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port,
+    workers = worker_count(settings)
+    log.info("gateway: %d server process%s", workers, "" if workers == 1 else "es")
+    # uvloop and httptools are used when installed (uvicorn's "auto"); the processes share one listening socket
+    uvicorn.run("orchestration.gateway.app:worker_app", factory=True, workers=workers,
+                host=settings.gateway_host, port=settings.gateway_port, log_config=log_config(),
                 proxy_headers=False, server_header=False, log_level="info",
                 ws_max_size=settings.gateway_max_body_bytes, **tls)

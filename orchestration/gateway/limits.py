@@ -1,6 +1,12 @@
 """Abuse limits: requests per identity, token requests and failed authentications per address (the `limits`
-library, in memory: one gateway process), and the login lockout (in PostgreSQL, storage/auth.record_failure, so a
-restart does not reset it)."""
+library, in memory of each gateway process), and the login lockout (in PostgreSQL, storage/auth.record_failure,
+so a restart does not reset it).
+
+With N server processes (settings.gateway_workers) each process enforces its share, ceil(limit / N): the
+processes share one listening socket and the kernel spreads connections over them, so an identity never gets more
+than the configured limit in all (plus N-1 for rounding), but a client whose requests all reach one process (one
+keep-alive connection) is held to that process's share. Chosen over a shared store (Redis, or a counter row in
+PostgreSQL per request) because it costs nothing per request and errs on the strict side."""
 
 from __future__ import annotations
 
@@ -19,15 +25,16 @@ class RateLimited(HTTPException):
 
 
 class Limits:
-    def __init__(self, rate_per_min: int, login_rate_per_min: int) -> None:
+    def __init__(self, rate_per_min: int, login_rate_per_min: int, processes: int = 1) -> None:
         # sliding window counter: O(1) per hit (a moving window keeps and shifts one timestamp per request)
         self._limiter = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
-        self._per_identity = RateLimitItemPerMinute(rate_per_min)
-        self._per_address = RateLimitItemPerMinute(login_rate_per_min)
+        self._per_identity = RateLimitItemPerMinute(math.ceil(rate_per_min / processes))
+        self._per_address = RateLimitItemPerMinute(math.ceil(login_rate_per_min / processes))
 
     @classmethod
-    def from_settings(cls, settings) -> Limits:
-        return cls(settings.gateway_rate_per_min, settings.gateway_login_rate_per_min)
+    def from_settings(cls, settings, processes: int = 1) -> Limits:
+        """The settings' limits, this process's share of them when ``processes`` serve the gateway."""
+        return cls(settings.gateway_rate_per_min, settings.gateway_login_rate_per_min, max(1, processes))
 
     def _hit(self, item, kind: str, key: str, what: str) -> None:
         if not self._limiter.hit(item, kind, key):

@@ -1,8 +1,9 @@
 """Who is calling, and may they: Identity, the role table, and ``require(*scopes)`` (a FastAPI dependency).
 
 A bearer access token (JWT, tokens.py) is checked on every request: signature, algorithm, issuer, expiry, a
-revoked ``jti``, and -- in PostgreSQL -- that the user is not disabled and the key not revoked, so taking an
-identity away takes effect at once. 401 when the caller is not authenticated, 403 when it lacks a scope.
+revoked ``jti``, and -- in PostgreSQL, through a cache of a few seconds that a disable or revoke through tradeloop
+empties at once (revocation.py) -- that the user is not disabled and the key not revoked, so taking an identity
+away takes effect at once. 401 when the caller is not authenticated, 403 when it lacks a scope.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticate(request: Request, token: str | None) -> Identity:
-    """The identity of a bearer token, or 401 (429 once an address keeps failing)."""
+def _verify(request: Request, token: str | None) -> Identity:
+    """Everything but the database's word: the token's signature and claims, a revoked jti, the rate limits."""
     from orchestration.gateway.tokens import TokenError
 
     gw = request.app.state.gateway
@@ -82,7 +83,28 @@ def authenticate(request: Request, token: str | None) -> Identity:
                         must_change=bool(claims.get("pwd_change")),
                         accounts=frozenset(map(str, accounts)) if isinstance(accounts, list) else None)
     gw.limits.identity(identity.kind + ":" + identity.subject)
-    if not gw.is_active(identity.kind, identity.subject):
+    return identity
+
+
+def authenticate(request: Request, token: str | None) -> Identity:
+    """The identity of a bearer token, or 401 (429 once an address keeps failing). Asks the database whether the
+    identity is still active (no cache)."""
+    identity = _verify(request, token)
+    if not request.app.state.gateway.is_active(identity.kind, identity.subject):
+        raise unauthorized("identity disabled or revoked")
+    return identity
+
+
+async def authenticate_async(request: Request, token: str | None) -> Identity:
+    """``authenticate`` on the event loop: the identity check comes from the process's identity cache when it is
+    fresh (revocation.py: a disable or revoke through tradeloop empties it at once), else from the database in a
+    worker thread."""
+    from starlette.concurrency import run_in_threadpool
+
+    gw = request.app.state.gateway
+    identity = _verify(request, token)
+    if not gw.cached_active(identity.kind, identity.subject) and \
+            not await run_in_threadpool(gw.check_active, identity.kind, identity.subject):
         raise unauthorized("identity disabled or revoked")
     return identity
 
@@ -94,8 +116,8 @@ def require(*scopes: str, allow_must_change: bool = False):
     if unknown:
         raise ValueError(f"unknown scopes {sorted(unknown)}")
 
-    def dependency(request: Request, token: str | None = Depends(oauth2_scheme)) -> Identity:
-        identity = authenticate(request, token)
+    async def dependency(request: Request, token: str | None = Depends(oauth2_scheme)) -> Identity:
+        identity = await authenticate_async(request, token)
         if identity.must_change and not allow_must_change:
             raise HTTPException(403, "password change required: POST /api/v1/auth/password first")
         missing = [s for s in scopes if s not in identity.scopes]

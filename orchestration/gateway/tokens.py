@@ -52,6 +52,7 @@ class TokenService:
             raise ValueError("the JWT signing key must have at least 32 bytes")
         self._key = key
         self.access_ttl_s = access_ttl_s
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def issue(self, identity: Identity, *, must_change: bool = False, now: float | None = None) -> AccessToken:
         iat = int(now if now is not None else time.time())
@@ -68,6 +69,22 @@ class TokenService:
         return AccessToken(jwt.encode(claims, self._key, algorithm=ALGORITHM), jti, iat + self.access_ttl_s)
 
     def decode(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token, else TokenError. A token that verified once is remembered (a bounded map,
+        by its exact text): its signature and claims cannot change, so only the expiry is checked again --
+        verifying an HS256 token costs more than the rest of a cached request's authentication."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims["exp"] <= time.time():  # pyjwt's rule: expired when exp <= now (no leeway)
+                self._verified.pop(token, None)
+                raise TokenError("token expired")
+            return claims
+        claims = self._decode(token)
+        if len(self._verified) >= 10_000:
+            self._verified.clear()  # simple bound: entries are one decode away
+        self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str) -> dict[str, Any]:
         try:
             claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], issuer=ISSUER,
                                 options={"require": ["exp", "iat", "iss", "sub", "jti"]})

@@ -12,6 +12,7 @@ import time
 
 import sqlalchemy as sa
 
+from orchestration.gateway import revocation
 from orchestration.gateway.security import ROLES, SCOPES
 from storage import auth as store
 from storage.auth import AuthStoreError
@@ -106,6 +107,8 @@ def set_disabled(engine: sa.Engine, username: str, disabled: bool = True, *, act
         except AuthStoreError as exc:
             raise UserError(str(exc)) from None
         _audit(conn, actor, "user_disabled" if disabled else "user_enabled", f"user:{username}", {}, source)
+        revocation.identity_changed(conn)  # every gateway process forgets its cached answers at commit
+    revocation.invalidate_local()  # and this one before anyone is told "disabled"
     return user
 
 
@@ -152,6 +155,8 @@ def revoke_api_key(engine: sa.Engine, key_id: str, *, actor: str = "cli", source
         except AuthStoreError as exc:
             raise UserError(str(exc)) from None
         _audit(conn, actor, "api_key_revoked", f"user:{key.owner}", {"key_id": key_id}, source)
+        revocation.identity_changed(conn)
+    revocation.invalidate_local()
     return key
 
 

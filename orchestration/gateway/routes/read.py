@@ -92,10 +92,14 @@ def _rows(result) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in r._mapping.items()} for r in result]
 
 
-def _page(gw, sql: str, params: dict[str, Any], page: Page) -> dict[str, Any]:
-    with gw.engine.connect() as conn:
-        items = _rows(conn.execute(sa.text(sql + " LIMIT :_limit OFFSET :_offset"),
-                                   {**params, "_limit": page.limit + 1, "_offset": page.offset}))
+async def _read(gw, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a read on the event loop (aioreads.py: no thread hop), values made plain as ``_rows`` does."""
+    return [{k: _plain(v) for k, v in r.items()} for r in await gw.reads.rows(sql, params)]
+
+
+async def _page(gw, sql: str, params: dict[str, Any], page: Page) -> dict[str, Any]:
+    items = await _read(gw, sql + " LIMIT :_limit OFFSET :_offset",
+                        {**params, "_limit": page.limit + 1, "_offset": page.offset})
     more = len(items) > page.limit
     return {"items": items[:page.limit], "limit": page.limit, "offset": page.offset,
             "next_offset": page.offset + page.limit if more else None}
@@ -127,24 +131,23 @@ ACCOUNT_IN = "(CAST(:accounts AS text[]) IS NULL OR account = ANY(:accounts))"
 
 
 @router.get("/accounts", summary="Accounts with positions or orders")
-def accounts(request: Request, identity: Identity = Depends(require("read"))) -> dict:
+async def accounts(request: Request, identity: Identity = Depends(require("read"))) -> dict:
     gw = request.app.state.gateway
-    with gw.engine.connect() as conn:
-        items = _rows(conn.execute(sa.text("""
+    items = await _read(gw, """
             SELECT a.account,
                    (SELECT count(*) FROM positions p WHERE p.account = a.account AND p.quantity <> 0) AS open_positions,
                    (SELECT count(*) FROM orders o WHERE o.account = a.account
                      AND o.status IN ('new', 'submitting', 'ack', 'partially_filled', 'cancel_pending', 'unknown')) AS open_orders
             FROM (SELECT account FROM positions UNION SELECT account FROM orders) a
             WHERE (CAST(:accounts AS text[]) IS NULL OR a.account = ANY(:accounts)) ORDER BY a.account
-        """), {"accounts": visible_accounts(identity, None)}))
+        """, {"accounts": visible_accounts(identity, None)})
     return {"items": items, "configured": gw.settings.account}
 
 
 @router.get("/positions", summary="Positions per account, strategy and symbol")
-def positions(request: Request, f: Annotated[PositionFilter, Query()],
+async def positions(request: Request, f: Annotated[PositionFilter, Query()],
               identity: Identity = Depends(require("read"))) -> dict:
-    return _page(request.app.state.gateway, f"""
+    return await _page(request.app.state.gateway, f"""
         SELECT account, strategy, symbol, quantity, avg_price, realized_pnl, fees, updated_at FROM positions
         WHERE {ACCOUNT_IN}
           AND (CAST(:strategy AS text) IS NULL OR strategy = :strategy)
@@ -154,9 +157,9 @@ def positions(request: Request, f: Annotated[PositionFilter, Query()],
 
 
 @router.get("/orders", summary="Orders, newest first")
-def orders(request: Request, f: Annotated[OrderFilter, Query()],
+async def orders(request: Request, f: Annotated[OrderFilter, Query()],
            identity: Identity = Depends(require("read"))) -> dict:
-    return _page(request.app.state.gateway, f"""
+    return await _page(request.app.state.gateway, f"""
         SELECT client_order_id, account, strategy, exchange, symbol, side, order_type, quantity, price, stop_price,
                time_in_force, status, filled_quantity, reason, parent_id, mode, venue_order_id, created_at, updated_at
         FROM orders
@@ -171,9 +174,9 @@ def orders(request: Request, f: Annotated[OrderFilter, Query()],
 
 
 @router.get("/fills", summary="Fills (trades), newest first")
-def fills(request: Request, f: Annotated[FillFilter, Query()],
+async def fills(request: Request, f: Annotated[FillFilter, Query()],
           identity: Identity = Depends(require("read"))) -> dict:
-    return _page(request.app.state.gateway, f"""
+    return await _page(request.app.state.gateway, f"""
         SELECT fill_id, client_order_id, account, strategy, exchange, symbol, side, price, quantity, fee,
                fee_currency, liquidity, ts, mode
         FROM trades
@@ -215,12 +218,12 @@ def _worker_risk(settings) -> dict:
 
 
 @router.get("/strategies/releases", summary="Strategy releases of an account, newest first")
-def releases(request: Request, f: Annotated[ReleaseFilter, Query()],
+async def releases(request: Request, f: Annotated[ReleaseFilter, Query()],
              identity: Identity = Depends(require("read"))) -> dict:
     gw = request.app.state.gateway
     params = {"account": one_account(identity, f.account, gw.settings.account), "strategy": f.strategy,
               "status": f.status}
-    page = _page(gw, """
+    page = await _page(gw, """
         SELECT account, strategy, version, params, source, status, shadow, reason, created_at, promoted_at
         FROM strategy_releases
         WHERE account = :account
@@ -282,9 +285,9 @@ def model_aliases(request: Request, q: Annotated[ModelQuery, Query()],
 
 
 @router.get("/audit", summary="The audit log, newest first")
-def audit(request: Request, f: Annotated[AuditFilter, Query()],
+async def audit(request: Request, f: Annotated[AuditFilter, Query()],
           identity: Identity = Depends(require("read"))) -> dict:
-    return _page(request.app.state.gateway, """
+    return await _page(request.app.state.gateway, """
         SELECT event_id, ts, actor, action, scope, reason, details, identity, source FROM audit_log
         WHERE (CAST(:actor AS text) IS NULL OR actor = :actor)
           AND (CAST(:action AS text) IS NULL OR action = :action)
