@@ -61,6 +61,14 @@ def _partition_ports() -> None:
 _partition_ports()
 
 
+def pytest_configure(config):
+    """As root, PostgreSQL runs as another user (deploy/stack/postgres.py), which must traverse the test's home;
+    every new pytest session as root chmods /tmp/pytest-of-root back to 0700, cutting off the servers of any
+    other session running beside it. A base folder of this session's own, outside it, is never touched."""
+    if os.geteuid() == 0 and not config.option.basetemp and not os.environ.get("PYTEST_XDIST_WORKER"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="tradeloop-pytest-")
+
+
 def pytest_collection_modifyitems(config, items):
     """The long end-to-end tests (marked slow) start first, spread over the xdist workers: `--dist worksteal`
     hands worker i the i-th contiguous share of this order, so each share begins with its part of the slow tests
