@@ -421,20 +421,20 @@ class Settings(BaseSettings):
         own databases), ``admin`` (the superuser). An external DATABASE_URL is the one URL of every component (its
         roles are the user's business); the embedded server has a role per component, whose password the secret
         provider holds (deploy/stack/pgroles.py). The URL carries the password: never print it."""
-        from deploy.stack import pgroles
+        from deploy import dbroles
 
-        if component not in (pgroles.ADMIN, *pgroles.COMPONENTS):
+        if component not in (dbroles.ADMIN, *dbroles.COMPONENTS):
             raise ValueError(f"no database role for component {component!r}; one of "
-                             f"{', '.join((pgroles.ADMIN, *pgroles.COMPONENTS))}")
+                             f"{', '.join((dbroles.ADMIN, *dbroles.COMPONENTS))}")
         if self.database_url:
-            if component in pgroles.OWNS_DATABASE:
+            if component in dbroles.OWNS_DATABASE:
                 from sqlalchemy.engine import make_url
 
                 # same server, the component's own database, as before the roles
-                return make_url(self.database_url).set(database=pgroles.OWNS_DATABASE[component]
+                return make_url(self.database_url).set(database=dbroles.OWNS_DATABASE[component]
                                                        ).render_as_string(hide_password=False)
             return self.database_url
-        return pgroles.url(self, component)
+        return dbroles.url(self, component)
 
     @property
     def gateway_url(self) -> str:

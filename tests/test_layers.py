@@ -19,6 +19,9 @@ LAYERS = {
     "deploy.settings": 1,   # configuration: for layers 1-3, never the domain
     "deploy.secrets": 1,    # the key store and the mode check, beside the configuration
     "deploy.redaction": 1,  # masking credentials in logs: every process installs it
+    "deploy.dbroles": 1,    # the database roles' names, passwords and URLs, which the settings hand out
+    "deploy.errors": 1,
+    "deploy.certs": 1,      # a lab's self-signed certificate (`tradeloop certs`)
     "storage": 1,           # the schema (migrations) and every query on the system of record
     "ml": 1,
     "assets": 2,
@@ -36,6 +39,8 @@ SIDEWAYS = {
     "deploy.settings": {"storage", "ml"},
     "deploy.secrets": {"storage", "ml"},
     "deploy.redaction": {"storage", "ml"},
+    "deploy.dbroles": {"storage", "ml"},
+    "deploy.certs": {"storage", "ml"},
     # the stack starts processes; it runs their code in those processes (python -m ...), never imports it
     "deploy.stack": {"assets", "streaming"},
 }

@@ -30,20 +30,20 @@ An external DATABASE_URL is used as given, for every component: none of this app
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+# the names, passwords and URLs of the roles live a layer down, where the settings can use them
+from deploy.dbroles import (  # noqa: F401 -- re-exported: pgroles.url, pgroles.password, ... as before
+    ADMIN, COMPONENTS, OWNS_DATABASE, _cache, _providers, _store_key, password, provider, role, secret_name, url,
+    use_provider)
 from deploy.stack.process import StackError
 
 if TYPE_CHECKING:
     from deploy.settings import Settings
 
-ADMIN = "admin"
-COMPONENTS = ("migrate", "stream", "batch", "read", "gateway", "mlflow", "dagster")
 APP_ROLES = ("stream", "batch", "read", "gateway")  # the ones that read the platform's tables
-OWNS_DATABASE = {"mlflow": "mlflow", "dagster": "dagster"}
 SENSITIVE = ("users", "api_keys", "refresh_tokens")  # the gateway's credentials tables (0012): the gateway's only
 RETENTION_PARENTS = ("market_data", "market_data_clean", "signals", "risk_metrics")  # storage/lifecycle.py
 
@@ -71,61 +71,6 @@ WRITES: dict[str, dict[str, str]] = {
 # tables nobody but the owner writes (Alembic's own); with WRITES, every table of the schema is accounted for
 OWNER_ONLY = ("alembic_version",)
 
-_PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{32,}$")  # token_urlsafe: safe inside a SQL literal and a URL
-
-
-def role(component: str) -> str:
-    return "tradeloop" if component == ADMIN else f"tradeloop_{component}"
-
-
-def secret_name(component: str) -> str:
-    return f"pg-{component}"
-
-
-# ---- passwords ------------------------------------------------------------------------------------------------
-_cache: dict[tuple, str] = {}
-_providers: dict[tuple, object] = {}
-
-
-def _store_key(settings: Settings) -> tuple:
-    return (settings.secrets_backend, str(settings.secrets_file or settings.home / "secrets.enc"),
-            settings.vault_url, settings.vault_mount, settings.vault_path)
-
-
-def provider(settings: Settings):
-    """One secret provider per store and process (the file store derives its key once per load)."""
-    from deploy.secrets import SecretProvider
-
-    key = _store_key(settings)
-    if key not in _providers:
-        _providers[key] = SecretProvider.from_settings(settings)
-    return _providers[key]
-
-
-def use_provider(settings: Settings, secret_provider) -> None:
-    """Keep the passwords of the server ``settings`` describe in ``secret_provider`` (a throwaway server's
-    throwaway key file) instead of the configured store."""
-    _providers[_store_key(settings)] = secret_provider
-
-
-def password(settings: Settings, component: str, create: bool = False) -> str:
-    """The role's password from the secret provider; ``create``: generated and stored when missing (`up`).
-    Raises StackError (one line, no value) when the store cannot give it."""
-    from deploy.secrets import SecretsError
-
-    key = (*_store_key(settings), component)
-    if key not in _cache:
-        try:
-            value = provider(settings).named_secret(secret_name(component), create).value.reveal()
-        except SecretsError as exc:
-            raise StackError(f"postgres: password of role {role(component)}: {exc}") from None
-        if not _PASSWORD_RE.match(value):
-            raise StackError(f"postgres: secret {secret_name(component)!r} is not a generated password "
-                             "(32+ characters of A-Z a-z 0-9 - _)")
-        _cache[key] = value
-    return _cache[key]
-
-
 def ensure_passwords(settings: Settings) -> None:
     """Every role's password, generated when missing; the file store's passphrase is then handed to the services
     `up` starts (the supervisor restarts them and reads the same passwords)."""
@@ -134,18 +79,6 @@ def ensure_passwords(settings: Settings) -> None:
     for component in (ADMIN, *COMPONENTS):
         password(settings, component, create=True)
     export_passphrase(provider(settings))
-
-
-def url(settings: Settings, component: str, port: int | None = None, database: str | None = None,
-        driver: str = "postgresql+psycopg") -> str:
-    """SQLAlchemy URL of ``component``'s role on the embedded server (with its password: never print it; see
-    ``redacted``). Its own database for mlflow and dagster, else ``tradeloop``."""
-    from sqlalchemy.engine import URL
-
-    return URL.create(driver, username=role(component), password=password(settings, component),
-                      host=settings.host, port=port or settings.pg_port,
-                      database=database or OWNS_DATABASE.get(component, "tradeloop")
-                      ).render_as_string(hide_password=False)
 
 
 def redacted(value: str) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psutil
 
+from deploy.errors import StackError  # noqa: F401 -- defined a layer down (deploy/dbroles.py raises it)
 
-class StackError(RuntimeError):
-    """A service could not start or stop; the message is one line naming the service and its log."""
+
 
 
 @dataclass

@@ -135,7 +135,7 @@ def test_only_signed_fresh_first_seen_control_is_applied(stream_env, engine, kaf
     assert all(r[2] == "topic:" + topic for r in refused if r[2].startswith("topic"))
 
 
-def test_cli_cannot_sign_without_the_key_store_says_so_in_one_line(tmp_path):
+def test_cli_break_glass_without_the_key_store_says_so_in_one_line(tmp_path):
     import os
     import subprocess
     import sys
@@ -144,7 +144,7 @@ def test_cli_cannot_sign_without_the_key_store_says_so_in_one_line(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "TRADELOOP_SECRETS_PASSPHRASE"}
     env.update(TRADELOOP_HOME=str(tmp_path), TRADELOOP_WORKER_PORT=str(free_port()), TRADELOOP_SECRETS_BACKEND="file")
-    r = subprocess.run([sys.executable, "-c", "from orchestration.cli.control import kill_switch; kill_switch([])"],
+    r = subprocess.run([sys.executable, "-c", "from orchestration.cli.control import kill_switch; kill_switch(['--break-glass'])"],
                        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 1
     assert "cannot sign the control message" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
