@@ -18,11 +18,15 @@ ROLE_CHOICES = ["viewer", "trader", "risk_officer", "admin"]
 
 
 def _engine():
+    from deploy.errors import StackError
     from deploy.settings import get_settings
     from orchestration.gateway.app import database_url
     from storage import db
 
-    return db.engine(database_url(get_settings()))
+    try:  # the gateway role's password comes from the key store `up` filled
+        return db.engine(database_url(get_settings()))
+    except StackError as exc:
+        _fail(exc)
 
 
 def _fail(exc: Exception) -> None:

@@ -137,3 +137,19 @@ def test_the_jwt_key_is_a_named_secret_generated_once(settings, tmp_path):
     env_only = gateway_settings(tmp_path, "postgresql://x@127.0.0.1:1/x", 1, secrets_backend="env")
     with pytest.raises(SecretsError, match="TRADELOOP_SECRET_GATEWAY_JWT"):
         signing_key(env_only)
+
+
+def test_users_before_the_platform_was_ever_started_is_one_line(tmp_path):
+    """No key store yet (no `tradeloop up`): the gateway role's password is missing -- one line, exit 2."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOOP_") and k != "DATABASE_URL"}
+    env["TRADELOOP_HOME"] = str(tmp_path / "never-started")
+    done = subprocess.run([str(Path(sys.executable).parent / "tradeloop"), "users", "list"], env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert "password of role tradeloop_gateway" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
